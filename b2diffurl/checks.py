@@ -1,0 +1,96 @@
+"""Config validation, once at the start of a stage, before any model is loaded.
+
+Every problem is a :class:`ConfigError` whose message is one line naming the field, the value and
+the fix; the stage scripts print it and exit with status 2.
+"""
+
+import json
+import os
+import re
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _require(ok, message):
+    if not ok:
+        raise ConfigError(message)
+
+
+def check_prompts(config):
+    if config.prompt:
+        return
+    path = config.prompt_file
+    _require(bool(path), "prompt_file is empty and prompt is empty: set --config.prompt_file prompts/template1_train.json")
+    _require(os.path.isfile(path), f"prompt_file={path!r} does not exist: pass a JSON list such as prompts/template1_train.json")
+    try:
+        with open(path) as f:
+            prompts = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"prompt_file={path!r} is not valid JSON ({err}): it must hold a JSON list of strings") from None
+    _require(
+        isinstance(prompts, list) and all(isinstance(p, str) and p.strip() for p in prompts),
+        f"prompt_file={path!r} must hold a JSON list of non-empty strings",
+    )
+    _require(len(prompts) > 0, f"prompt_file={path!r} holds an empty list: add at least one prompt")
+
+
+def check_model(config):
+    model = config.pretrained.model
+    _require(bool(model), "pretrained.model is empty: set it to a local diffusers folder or a hub id such as CompVis/stable-diffusion-v1-4")
+    if os.path.isdir(model) or config.pretrained.build_tiny:
+        return
+    looks_like_path = model.startswith((".", "/", "~")) or os.sep + os.sep in model or model.count("/") != 1
+    _require(
+        not looks_like_path and HUB_ID.match(model) is not None,
+        f"pretrained.model={model!r} is neither an existing folder nor a hub id (owner/name): fix the path",
+    )
+
+
+def check_common(config, num_processes=1):
+    """Fields every stage reads."""
+    sample = config.sample
+    for name in ("exp_name", "run_name"):
+        value = config[name]
+        _require(bool(value) and "/" not in value and value not in (".", ".."), f"{name}={value!r} must be a plain folder name, e.g. round_000")
+    _require(bool(config.save_path), "save_path is empty: set --config.save_path to an output folder")
+    _require(isinstance(config.seed, int) and config.seed >= 0, f"seed={config.seed!r} must be an integer >= 0")
+    _require(sample.num_steps >= 1, f"sample.num_steps={sample.num_steps} must be >= 1 (the paper uses 20)")
+    _require(
+        1 <= config.split_step <= sample.num_steps,
+        f"split_step={config.split_step} is outside 1..{sample.num_steps} (sample.num_steps): pick the interval length k in that range",
+    )
+    _require(config.split_time >= 1, f"split_time={config.split_time} must be >= 1 branches (1 = no branching)")
+    _require(sample.eta > 0, f"sample.eta={sample.eta} must be > 0: a deterministic DDIM step has no log-prob (the paper uses 1.0)")
+    _require(sample.guidance_scale >= 1.0, f"sample.guidance_scale={sample.guidance_scale} must be >= 1.0 (1.0 = no guidance)")
+    _require(sample.batch_size >= 1, f"sample.batch_size={sample.batch_size} must be >= 1")
+    _require(sample.num_batches_per_epoch >= 1, f"sample.num_batches_per_epoch={sample.num_batches_per_epoch} must be >= 1")
+    _require(
+        sample.num_batches_per_epoch % num_processes == 0,
+        f"sample.num_batches_per_epoch={sample.num_batches_per_epoch} does not divide over {num_processes} processes: "
+        f"use a multiple of {num_processes}",
+    )
+    _require(config.prompt_random_choose in (0, 1), f"prompt_random_choose={config.prompt_random_choose} must be 0 or 1")
+    _require(config.mixed_precision in ("no", "fp16", "bf16"), f"mixed_precision={config.mixed_precision!r} must be no, fp16 or bf16")
+    _require(config.lora.rank >= 1, f"lora.rank={config.lora.rank} must be >= 1")
+    _require(len(config.lora.target_modules) > 0, "lora.target_modules is empty: use ('to_q', 'to_k', 'to_v', 'to_out.0')")
+    if config.resume_from:
+        from b2diffurl.models import LORA_WEIGHTS_NAME
+
+        _require(
+            os.path.isfile(os.path.join(config.resume_from, LORA_WEIGHTS_NAME)),
+            f"resume_from={config.resume_from!r} holds no {LORA_WEIGHTS_NAME}: point it at the previous round's lora/ folder",
+        )
+    check_prompts(config)
+    check_model(config)
+
+
+def check_device(config, device_type):
+    """fp16 needs an accelerator; refuse it on the CPU instead of failing deep inside a kernel."""
+    _require(
+        not (config.mixed_precision == "fp16" and device_type == "cpu"),
+        "mixed_precision='fp16' needs a GPU and none is visible: pass --config.mixed_precision no (or bf16)",
+    )

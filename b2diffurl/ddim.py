@@ -1,0 +1,76 @@
+"""The DDIM step as a Gaussian policy: x_{t-1} ~ N(mu_theta(x_t, t, c), sigma_t^2 I), with its log-prob.
+
+Same update as diffusers' ``DDIMScheduler.step`` (epsilon prediction, no sample clipping: SD v1.4's
+config), changed in three ways so RL can use it:
+- ``timestep`` may be a tensor with one timestep per row (a batch of mixed timesteps);
+- it returns log p(x_{t-1} | x_t, c), the mean over latent elements of the Gaussian log-density;
+- given ``prev_sample`` it returns that sample's log-prob instead of drawing one (for training).
+The math runs in fp32 whatever the UNet's dtype.
+"""
+
+import math
+
+import torch
+
+
+def step_coefficients(scheduler, timestep, batch_size, ndim, device):
+    """alpha_prod_t, alpha_prod_t_prev, sigma_t (before eta) of a DDIM step, each [B, 1, 1, 1].
+
+    timestep: int or Tensor[B] of training timesteps (951, 901, ... for 20 steps of SD v1.4).
+    """
+    timestep = torch.as_tensor(timestep, device=device, dtype=torch.long).reshape(-1).expand(batch_size)
+    step_size = scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+    prev_timestep = timestep - step_size
+    alphas_cumprod = scheduler.alphas_cumprod.to(device=device, dtype=torch.float64)
+    final = torch.as_tensor(scheduler.final_alpha_cumprod, dtype=torch.float64, device=device)
+    alpha_prod_t = alphas_cumprod.gather(0, timestep).reshape(batch_size, *([1] * (ndim - 1)))
+    alpha_prod_prev = torch.where(
+        prev_timestep >= 0, alphas_cumprod.gather(0, prev_timestep.clamp(min=0)), final
+    ).reshape(alpha_prod_t.shape)
+    variance = (1 - alpha_prod_prev) / (1 - alpha_prod_t) * (1 - alpha_prod_t / alpha_prod_prev)
+    return alpha_prod_t.float(), alpha_prod_prev.float(), variance.sqrt().float()
+
+
+def gaussian_log_prob(x, mean, std):
+    """Mean over all but the first dim of log N(x; mean, std^2). x, mean: [B, ...]; std: [B, 1, ...] -> [B]."""
+    log_density = -((x - mean) ** 2) / (2 * std**2) - torch.log(std) - 0.5 * math.log(2 * math.pi)
+    return log_density.mean(dim=tuple(range(1, x.ndim)))
+
+
+def ddim_step_with_logprob(scheduler, model_output, timestep, sample, eta, prev_sample=None, generator=None):
+    """One DDIM step x_t -> x_{t-1} with the log-prob of x_{t-1}.
+
+    scheduler: a DDIMScheduler after ``set_timesteps`` (epsilon prediction).
+    model_output: eps after CFG, [B, C, H, W].   sample: x_t, [B, C, H, W].
+    timestep: int, or LongTensor[B] (one timestep per row).
+    eta: > 0 (the step must be stochastic to have a density).
+    prev_sample: x_{t-1} [B, C, H, W] to score; drawn with ``generator`` (CPU generator: noise is
+        drawn on the CPU, so a seed gives the same sample on any device) when None.
+    Returns (prev_sample [B, C, H, W] fp32, log_prob [B] fp32, pred_original_sample [B, C, H, W] fp32).
+    """
+    if eta <= 0:
+        raise ValueError(f"eta={eta} gives a deterministic step with no log-prob; use eta > 0")
+    mean, std, pred_original_sample = step_mean_std(scheduler, model_output, timestep, sample, eta)
+    if prev_sample is None:
+        device = "cpu" if generator is None else generator.device
+        noise = torch.randn(sample.shape, generator=generator, dtype=torch.float32, device=device)
+        prev_sample = mean + std * noise.to(sample.device)
+    else:
+        prev_sample = prev_sample.float()
+    log_prob = gaussian_log_prob(prev_sample.detach(), mean, std)
+    return prev_sample, log_prob, pred_original_sample
+
+
+def step_mean_std(scheduler, model_output, timestep, sample, eta):
+    """Mean and std of the DDIM step's Gaussian, and the predicted x_0.
+
+    Returns (mu [B, C, H, W], sigma_t * eta [B, 1, 1, 1], x0_hat [B, C, H, W]), all fp32.
+    """
+    if scheduler.config.prediction_type != "epsilon":
+        raise ValueError(f"prediction_type={scheduler.config.prediction_type!r} is not supported; use epsilon")
+    alpha_prod_t, alpha_prod_prev, sigma = step_coefficients(scheduler, timestep, sample.shape[0], sample.ndim, sample.device)
+    std = eta * sigma
+    eps = model_output.float()
+    pred_original_sample = (sample.float() - (1 - alpha_prod_t).sqrt() * eps) / alpha_prod_t.sqrt()
+    mean = alpha_prod_prev.sqrt() * pred_original_sample + (1 - alpha_prod_prev - std**2).sqrt() * eps
+    return mean, std, pred_original_sample

@@ -1,0 +1,121 @@
+"""Loading the policy: a Stable Diffusion pipeline on DDIM, frozen, with LoRA adapters on the UNet.
+
+LoRA is peft's (``LoraConfig`` + ``unet.add_adapter``); a round's LoRA is saved and loaded in
+diffusers format (``pytorch_lora_weights.safetensors``), so a stock pipeline loads it with
+``StableDiffusionPipeline.load_lora_weights(dir)``.
+"""
+
+import os
+
+import torch
+
+LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
+DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def inference_dtype(mixed_precision):
+    """dtype of the frozen weights for ``config.mixed_precision`` ("no", "fp16", "bf16")."""
+    return DTYPES[mixed_precision]
+
+
+def load_pipeline(model, revision="main", device="cpu", dtype=torch.float32, build_tiny=False):
+    """SD pipeline from a local folder or hub id, switched to DDIM, every weight frozen and cast to ``dtype``."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    if build_tiny and not os.path.isdir(model):
+        from b2diffurl.tiny import build_tiny_pipeline
+
+        build_tiny_pipeline(model)
+    pipeline = StableDiffusionPipeline.from_pretrained(
+        model, revision=revision, dtype=dtype, safety_checker=None, requires_safety_checker=False
+    )
+    pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
+    for part in (pipeline.vae, pipeline.text_encoder, pipeline.unet):
+        part.requires_grad_(False)
+        part.to(device)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def attach_lora(unet, rank, target_modules):
+    """Add a trainable LoRA adapter (fp32, B = 0 so the policy starts as the base model); returns its params."""
+    from peft import LoraConfig
+
+    unet.add_adapter(
+        LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(target_modules))
+    )
+    params = [p for p in unet.parameters() if p.requires_grad]
+    for p in params:
+        p.data = p.data.float()
+    return params
+
+
+def lora_state_dict(unet):
+    """The UNet's LoRA weights, diffusers naming (what ``save_lora_weights`` expects)."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    return convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+
+
+def save_lora(unet, out_dir):
+    """Write ``out_dir/pytorch_lora_weights.safetensors`` (diffusers format)."""
+    from diffusers import StableDiffusionPipeline
+
+    state = {k: v.detach().float().cpu().contiguous() for k, v in lora_state_dict(unet).items()}
+    StableDiffusionPipeline.save_lora_weights(out_dir, unet_lora_layers=state, safe_serialization=True)
+
+
+def load_lora(unet, lora_dir):
+    """Load a LoRA saved by :func:`save_lora` into the UNet's (already attached) adapter."""
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_unet_state_dict_to_peft
+    from peft.utils import set_peft_model_state_dict
+
+    path = os.path.join(lora_dir, LORA_WEIGHTS_NAME)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"resume_from={lora_dir!r} holds no {LORA_WEIGHTS_NAME}; point it at a round's lora/ folder")
+    state, _ = StableDiffusionPipeline.lora_state_dict(lora_dir)
+    state = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
+    result = set_peft_model_state_dict(unet, convert_unet_state_dict_to_peft(state), adapter_name="default")
+    unexpected = getattr(result, "unexpected_keys", None)
+    if unexpected:
+        raise ValueError(f"LoRA in {lora_dir} does not match this UNet (unexpected keys such as {unexpected[0]})")
+    for p in unet.parameters():
+        if p.requires_grad:
+            p.data = p.data.float()
+
+
+def load_policy(config, device):
+    """Pipeline + LoRA for a round: the base model with round r-1's LoRA (``config.resume_from``) if any."""
+    pipeline = load_pipeline(
+        config.pretrained.model,
+        config.pretrained.revision,
+        device,
+        inference_dtype(config.mixed_precision),
+        build_tiny=config.pretrained.build_tiny,
+    )
+    attach_lora(pipeline.unet, config.lora.rank, config.lora.target_modules)
+    if config.resume_from:
+        load_lora(pipeline.unet, config.resume_from)
+    return pipeline
+
+
+def predict_noise(unet, latents, timesteps, prompt_embeds, negative_embeds, guidance_scale):
+    """eps_theta(x_t, t, c) after classifier-free guidance, in one UNet call (uncond and cond batched).
+
+    latents: [N, C, H, W]; timesteps: scalar or [N]; prompt_embeds: [N, L, D]; negative_embeds: [1, L, D].
+    Inputs are cast to the UNet's weight dtype; the result is fp32 [N, C, H, W].
+    (The DDIM scheduler's ``scale_model_input`` is the identity, so it is not called.)
+    """
+    dtype = unet.conv_in.weight.dtype
+    n = latents.shape[0]
+    timesteps = torch.as_tensor(timesteps, device=latents.device)
+    if guidance_scale == 1.0:
+        return unet(latents.to(dtype), timesteps, encoder_hidden_states=prompt_embeds.to(dtype)).sample.float()
+    model_input = torch.cat([latents, latents]).to(dtype)
+    embeds = torch.cat([negative_embeds.expand(n, -1, -1), prompt_embeds]).to(dtype)
+    if timesteps.ndim == 1:
+        timesteps = timesteps.repeat(2)
+    uncond, cond = unet(model_input, timesteps, encoder_hidden_states=embeds).sample.float().chunk(2)
+    return uncond + guidance_scale * (cond - uncond)

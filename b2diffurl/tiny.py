@@ -1,0 +1,160 @@
+"""Tiny random Stable-Diffusion-shaped models for tests and the CPU demo.
+
+:func:`build_tiny_pipeline` writes, deterministically from a seed and in about a second, a diffusers
+folder with the same parts as SD v1.4 (UNet2DConditionModel with cross-attention, AutoencoderKL,
+CLIPTextModel + CLIPTokenizer, SD v1.4's scheduler config) and a tiny open_clip model for the
+reward. Every stage then loads it through ``StableDiffusionPipeline.from_pretrained`` exactly as it
+loads SD v1.4. Nothing is downloaded.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+# Bump when the architecture below changes, so stale folders are not reused.
+TINY_VERSION = 1
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_TINY_DIR = os.path.join(REPO_ROOT, "model", f"tiny-sd-v{TINY_VERSION}")
+TINY_CLIP_NAME = "b2diffurl-tiny-clip"
+TINY_CLIP_WEIGHTS = "open_clip_model.safetensors"
+
+# SD v1.4's noise schedule (its scheduler_config.json), kept so timesteps and alphas are the real ones.
+SD14_SCHEDULER = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+    skip_prk_steps=True,
+)
+
+TINY_CLIP_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+def _byte_alphabet():
+    """The 256 printable characters byte-level BPE uses for the bytes 0..255."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = [], 0
+    for b in range(256):
+        if b in printable:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    return chars
+
+
+def tiny_tokenizer_vocab():
+    """Character-level CLIP vocabulary: every byte character, alone and word-final, plus specials."""
+    chars = _byte_alphabet()
+    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    return {tok: i for i, tok in enumerate(tokens)}
+
+
+def _build_components(seed):
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    vocab = tiny_tokenizer_vocab()
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=64)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(16, 32),
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=32,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=64,
+            projection_dim=32,
+            bos_token_id=vocab["<|startoftext|>"],
+            eos_token_id=vocab["<|endoftext|>"],
+            pad_token_id=vocab["<|endoftext|>"],
+        )
+    )
+    pndm_keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "set_alpha_to_one", "steps_offset", "skip_prk_steps")
+    scheduler = PNDMScheduler(**{k: SD14_SCHEDULER[k] for k in pndm_keys})
+    # SD v1.4's file also carries clip_sample=False, read when the loader switches to DDIM.
+    scheduler.register_to_config(clip_sample=SD14_SCHEDULER["clip_sample"])
+    return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
+
+
+def _save_tiny_clip(out_dir, seed):
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    config_path = os.path.join(out_dir, f"{TINY_CLIP_NAME}.json")
+    with open(config_path, "w") as f:
+        json.dump(TINY_CLIP_CONFIG, f, indent=1)
+    open_clip.add_model_config(config_path)
+    torch.manual_seed(seed + 1)
+    model = open_clip.create_model(TINY_CLIP_NAME, pretrained=None)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(out_dir, TINY_CLIP_WEIGHTS))
+
+
+def build_tiny_pipeline(out_dir, seed=0):
+    """Write the tiny pipeline (and ``clip/`` for the reward) to ``out_dir``; returns ``out_dir``.
+
+    Built in a temporary folder and renamed into place, so concurrent callers (several ranks) are safe:
+    the first rename wins and the others, identical by construction, are dropped.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    if os.path.isdir(out_dir):
+        return out_dir
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tiny-", dir=parent)
+    try:
+        pipeline = StableDiffusionPipeline(
+            **_build_components(seed), safety_checker=None, feature_extractor=None, requires_safety_checker=False
+        )
+        pipeline.save_pretrained(tmp)
+        os.makedirs(os.path.join(tmp, "clip"))
+        _save_tiny_clip(os.path.join(tmp, "clip"), seed)
+        try:
+            os.rename(tmp, out_dir)
+        except OSError:
+            if not os.path.isdir(out_dir):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(build_tiny_pipeline(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_TINY_DIR))

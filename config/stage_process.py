@@ -1,0 +1,194 @@
+"""Configuration of one B2-DiffuRL round (sample -> select -> train).
+
+Read by every stage script through absl's ``config_flags``::
+
+    python run_sample.py --config config/stage_process.py            # the paper's setup
+    python run_sample.py --config config/stage_process.py:tiny       # CPU demo / tests
+    python run_sample.py --config config/stage_process.py:ddpo --config.seed 301
+
+Any field can be overridden with ``--config.<field> <value>`` (names as in the official code).
+Presets are small functions on top of :func:`base_config`; pick one with ``:NAME``.
+Values are the paper's (Table 6) and, where it is silent, the official ``run_process.sh``.
+"""
+
+import os
+
+import ml_collections
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def base_config():
+    config = ml_collections.ConfigDict()
+
+    ###### General ######
+    # experiment folder name: everything of a run lives in <save_path>/<exp_name>/.
+    config.exp_name = "exp_B2DiffuRL"
+    # round folder name inside the experiment: <save_path>/<exp_name>/<run_name>/. The driver passes
+    # round_000, round_001, ...
+    config.run_name = "round_000"
+    # random seed of this round. The driver passes seed + r for round r, so (seed, round, batch index)
+    # fixes every random draw; a round's samples do not depend on the number of processes.
+    config.seed = 300
+    # top-level output directory.
+    config.save_path = "./model/lora"
+    # "fp16", "bf16" or "no". Frozen weights (VAE, text encoder, base UNet) are cast to this dtype for
+    # inference; LoRA weights, the optimizer and the DDIM step math always stay in fp32.
+    # fp16 needs a GPU.
+    config.mixed_precision = "fp16"
+    # allow TF32 matmuls on Ampere+ GPUs (faster, slightly less precise). No effect on the CPU.
+    config.allow_tf32 = True
+    # directory holding the previous round's LoRA (pytorch_lora_weights.safetensors, diffusers format).
+    # Empty for round 0 (sample with the base model). Set by the driver to round r-1's lora/ folder.
+    config.resume_from = ""
+    # training interval length k (number of final denoising steps trained on; 1..sample.num_steps).
+    # Branching happens at step index num_steps - split_step. BPT grows it over rounds (see process.*).
+    config.split_step = 14
+    # number of branches per latent at the branch point (>= 1; 1 = no branching, as in DDPO).
+    # Each round writes sample.batch_size * sample.num_batches_per_epoch * split_time trajectories.
+    config.split_time = 3
+    # one prompt used for every sample instead of prompt_file (empty: use prompt_file).
+    config.prompt = ""
+    # JSON list of prompts (see prompts/: template{1,2,3}_{train,test}.json).
+    config.prompt_file = "prompts/template1_train.json"
+    # 1: each sample draws its prompt uniformly at random (seeded); 0: go through the list in order.
+    config.prompt_random_choose = 1
+
+    ###### Pretrained model ######
+    config.pretrained = pretrained = ml_collections.ConfigDict()
+    # local diffusers folder or a Hugging Face hub id (downloaded by diffusers on first use).
+    pretrained.model = "CompVis/stable-diffusion-v1-4"
+    # hub revision of the model.
+    pretrained.revision = "main"
+    # build b2diffurl.tiny's random pipeline at pretrained.model when it is missing (tiny preset only).
+    pretrained.build_tiny = False
+
+    ###### LoRA ######
+    config.lora = lora = ml_collections.ConfigDict()
+    # LoRA rank on the UNet attention projections.
+    lora.rank = 4
+    # UNet modules that get LoRA adapters (all attention projections of the UNet).
+    lora.target_modules = ("to_q", "to_k", "to_v", "to_out.0")
+
+    ###### Sampling ######
+    config.sample = sample = ml_collections.ConfigDict()
+    # DDIM steps T of the whole denoising process.
+    sample.num_steps = 20
+    # classifier-free guidance weight (1.0 = no guidance; > 1 runs the UNet on [uncond, cond]).
+    sample.guidance_scale = 5.0
+    # DDIM eta: 0 deterministic, 1.0 as DDPM. Must be > 0: the policy needs a density.
+    sample.eta = 1.0
+    # prompts per sampling batch (before branching: each batch yields batch_size * split_time
+    # trajectories that go through the UNet together).
+    sample.batch_size = 8
+    # prompt batches per round, in total over all processes (sharded across ranks).
+    sample.num_batches_per_epoch = 32
+
+    ###### Training ######
+    config.train = train = ml_collections.ConfigDict()
+    # trajectories per train batch, per process.
+    train.batch_size = 2
+    # AdamW settings.
+    train.learning_rate = 1e-4
+    train.adam_beta1 = 0.9
+    train.adam_beta2 = 0.999
+    train.adam_weight_decay = 1e-4
+    train.adam_epsilon = 1e-8
+    # train batches (each with all its interval timesteps) per optimizer step. Effective batch is
+    # train.batch_size * num_processes * gradient_accumulation_steps trajectories.
+    train.gradient_accumulation_steps = 32
+    # gradient clipping (global L2 norm).
+    train.max_grad_norm = 1.0
+    # passes over the round's selected trajectories.
+    train.num_epochs = 2
+    # PPO clip range: ratio is clipped to [1 - eps, 1 + eps].
+    train.eps = 0.1
+    # advantages (normalised scores) are clipped to [-adv_clip_max, adv_clip_max].
+    train.adv_clip_max = 5.0
+    # advantage weight of positive (beta1) and negative (beta2) samples.
+    train.beta1 = 1.0
+    train.beta2 = 1.0
+
+    ###### Evaluation & selection ######
+    config.eval = evaluation = ml_collections.ConfigDict()
+    # in each branch group keep the best trajectory if its normalised score >= pos_threshold and the
+    # worst if its normalised score < neg_threshold.
+    evaluation.pos_threshold = 0.5
+    evaluation.neg_threshold = -0.5
+    # earlier rounds whose scores join this round's in the per-prompt normalisation.
+    evaluation.history_cnt = 8
+
+    ###### Reward ######
+    config.reward = reward = ml_collections.ConfigDict()
+    # reward name in b2diffurl.rewards' registry.
+    reward.name = "clipscore"
+    # open_clip architecture and pretrained tag (or a local checkpoint path) for clipscore.
+    reward.clip_model = "ViT-H-14"
+    reward.clip_pretrained = "laion2b_s32b_b79k"
+    # images scored per forward pass.
+    reward.batch_size = 32
+
+    ###### Rounds (read by run_process.sh) ######
+    config.process = process = ml_collections.ConfigDict()
+    # number of rounds; k grows from split_step_left to split_step_right over them (BPT).
+    process.stage_cnt = 100
+    process.split_step_left = 14
+    process.split_step_right = 20
+    return config
+
+
+def tiny(config):
+    """CPU demo and tests: b2diffurl.tiny's random models, a few prompts, seconds per stage."""
+    from b2diffurl.tiny import DEFAULT_TINY_DIR
+
+    config.exp_name = "tiny"
+    config.save_path = "./model/runs"
+    config.mixed_precision = "no"
+    config.pretrained.model = DEFAULT_TINY_DIR
+    config.pretrained.build_tiny = True
+    config.prompt_file = "prompts/template2_train.json"
+    config.split_step = 3
+    config.split_time = 3
+    config.sample.num_steps = 4
+    config.sample.batch_size = 4
+    config.sample.num_batches_per_epoch = 2
+    config.train.gradient_accumulation_steps = 2
+    config.reward.name = "colour"
+    config.reward.batch_size = 64
+    config.process.stage_cnt = 4
+    config.process.split_step_left = 2
+    config.process.split_step_right = 4
+    return config
+
+
+def ddpo(config):
+    """DDPO baseline: no branching, whole trajectory every round, every trajectory trained on."""
+    config.split_step = config.sample.num_steps
+    config.split_time = 1
+    config.train.gradient_accumulation_steps = 128
+    config.eval.pos_threshold = float("-inf")
+    config.eval.neg_threshold = float("inf")
+    config.process.split_step_left = config.sample.num_steps
+    config.process.split_step_right = config.sample.num_steps
+    return config
+
+
+def bpt_only(config):
+    """Ablation: backward progressive training without branch-based sampling."""
+    config.split_time = 1
+    config.eval.pos_threshold = float("-inf")
+    config.eval.neg_threshold = float("inf")
+    return config
+
+
+PRESETS = {"": lambda config: config, "tiny": tiny, "ddpo": ddpo, "bpt_only": bpt_only}
+
+
+def get_config(preset=""):
+    """Base config, then each preset named in ``preset`` ("tiny", "ddpo", "tiny,ddpo", ...)."""
+    config = base_config()
+    for name in [p for p in preset.split(",") if p] or [""]:
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r} in config/stage_process.py; choose from {sorted(PRESETS)}")
+        config = PRESETS[name](config)
+    return config

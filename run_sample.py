@@ -1,0 +1,42 @@
+"""Stage 1 of a B2-DiffuRL round: branch-based DDIM sampling to disk.
+
+    python run_sample.py --config config/stage_process.py:tiny
+    accelerate launch --num_processes 8 run_sample.py --config config/stage_process.py \
+        --config.split_step 14 --config.split_time 3 --config.seed 300 --config.exp_name X \
+        --config.run_name round_000 --config.save_path ./model/lora [--config.resume_from DIR/lora]
+
+Writes <save_path>/<exp_name>/<run_name>/{samples/,images/,prompts.json,sample.done}
+(format: b2diffurl/records.py). A finished round is skipped; an interrupted one resumes.
+"""
+
+from b2diffurl import cli
+
+FLAGS = cli.define_config_flag("Sampling configuration.")
+
+
+def main(_):
+    from b2diffurl.checks import check_common
+
+    config = FLAGS.config
+    accelerator = cli.make_accelerator(config)
+    check_common(config, accelerator.num_processes)
+
+    from b2diffurl.models import load_policy
+    from b2diffurl.sampler import finished_summary, round_dir, sample_round
+
+    summary = finished_summary(config, accelerator)
+    state = "already done, skipped"
+    if summary is None:
+        pipeline = load_policy(config, accelerator.device)
+        pipeline.unet.eval()
+        summary = sample_round(config, accelerator, pipeline)
+        state = f"{summary['seconds']:.1f} s"
+    if accelerator.is_main_process:
+        print(
+            f"sample {config.run_name}: {summary['trajectories']} trajectories, {summary['images']} images, "
+            f"{summary['bytes_written'] / 2**20:.1f} MiB written to {round_dir(config)} ({state})"
+        )
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,124 @@
+"""Every config error is one clear line naming the field, the value and the fix, before heavy work."""
+
+import json
+import os
+
+import pytest
+
+from b2diffurl.checks import ConfigError, check_common, check_device
+from config.stage_process import get_config
+from conftest import run_stage
+
+
+def _expect(config, *fragments, num_processes=1):
+    with pytest.raises(ConfigError) as err:
+        check_common(config, num_processes)
+    message = str(err.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_the_tiny_preset_is_valid(tiny_config):
+    check_common(tiny_config)
+
+
+@pytest.mark.parametrize("value", [0, 5, -1])
+def test_split_step_outside_range(tiny_config, value):
+    tiny_config.split_step = value
+    _expect(tiny_config, f"split_step={value}", "1..4")
+
+
+def test_split_time_below_one(tiny_config):
+    tiny_config.split_time = 0
+    _expect(tiny_config, "split_time=0", ">= 1")
+
+
+def test_missing_prompt_file(tiny_config, tmp_path):
+    tiny_config.prompt_file = str(tmp_path / "nope.json")
+    _expect(tiny_config, "prompt_file=", "nope.json", "does not exist")
+
+
+def test_empty_prompt_file(tiny_config, tmp_path):
+    path = tmp_path / "empty.json"
+    path.write_text("[]")
+    tiny_config.prompt_file = str(path)
+    _expect(tiny_config, "empty list")
+
+
+def test_prompt_file_that_is_not_a_list_of_strings(tiny_config, tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"a": 1}))
+    tiny_config.prompt_file = str(path)
+    _expect(tiny_config, "JSON list of non-empty strings")
+
+
+def test_a_single_prompt_needs_no_file(tiny_config):
+    tiny_config.prompt, tiny_config.prompt_file = "red apple", ""
+    check_common(tiny_config)
+
+
+def test_batches_that_do_not_divide_over_processes(tiny_config):
+    tiny_config.sample.num_batches_per_epoch = 3
+    _expect(tiny_config, "sample.num_batches_per_epoch=3", "2 processes", "multiple of 2", num_processes=2)
+
+
+def test_missing_model_path(tiny_config):
+    tiny_config.pretrained.model = "./no/such/model"
+    _expect(tiny_config, "pretrained.model='./no/such/model'", "neither an existing folder nor a hub id")
+
+
+def test_hub_id_is_accepted_without_touching_the_network(tiny_config):
+    tiny_config.pretrained.model = "CompVis/stable-diffusion-v1-4"
+    check_common(tiny_config)
+
+
+def test_resume_from_without_lora(tiny_config, tmp_path):
+    tiny_config.resume_from = str(tmp_path)
+    _expect(tiny_config, "resume_from=", "pytorch_lora_weights.safetensors")
+
+
+@pytest.mark.parametrize("field,value,fragment", [
+    ("sample.eta", 0.0, "sample.eta=0.0"),
+    ("sample.batch_size", 0, "sample.batch_size=0"),
+    ("sample.guidance_scale", 0.5, "sample.guidance_scale=0.5"),
+    ("mixed_precision", "fp8", "mixed_precision='fp8'"),
+    ("prompt_random_choose", 2, "prompt_random_choose=2"),
+    ("run_name", "a/b", "run_name='a/b'"),
+    ("seed", -1, "seed=-1"),
+])
+def test_other_fields(tiny_config, field, value, fragment):
+    group, _, name = field.rpartition(".")
+    (tiny_config[group] if group else tiny_config)[name] = value
+    _expect(tiny_config, fragment)
+
+
+def test_fp16_without_gpu():
+    config = get_config()
+    with pytest.raises(ConfigError, match="mixed_precision='fp16' needs a GPU"):
+        check_device(config, "cpu")
+    check_device(config, "cuda")
+
+
+def test_presets():
+    base, ddpo, bpt = get_config(), get_config("ddpo"), get_config("bpt_only")
+    assert (base.split_step, base.split_time, base.sample.num_steps) == (14, 3, 20)
+    assert (base.eval.pos_threshold, base.eval.neg_threshold, base.eval.history_cnt) == (0.5, -0.5, 8)
+    assert (ddpo.split_step, ddpo.split_time, ddpo.train.gradient_accumulation_steps) == (20, 1, 128)
+    assert bpt.split_time == 1 and bpt.split_step == 14
+    tiny_ddpo = get_config("tiny,ddpo")
+    assert tiny_ddpo.split_step == tiny_ddpo.sample.num_steps == 4
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        get_config("nope")
+
+
+def test_cli_prints_one_line_and_writes_nothing(tiny_config, tmp_path):
+    proc = run_stage(
+        "run_sample.py", "--config", "config/stage_process.py:tiny", "--config.split_step", "9",
+        "--config.save_path", str(tmp_path / "out"), "--config.pretrained.model", tiny_config.pretrained.model,
+        check=False,
+    )
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: split_step=9 is outside 1..4 (sample.num_steps): pick the interval length k in that range"]
+    assert not os.path.exists(tmp_path / "out")

@@ -51,7 +51,7 @@ def check_model(config):
 
 
 def check_common(config, num_processes=1):
-    """Fields every stage reads."""
+    """Fields every stage that loads the policy reads, and the sampling layout over processes."""
     sample = config.sample
     for name in ("exp_name", "run_name"):
         value = config[name]
@@ -94,3 +94,47 @@ def check_device(config, device_type):
         not (config.mixed_precision == "fp16" and device_type == "cpu"),
         "mixed_precision='fp16' needs a GPU and none is visible: pass --config.mixed_precision no (or bf16)",
     )
+
+
+def _round_dir(config):
+    return os.path.join(config.save_path, config.exp_name, config.run_name)
+
+
+def _require_stage_done(config, stage, script):
+    path = os.path.join(_round_dir(config), f"{stage}.done")
+    _require(os.path.isfile(path), f"run_name={config.run_name!r}: {path} is missing, so stage {stage!r} has not finished: run {script} first")
+
+
+def check_select(config):
+    """Fields stage 2 reads; the round must have finished sampling."""
+    from b2diffurl.rewards import REWARDS
+
+    evaluation = config.eval
+    _require(config.reward.name in REWARDS, f"reward.name={config.reward.name!r} is not a known reward: choose from {sorted(REWARDS)}")
+    _require(config.reward.batch_size >= 1, f"reward.batch_size={config.reward.batch_size} must be >= 1")
+    _require(evaluation.history_cnt >= 0, f"eval.history_cnt={evaluation.history_cnt} must be >= 0 (the paper uses 8)")
+    _require(
+        evaluation.neg_threshold <= evaluation.pos_threshold or evaluation.pos_threshold == float("-inf"),
+        f"eval.neg_threshold={evaluation.neg_threshold} is above eval.pos_threshold={evaluation.pos_threshold}: "
+        "use e.g. 0.5 / -0.5 (or -inf / inf to keep every group's best and worst)",
+    )
+    _require(
+        re.search(r"\d$", config.run_name) is not None,
+        f"run_name={config.run_name!r} must end with the round number (e.g. round_003) so earlier rounds' scores can be found",
+    )
+    _require_stage_done(config, "sample", "run_sample.py")
+
+
+def check_train(config):
+    """Fields stage 3 reads; the round must have finished selection."""
+    from b2diffurl.objectives import OBJECTIVES
+
+    train = config.train
+    check_common(config)
+    _require(train.algorithm in OBJECTIVES, f"train.algorithm={train.algorithm!r} is not known: choose from {sorted(OBJECTIVES)}")
+    for name in ("batch_size", "gradient_accumulation_steps", "num_epochs", "forward_chunk"):
+        _require(train[name] >= 1, f"train.{name}={train[name]} must be >= 1")
+    for name in ("learning_rate", "eps", "adv_clip_max", "max_grad_norm", "adam_epsilon"):
+        _require(train[name] > 0, f"train.{name}={train[name]} must be > 0")
+    _require(0 <= train.adam_beta1 < 1 and 0 <= train.adam_beta2 < 1, f"train.adam_beta1/2=({train.adam_beta1}, {train.adam_beta2}) must lie in [0, 1)")
+    _require_stage_done(config, "select", "run_select.py")

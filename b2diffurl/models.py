@@ -37,16 +37,24 @@ def load_pipeline(model, revision="main", device="cpu", dtype=torch.float32, bui
     return pipeline
 
 
-def attach_lora(unet, rank, target_modules):
-    """Add a trainable LoRA adapter (fp32, B = 0 so the policy starts as the base model); returns its params."""
+def attach_lora(unet, rank, target_modules, seed=0):
+    """Add a trainable LoRA adapter and return its parameters (fp32).
+
+    B = 0, so the policy starts as the base model; A ~ N(0, 1/rank^2) (peft's "gaussian" init) drawn
+    from a CPU generator seeded by ``seed``, so every process and device starts from the same A.
+    """
     from peft import LoraConfig
 
     unet.add_adapter(
         LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(target_modules))
     )
-    params = [p for p in unet.parameters() if p.requires_grad]
-    for p in params:
-        p.data = p.data.float()
+    generator = torch.Generator().manual_seed(seed)
+    params = []
+    for name, p in unet.named_parameters():
+        if p.requires_grad:
+            init = torch.randn(p.shape, generator=generator) / rank if "lora_A" in name else torch.zeros(p.shape)
+            p.data = init.to(p.device)
+            params.append(p)
     return params
 
 

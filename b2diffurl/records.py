@@ -80,24 +80,33 @@ def read_json(path):
         return json.load(f)
 
 
-def save_trajectories(path, trajectories, metadata=None):
-    """Trajectories -> one safetensors file (atomically), with ``format_version`` in its metadata."""
+def save_tensors(path, tensors, metadata=None):
+    """Dict of tensors -> one safetensors file (atomically), with ``format_version`` in its metadata."""
     meta = {"format_version": str(FORMAT_VERSION), **{k: str(v) for k, v in (metadata or {}).items()}}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in trajectories.tensors().items()}
     tmp = _tmp_name(path)
-    save_file(tensors, tmp, metadata=meta)
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
     os.replace(tmp, path)
 
 
-def load_trajectories(path, keys=None):
-    """Read a file written by :func:`save_trajectories` (all tensors, or only ``keys`` as a dict)."""
+def load_tensors(path, keys=None):
+    """Tensors of a file written by :func:`save_tensors` (all, or only ``keys``), checking its format version."""
     with safe_open(path, framework="pt") as f:
         version = (f.metadata() or {}).get("format_version")
         if version != str(FORMAT_VERSION):
-            raise ValueError(f"{path} has format_version={version}, this code reads {FORMAT_VERSION}; resample the round")
-        if keys is not None:
-            return {k: f.get_tensor(k) for k in keys}
-        return Trajectories(**{field.name: f.get_tensor(field.name) for field in fields(Trajectories)})
+            raise ValueError(f"{path} has format_version={version}, this code reads {FORMAT_VERSION}; rerun the stage that wrote it")
+        return {k: f.get_tensor(k) for k in (keys if keys is not None else f.keys())}
+
+
+def save_trajectories(path, trajectories, metadata=None, extra=None):
+    """Trajectories (and ``extra`` per-trajectory tensors, e.g. scores) -> one safetensors file."""
+    save_tensors(path, {**trajectories.tensors(), **(extra or {})}, metadata)
+
+
+def load_trajectories(path):
+    """(Trajectories, dict of the file's other tensors) from a file written by :func:`save_trajectories`."""
+    tensors = load_tensors(path)
+    names = [f.name for f in fields(Trajectories)]
+    return Trajectories(**{n: tensors.pop(n) for n in names}), tensors
 
 
 def marker_path(round_dir, stage):
@@ -141,3 +150,12 @@ def finish_stage(round_dir, stage, summary=None):
     write_json(marker_path(round_dir, stage), {"format_version": FORMAT_VERSION, **summary})
     shutil.rmtree(tmp)
     return summary
+
+
+def load_samples(round_dir):
+    """(manifest dict, Trajectories of the whole round in trajectory order) of a finished sampling stage."""
+    manifest = read_json(os.path.join(round_dir, "samples", "manifest.json"))
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{round_dir}/samples has format_version={manifest.get('format_version')}, this code reads {FORMAT_VERSION}")
+    parts = [load_trajectories(os.path.join(round_dir, "samples", b["file"]))[0] for b in manifest["batches"]]
+    return manifest, Trajectories.cat(parts)

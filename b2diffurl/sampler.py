@@ -207,6 +207,8 @@ def sample_round(config, accelerator, pipeline):
         files = [os.path.join(dirpath, f) for dirpath, _, names in os.walk(tmp) for f in names]
         summary = {
             "trajectories": sample.num_batches_per_epoch * per_batch,
+            "split_step": config.split_step,
+            "split_time": config.split_time,
             "images": len(os.listdir(os.path.join(tmp, "images"))),
             "bytes_written": sum(os.path.getsize(f) for f in files),
             "seconds": round(time.time() - started, 2),

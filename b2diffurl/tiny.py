@@ -13,7 +13,7 @@ import shutil
 import tempfile
 
 # Bump when the architecture below changes, so stale folders are not reused.
-TINY_VERSION = 1
+TINY_VERSION = 2
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TINY_DIR = os.path.join(REPO_ROOT, "model", f"tiny-sd-v{TINY_VERSION}")
 TINY_CLIP_NAME = "b2diffurl-tiny-clip"
@@ -86,7 +86,10 @@ def _build_components(seed):
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
         block_out_channels=(16, 32),
         latent_channels=4,
-        norm_num_groups=8,
+        # One normalisation group: a random decoder then keeps the latents' relative channel means,
+        # so the image colour depends on the latents (with more groups it is nearly constant, and
+        # no policy could change the demo's colour reward).
+        norm_num_groups=1,
         sample_size=32,
     )
     text_encoder = CLIPTextModel(
@@ -122,6 +125,15 @@ def _save_tiny_clip(out_dir, seed):
     torch.manual_seed(seed + 1)
     model = open_clip.create_model(TINY_CLIP_NAME, pretrained=None)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(out_dir, TINY_CLIP_WEIGHTS))
+
+
+def tiny_clip_paths(tiny_dir):
+    """(open_clip config JSON, safetensors weights) of the tiny reward model under ``tiny_dir``.
+
+    Pass them as ``reward.clip_model`` and ``reward.clip_pretrained`` to score with it.
+    """
+    clip_dir = os.path.join(tiny_dir, "clip")
+    return os.path.join(clip_dir, f"{TINY_CLIP_NAME}.json"), os.path.join(clip_dir, TINY_CLIP_WEIGHTS)
 
 
 def build_tiny_pipeline(out_dir, seed=0):

@@ -21,11 +21,13 @@ def tiny_dir(tmp_path_factory):
 @pytest.fixture
 def tiny_config(tiny_dir, tmp_path):
     """The tiny preset with its model at the session's tiny folder and outputs under tmp_path."""
+    from b2diffurl.tiny import tiny_clip_paths
     from config.stage_process import get_config
 
     config = get_config("tiny")
     config.pretrained.model = tiny_dir
     config.pretrained.build_tiny = False
+    config.reward.clip_model, config.reward.clip_pretrained = tiny_clip_paths(tiny_dir)
     config.save_path = str(tmp_path / "runs")
     config.prompt_file = os.path.join(REPO, config.prompt_file)
     return config

@@ -29,9 +29,7 @@ def sample(config, accelerator):
 
 
 def load_round(out):
-    manifest = records.read_json(os.path.join(out, "samples", "manifest.json"))
-    files = sorted(glob.glob(os.path.join(out, "samples", "batch_*.safetensors")))
-    return manifest, records.Trajectories.cat([records.load_trajectories(f) for f in files])
+    return records.load_samples(out)
 
 
 def test_branch_structure_and_counts(tiny_config, accelerator):

@@ -1,0 +1,146 @@
+"""Rewards: one score per final image, higher = image better aligned with its prompt.
+
+:data:`REWARDS` maps a reward name (``config.reward.name``) to a factory
+``factory(reward_config, device) -> scorer``; :func:`build_reward` looks it up. A scorer is called as
+``scorer(images, prompts)`` with ``images`` a uint8 tensor [N, H, W, 3] (RGB, as read from the PNGs)
+and ``prompts`` a list of N strings, and returns a float32 CPU tensor [N]. Images go through the
+model in chunks of ``reward_config.batch_size``, without gradients.
+
+- ``clipscore`` (the paper's reward): cosine similarity of the open_clip image and text embeddings.
+- ``colour``: a cheap, deterministic stand-in for tests and the CPU demo.
+"""
+
+import math
+import os
+import re
+
+import torch
+import torch.nn.functional as F
+
+
+def _check_inputs(images, prompts):
+    if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.ndim == 4 and images.shape[-1] == 3):
+        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a uint8 tensor [N, H, W, 3] (RGB); got {got}")
+    if len(prompts) != images.shape[0]:
+        raise ValueError(f"got {images.shape[0]} images but {len(prompts)} prompts: pass one prompt per image")
+
+
+class ClipScore:
+    """CLIPScore: cos(image embedding, prompt embedding) of an open_clip model, in [-1, 1].
+
+    ``clip_model`` is an open_clip architecture name (``ViT-H-14``) or the path of an open_clip model
+    config ``NAME.json`` (registered with open_clip under NAME). ``clip_pretrained`` is an open_clip
+    pretrained tag (``laion2b_s32b_b79k``, downloaded by open_clip) or a local checkpoint file
+    (``.safetensors``, ``.bin``, ``.pt``). Images get open_clip's own evaluation transform; the score is
+    not multiplied by 100 and not clamped.
+    """
+
+    def __init__(self, clip_model, clip_pretrained, batch_size=32, device="cpu"):
+        import open_clip
+
+        if batch_size < 1:
+            raise ValueError(f"reward.batch_size={batch_size} must be >= 1")
+        name = clip_model
+        if clip_model.endswith(".json"):
+            if not os.path.isfile(clip_model):
+                raise FileNotFoundError(f"reward.clip_model={clip_model!r} does not exist: pass an open_clip config JSON or a model name")
+            open_clip.add_model_config(clip_model)
+            name = os.path.splitext(os.path.basename(clip_model))[0]
+        self.device = torch.device(device)
+        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        model, _, self.preprocess = open_clip.create_model_and_transforms(
+            name,
+            pretrained=clip_pretrained or None,
+            precision="fp16" if self.dtype == torch.float16 else "fp32",
+            device=self.device,
+        )
+        # open_clip returns the model in training mode.
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = open_clip.get_tokenizer(name)
+        self.batch_size = batch_size
+
+    def _image_features(self, images):
+        from PIL import Image
+
+        # images: uint8 [B, H, W, 3] -> pixels [B, 3, S, S] with open_clip's eval transform (it takes PIL images)
+        pixels = torch.stack([self.preprocess(Image.fromarray(image)) for image in images.cpu().numpy()])
+        features = self.model.encode_image(pixels.to(self.device, self.dtype))  # [B, D]
+        return F.normalize(features.float(), dim=-1)
+
+    def _text_features(self, prompts):
+        tokens = self.tokenizer(prompts).to(self.device)  # [P, context_length]
+        return F.normalize(self.model.encode_text(tokens).float(), dim=-1)  # [P, D]
+
+    @torch.no_grad()
+    def __call__(self, images, prompts):
+        _check_inputs(images, prompts)
+        if len(prompts) == 0:
+            return torch.zeros(0)
+        row = {p: i for i, p in enumerate(dict.fromkeys(prompts))}  # each distinct prompt encoded once
+        unique = list(row)
+        text = torch.cat([self._text_features(unique[i : i + self.batch_size]) for i in range(0, len(unique), self.batch_size)])  # [P, D]
+        index = torch.tensor([row[p] for p in prompts], device=text.device)  # [N] -> row of text
+        image = torch.cat([self._image_features(chunk) for chunk in images.split(self.batch_size)])  # [N, D]
+        return (image * text[index]).sum(dim=-1).cpu()  # [N] float32
+
+
+# Target colours of the colour reward: the CSS / X11 named colours, RGB in 0..255.
+COLOURS = {
+    "red": (255, 0, 0),
+    "green": (0, 128, 0),
+    "blue": (0, 0, 255),
+    "yellow": (255, 255, 0),
+    "orange": (255, 165, 0),
+    "purple": (128, 0, 128),
+    "pink": (255, 192, 203),
+    "brown": (165, 42, 42),
+    "white": (255, 255, 255),
+    "black": (0, 0, 0),
+}
+_COLOUR_WORD = re.compile(r"\b(" + "|".join(COLOURS) + r")\b", re.IGNORECASE)
+
+
+def prompt_colour(prompt):
+    """The first colour word of :data:`COLOURS` in ``prompt`` (whole words, any case)."""
+    match = _COLOUR_WORD.search(prompt)
+    if match is None:
+        raise ValueError(f"prompt {prompt!r} names no colour the colour reward knows; use one of {list(COLOURS)}")
+    return match.group(1).lower()
+
+
+class ColourScore:
+    """Cheap, deterministic, prompt-dependent reward for tests and the CPU demo (not a real alignment metric).
+
+    reward = 1 - ||mean RGB of the image - RGB of the prompt's colour word||_2 / sqrt(3), in [0, 1]
+    (RGB in [0, 1]; 1 = the image's mean colour is exactly the named colour). The colour is the first
+    word of :data:`COLOURS` in the prompt ("red apple" -> red); a prompt naming none is an error.
+    """
+
+    def __init__(self, batch_size=64):
+        if batch_size < 1:
+            raise ValueError(f"reward.batch_size={batch_size} must be >= 1")
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def __call__(self, images, prompts):
+        _check_inputs(images, prompts)
+        if len(prompts) == 0:
+            return torch.zeros(0)
+        target = torch.tensor([COLOURS[prompt_colour(p)] for p in prompts], dtype=torch.float64) / 255  # [N, 3]
+        mean = torch.cat([chunk.double().mean(dim=(1, 2)) for chunk in images.split(self.batch_size)]) / 255  # [N, 3]
+        return (1 - (mean - target).norm(dim=-1) / math.sqrt(3)).float()  # [N]
+
+
+REWARDS = {
+    "clipscore": lambda cfg, device: ClipScore(cfg.clip_model, cfg.clip_pretrained, cfg.batch_size, device),
+    "colour": lambda cfg, device: ColourScore(cfg.batch_size),
+}
+
+
+def build_reward(reward_config, device="cpu"):
+    """The scorer named by ``reward_config.name`` (a ``config.reward`` ConfigDict), on ``device``."""
+    factory = REWARDS.get(reward_config.name)
+    if factory is None:
+        raise ValueError(f"reward.name={reward_config.name!r} is not a known reward; choose from {sorted(REWARDS)}")
+    return factory(reward_config, device)

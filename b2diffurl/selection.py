@@ -1,0 +1,145 @@
+"""Stage 2: score the round's images, normalise per prompt, keep the contrastive pair of each branch group.
+
+Normalisation (paper App. D.1): r_hat = (s - mean_p) / (std_p + 1e-8), mean and unbiased std over
+the scores of prompt p in this round and the last ``eval.history_cnt`` rounds.
+Selection (paper Eq. 5): in each branch group keep the best trajectory if its r_hat >= pos_threshold
+and the worst if its r_hat < neg_threshold.
+
+The score history lives on disk: each round's ``scores.json`` holds its own raw scores, and round r
+reads those of the rounds before it, so rerunning a round never counts its scores twice.
+"""
+
+import os
+import time
+
+import torch
+
+from b2diffurl import records
+from b2diffurl.schedule import ROUND_NAME, round_index
+
+STAGE = "select"
+STD_EPS = 1e-8
+
+
+def normalize_scores(scores, prompts, history):
+    """Per-prompt normalised scores.
+
+    scores: float Tensor[N] (this round); prompts: list of N strings; history: list (oldest first)
+    of earlier rounds, each a dict prompt -> list of raw scores (only the entries passed are used).
+    Returns float Tensor[N]: (s - mean_p) / (std_p + 1e-8), mean and unbiased std (as torch.std) over
+    the history's and this round's scores of the same prompt. A prompt seen once has std 0 (r_hat = 0).
+    """
+    names = sorted(set(prompts))
+    index = {p: i for i, p in enumerate(names)}
+    current = scores.to(torch.float64)
+    prompt_idx = torch.tensor([index[p] for p in prompts], dtype=torch.long)  # [N]
+    past = [(index[p], s) for rnd in history for p, values in rnd.items() if p in index for s in values]
+    all_idx = torch.cat([prompt_idx, torch.tensor([i for i, _ in past], dtype=torch.long)])
+    all_values = torch.cat([current, torch.tensor([s for _, s in past], dtype=torch.float64)])
+    zeros = torch.zeros(len(names), dtype=torch.float64)
+    count = zeros.index_add(0, all_idx, torch.ones_like(all_values))  # [P]
+    mean = zeros.index_add(0, all_idx, all_values) / count
+    sq_dev = zeros.index_add(0, all_idx, (all_values - mean[all_idx]) ** 2)
+    std = torch.where(count > 1, (sq_dev / (count - 1).clamp(min=1)).sqrt(), zeros)
+    return ((current - mean[prompt_idx]) / (std[prompt_idx] + STD_EPS)).to(scores.dtype)
+
+
+def _group_extreme(values, inverse, n_groups, largest):
+    """Index of each group's max (or min) value, ties to the lowest index. values, inverse: [N] -> [G]."""
+    fill = float("-inf") if largest else float("inf")
+    extreme = torch.full((n_groups,), fill, dtype=values.dtype).scatter_reduce(
+        0, inverse, values, reduce="amax" if largest else "amin"
+    )
+    n = values.shape[0]
+    positions = torch.arange(n)
+    candidates = torch.where(values == extreme[inverse], positions, torch.full_like(positions, n))
+    return torch.full((n_groups,), n, dtype=torch.long).scatter_reduce(0, inverse, candidates, reduce="amin")
+
+
+def select_pairs(normalised, group_ids, pos_threshold, neg_threshold):
+    """Sorted indices (LongTensor) of the kept trajectories.
+
+    normalised: float Tensor[N]; group_ids: int Tensor[N], equal within a branch group (any values,
+    any order). Per group: the argmax if its value >= pos_threshold, the argmin if its value <
+    neg_threshold; 0, 1 or 2 per group, a group of one gives its member at most once. Ties go to the
+    lowest index. pos = -inf, neg = +inf keeps every group's argmax and argmin (DDPO mode).
+    """
+    _, inverse = torch.unique(group_ids, return_inverse=True)
+    n_groups = int(inverse.max()) + 1 if len(inverse) else 0
+    best = _group_extreme(normalised, inverse, n_groups, largest=True)  # [G]
+    worst = _group_extreme(normalised, inverse, n_groups, largest=False)
+    keep = torch.cat([best[normalised[best] >= pos_threshold], worst[normalised[worst] < neg_threshold]])
+    return torch.unique(keep)  # sorted, a group of one at most once
+
+
+# ---------------------------------------------------------------- the stage
+
+def history_rounds(exp_dir, run_name, history_cnt):
+    """Folders of the last ``history_cnt`` rounds before ``run_name`` with a finished selection, oldest first."""
+    prefix, r = round_index(run_name)
+    siblings = {}
+    for name in os.listdir(exp_dir) if os.path.isdir(exp_dir) else []:
+        match = ROUND_NAME.fullmatch(name)
+        if match and match.group(1) == prefix:
+            siblings[int(match.group(2))] = name
+    wanted = [siblings.get(i) for i in range(max(0, r - history_cnt), r)]
+    return [os.path.join(exp_dir, n) for n in wanted if n and records.is_done(os.path.join(exp_dir, n), STAGE)]
+
+
+def scores_by_prompt(scores_json):
+    """{prompt: [raw scores]} of one round's scores.json."""
+    by_prompt = {}
+    for prompt, score in zip(scores_json["prompts"], scores_json["scores"]):
+        by_prompt.setdefault(prompt, []).append(score)
+    return by_prompt
+
+
+def load_images(round_dir, n):
+    """The round's final images as uint8 [n, H, W, 3] (images/00000.png ...)."""
+    import numpy as np
+    from PIL import Image
+
+    paths = [os.path.join(round_dir, "images", f"{i:05d}.png") for i in range(n)]
+    return torch.from_numpy(np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths]))
+
+
+def select_round(config, reward, round_dir, exp_dir):
+    """Score, normalise and select; writes scores.json and selected.safetensors, then the marker."""
+    started = time.time()
+    manifest, trajectories = records.load_samples(round_dir)
+    prompts = records.read_json(os.path.join(round_dir, "prompts.json"))
+    scores = reward(load_images(round_dir, len(prompts)), prompts)  # [N]
+    history_dirs = history_rounds(exp_dir, os.path.basename(round_dir), config.eval.history_cnt)
+    history = [scores_by_prompt(records.read_json(os.path.join(d, "scores.json"))) for d in history_dirs]
+    normalised = normalize_scores(scores, prompts, history)
+    keep = select_pairs(normalised, trajectories.group_ids, config.eval.pos_threshold, config.eval.neg_threshold)
+
+    tmp = records.stage_tmp_dir(round_dir, STAGE)
+    os.makedirs(tmp, exist_ok=True)
+    records.write_json(
+        os.path.join(tmp, "scores.json"),
+        {
+            "format_version": records.FORMAT_VERSION,
+            "reward": config.reward.name,
+            "prompts": prompts,
+            "scores": scores.tolist(),
+            "normalised": normalised.tolist(),
+            "selected": keep.tolist(),
+            "history_rounds": [os.path.basename(d) for d in history_dirs],
+        },
+    )
+    records.save_trajectories(
+        os.path.join(tmp, "selected.safetensors"),
+        trajectories.select(keep),
+        {"round": os.path.basename(round_dir), "interval_timesteps": manifest["interval_timesteps"]},
+        extra={"indices": keep, "scores": scores[keep], "normalised": normalised[keep]},
+    )
+    summary = {
+        "trajectories": len(prompts),
+        "selected": len(keep),
+        "reward_mean": scores.mean().item(),
+        "reward_std": scores.std().item() if len(scores) > 1 else 0.0,
+        "history_rounds": len(history_dirs),
+        "seconds": round(time.time() - started, 2),
+    }
+    return records.finish_stage(round_dir, STAGE, summary)

@@ -1,0 +1,254 @@
+"""Stage 3: update the LoRA on the round's selected trajectories, on the interval's timesteps only.
+
+    accelerate launch --num_processes 8 run_train.py --config config/stage_process.py ...
+
+Each epoch shuffles the selected trajectories (same permutation on every rank, each rank takes an
+equal share) and the timesteps within each trajectory. A train batch of ``train.batch_size``
+trajectories contributes all its k interval steps; ``train.gradient_accumulation_steps`` batches
+make one AdamW step, after gradients are averaged over processes (one all-reduce per step, as DDP
+would) and clipped to ``train.max_grad_norm``. Log-probs are recomputed with the stored latents and
+the sampling CFG, so at the first step of a round every ratio is 1.
+
+The LoRA (diffusers format) and the AdamW state (safetensors) are saved in ``lora/`` every round,
+and the next round starts from both: many rounds are one continuous optimisation.
+"""
+
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from b2diffurl import records
+from b2diffurl.ddim import ddim_step_with_logprob
+from b2diffurl.models import predict_noise, save_lora
+from b2diffurl.objectives import OBJECTIVES, advantages_from_scores, policy_stats
+from b2diffurl.sampler import encode_prompts
+
+STAGE = "train"
+OPTIMIZER_NAME = "optimizer.safetensors"
+
+
+def trainable_parameters(unet):
+    """[(name, param)] of the LoRA weights, in a fixed order."""
+    return [(n, p) for n, p in unet.named_parameters() if p.requires_grad]
+
+
+def make_optimizer(params, train):
+    return torch.optim.AdamW(
+        params,
+        lr=train.learning_rate,
+        betas=(train.adam_beta1, train.adam_beta2),
+        weight_decay=train.adam_weight_decay,
+        eps=train.adam_epsilon,
+    )
+
+
+def save_optimizer(optimizer, names, path):
+    """AdamW state -> safetensors, keyed by parameter name (``<name>.step``, ``.exp_avg``, ``.exp_avg_sq``)."""
+    tensors = {}
+    for i, state in optimizer.state_dict()["state"].items():
+        for key, value in state.items():
+            tensors[f"{names[i]}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    save_file(tensors, path, metadata={"format_version": str(records.FORMAT_VERSION)})
+
+
+def load_optimizer(optimizer, names, path):
+    """Restore what :func:`save_optimizer` wrote; hyperparameters stay those of the current config."""
+    tensors = load_file(path)
+    state = {}
+    for i, name in enumerate(names):
+        keys = {k[len(name) + 1:]: v for k, v in tensors.items() if k.rsplit(".", 1)[0] == name}
+        if not keys:
+            raise ValueError(f"{path} has no optimizer state for {name}: it was saved for another LoRA layout")
+        state[i] = keys
+    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
+
+
+def epoch_share(n, num_processes, rank, seed, epoch):
+    """This rank's trajectory indices for one epoch: a permutation shared by all ranks, cut to a
+    multiple of num_processes (dropping at most num_processes - 1, different ones each epoch)."""
+    generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+    order = torch.randperm(n, generator=generator)
+    return order[: (n // num_processes) * num_processes][rank::num_processes]
+
+
+def interval_pairs(trajectories, generator):
+    """Flatten trajectories [b] x interval steps [k] into b*k (trajectory, step) pairs, steps shuffled per row.
+
+    Returns latents [b*k, C, H, W], next_latents [b*k, C, H, W], timesteps [b*k], log_probs [b*k], rows [b*k].
+    """
+    b, k = trajectories.log_probs.shape
+    steps = torch.argsort(torch.rand(b, k, generator=generator), dim=1)  # [b, k]
+    rows = torch.arange(b).unsqueeze(1).expand(b, k)
+    return (
+        trajectories.latents[rows, steps].flatten(0, 1),
+        trajectories.latents[rows, steps + 1].flatten(0, 1),
+        trajectories.timesteps[rows, steps].flatten(),
+        trajectories.log_probs[rows, steps].flatten(),
+        rows.flatten(),
+    )
+
+
+@dataclass
+class Policy:
+    """What recomputing a log-prob needs besides the data: the UNet with its LoRA and the sampling settings."""
+
+    unet: torch.nn.Module
+    scheduler: object
+    negative_embeds: torch.Tensor  # [1, L, D]
+    guidance_scale: float
+    eta: float
+
+    def log_probs(self, latents, next_latents, timesteps, prompt_embeds):
+        """log p_theta(next | latents, t, c) [M] with the sampling CFG. latents, next: [M, C, H, W]."""
+        eps = predict_noise(self.unet, latents, timesteps, prompt_embeds, self.negative_embeds, self.guidance_scale)
+        _, log_prob, _ = ddim_step_with_logprob(self.scheduler, eps, timesteps, latents, self.eta, prev_sample=next_latents)
+        return log_prob
+
+
+def backward_batch(policy, pairs, prompt_embeds, advantages, objective, clip_range, forward_chunk, scale, backward):
+    """Accumulate ``scale`` * d(objective over all of a train batch's pairs) into the LoRA gradients.
+
+    pairs: output of :func:`interval_pairs` for b trajectories (b*k pairs); prompt_embeds: [b, L, D];
+    advantages: [b]. The pairs go through the UNet ``forward_chunk`` at a time, each chunk's loss
+    weighted by its share of the batch, so the gradient does not depend on ``forward_chunk``.
+    Returns sums over pairs of loss, approx_kl and clipfrac, the pair count and the max |ratio - 1|.
+    """
+    latents, next_latents, timesteps, old_log_probs, rows = pairs
+    device = policy.negative_embeds.device
+    total = len(rows)
+    stats = {"loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "pairs": total, "max_ratio_deviation": 0.0}
+    for chunk in torch.arange(total).split(forward_chunk):
+        chunk_rows = rows[chunk]
+        log_probs = policy.log_probs(
+            latents[chunk].to(device), next_latents[chunk].to(device), timesteps[chunk].to(device),
+            prompt_embeds[chunk_rows.to(prompt_embeds.device)],
+        )
+        old = old_log_probs[chunk].to(device)
+        loss = objective(log_probs, old, advantages[chunk_rows].to(device), clip_range)
+        backward(loss * (len(chunk) * scale / total))
+        info = policy_stats(log_probs, old, clip_range)
+        stats["loss"] += loss.item() * len(chunk)
+        stats["approx_kl"] += info["approx_kl"] * len(chunk)
+        stats["clipfrac"] += info["clipfrac"] * len(chunk)
+        stats["max_ratio_deviation"] = max(stats["max_ratio_deviation"], info["max_ratio_deviation"])
+    return stats
+
+
+def lora_checksum(params):
+    """Two float64 numbers that differ when the LoRA weights differ (compared across ranks). -> [2]"""
+    flat = torch.cat([p.detach().flatten().double().cpu() for p in params])
+    weights = torch.arange(1, len(flat) + 1, dtype=torch.float64) / len(flat)
+    return torch.stack([flat.sum(), (flat * weights).sum()])
+
+
+def _all_reduce_mean(accelerator, params):
+    """Average the LoRA gradients over processes in one all-reduce."""
+    if accelerator.num_processes == 1:
+        return
+    flat = accelerator.reduce(torch.cat([p.grad.flatten() for p in params]), reduction="mean")
+    offset = 0
+    for p in params:
+        p.grad.copy_(flat[offset: offset + p.numel()].view_as(p.grad))
+        offset += p.numel()
+
+
+def train_round(config, accelerator, pipeline, round_dir):
+    """Stage 3 for one round; writes lora/ (weights + optimizer) and metrics.json, then the marker."""
+    started = time.time()
+    train, sample = config.train, config.sample
+    device = accelerator.device
+    unet, scheduler = pipeline.unet, pipeline.scheduler
+    named = trainable_parameters(unet)
+    names, params = [n for n, _ in named], [p for _, p in named]
+    optimizer = make_optimizer(params, train)
+    if config.resume_from and os.path.isfile(os.path.join(config.resume_from, OPTIMIZER_NAME)):
+        load_optimizer(optimizer, names, os.path.join(config.resume_from, OPTIMIZER_NAME))
+    optimizer = accelerator.prepare(optimizer)
+
+    manifest = records.read_json(os.path.join(round_dir, "samples", "manifest.json"))
+    selected, extra = records.load_trajectories(os.path.join(round_dir, "selected.safetensors"))
+    advantages = advantages_from_scores(extra["normalised"].float(), train.adv_clip_max, train.beta1, train.beta2)
+    with torch.no_grad():
+        prompt_embeds = encode_prompts(pipeline, manifest["prompt_list"])  # [P, L, D]
+        negative_embeds = encode_prompts(pipeline, [""])  # [1, L, D]
+    scheduler.set_timesteps(sample.num_steps, device=device)
+    objective = OBJECTIVES[train.algorithm]
+
+    n = len(selected)
+    per_rank = n // accelerator.num_processes
+    batches_per_epoch = -(-per_rank // train.batch_size)
+    total_batches = batches_per_epoch * train.num_epochs
+    stats = {"loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "pairs": 0}
+    grad_norms, first_step_deviation, accumulated, steps_done = [], 0.0, 0, 0
+    generator = torch.Generator().manual_seed(config.seed * 1000 + accelerator.process_index)
+    unet.train()
+    progress = tqdm(total=total_batches, desc=f"training {config.run_name}", disable=not accelerator.is_main_process, dynamic_ncols=True)
+
+    def optimizer_step():
+        nonlocal accumulated, steps_done
+        if accumulated < train.gradient_accumulation_steps:  # the round's last, partial step: same scale
+            for p in params:
+                p.grad.mul_(train.gradient_accumulation_steps / accumulated)
+        _all_reduce_mean(accelerator, params)
+        grad_norms.append(float(accelerator.clip_grad_norm_(params, train.max_grad_norm)))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=False)
+        accumulated, steps_done = 0, steps_done + 1
+
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    policy = Policy(unet, scheduler, negative_embeds, sample.guidance_scale, sample.eta)
+    for epoch in range(train.num_epochs):
+        share = epoch_share(n, accelerator.num_processes, accelerator.process_index, config.seed, epoch)
+        for start in range(0, len(share), train.batch_size):
+            batch = share[start: start + train.batch_size]
+            trajectories = selected.select(batch)
+            pairs = interval_pairs(trajectories, generator)
+            batch_stats = backward_batch(
+                policy, pairs, prompt_embeds[trajectories.prompt_ids], advantages[batch], objective, train.eps,
+                train.forward_chunk, 1.0 / train.gradient_accumulation_steps, accelerator.backward,
+            )
+            if steps_done == 0:
+                first_step_deviation = max(first_step_deviation, batch_stats.pop("max_ratio_deviation"))
+            for key in ("loss", "approx_kl", "clipfrac", "pairs"):
+                stats[key] += batch_stats[key]
+            accumulated += 1
+            if accumulated == train.gradient_accumulation_steps:
+                optimizer_step()
+            progress.update(1)
+    if accumulated:
+        optimizer_step()
+    progress.close()
+
+    totals = accelerator.reduce(torch.tensor([stats["loss"], stats["approx_kl"], stats["clipfrac"], stats["pairs"]], dtype=torch.float64, device=device), reduction="sum")
+    deviation = accelerator.reduce(torch.tensor([first_step_deviation], device=device), reduction="max")
+    checksums = accelerator.gather(lora_checksum(params).to(device).reshape(1, 2)).cpu()  # [num_processes, 2]
+    pairs_total = max(totals[3].item(), 1.0)
+    metrics = {
+        "loss": totals[0].item() / pairs_total,
+        "approx_kl": totals[1].item() / pairs_total,
+        "clipfrac": totals[2].item() / pairs_total,
+        "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else 0.0,
+        "optimizer_steps": steps_done,
+        "trajectories_selected": n,
+        "trajectories_used": per_rank * accelerator.num_processes * train.num_epochs,
+        "pairs": int(totals[3].item()),
+        "first_step_max_ratio_deviation": deviation.item(),
+        "num_processes": accelerator.num_processes,
+        "lora_checksum_by_rank": checksums.tolist(),
+        "seconds": round(time.time() - started, 2),
+    }
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        tmp = records.stage_tmp_dir(round_dir, STAGE)
+        os.makedirs(os.path.join(tmp, "lora"), exist_ok=True)
+        save_lora(accelerator.unwrap_model(unet), os.path.join(tmp, "lora"))
+        save_optimizer(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer, names, os.path.join(tmp, "lora", OPTIMIZER_NAME))
+        records.write_json(os.path.join(tmp, "metrics.json"), metrics)
+        records.finish_stage(round_dir, STAGE, metrics)
+    accelerator.wait_for_everyone()
+    return metrics

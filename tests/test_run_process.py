@@ -1,0 +1,125 @@
+"""run_process.sh end to end on the tiny preset: learning, resuming, several processes."""
+
+import glob
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from b2diffurl import records
+from conftest import REPO, run_stage
+
+
+def drive(save_path, **variables):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHON": sys.executable, "CONFIG": "config/stage_process.py:tiny",
+           "SavePath": str(save_path), **{k: str(v) for k, v in variables.items()}}
+    proc = subprocess.run(["bash", os.path.join(REPO, "run_process.sh")], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    return proc.stdout
+
+
+def snapshot(folder):
+    """{path: (mtime, sha256)} of every file under folder."""
+    out = {}
+    for path in glob.glob(os.path.join(folder, "**", "*"), recursive=True):
+        if os.path.isfile(path):
+            out[path] = (os.path.getmtime(path), hashlib.sha256(open(path, "rb").read()).hexdigest())
+    return out
+
+
+@pytest.mark.slow
+def test_the_loop_learns_resumes_and_reruns_for_free(tmp_path):
+    """Six rounds on one prompt with the colour reward: the reward on fixed evaluation seeds rises
+    above the base model's by more than 5 standard errors (and by at least 0.01)."""
+    prompt_file = tmp_path / "red.json"
+    prompt_file.write_text(json.dumps(["red apple"]))
+    rounds = 6
+    out = drive(tmp_path, PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11)
+    exp = tmp_path / "learn"
+    summary_lines = [line for line in out.splitlines() if line.startswith("round_")]
+    assert len(summary_lines) == rounds and all(" | reward " in line for line in summary_lines)
+    table = (exp / "progress.csv").read_text().splitlines()
+    assert table[0].startswith("round,run_name,k,") and len(table) == rounds + 1
+    assert [row.split(",")[2] for row in table[1:]] == ["2", "2", "3", "3", "4", "4"]  # BPT k_r
+    assert records.read_json(exp / "round_000" / "samples" / "manifest.json")["seed"] == 11
+    assert records.read_json(exp / "round_003" / "samples" / "manifest.json")["seed"] == 14
+
+    # It learns: base policy vs the last round's LoRA on the same evaluation seeds and prompt.
+    from b2diffurl.evaluate import evaluate_policy
+    from b2diffurl.models import load_policy
+    from b2diffurl.rewards import build_reward
+    from config.stage_process import get_config
+
+    config = get_config("tiny")
+    reward = build_reward(config.reward, "cpu")
+    base = evaluate_policy(load_policy(config, "cpu"), reward, ["red apple"], config.sample, n_batches=8)
+    config.resume_from = str(exp / f"round_{rounds - 1:03d}" / "lora")
+    trained = evaluate_policy(load_policy(config, "cpu"), reward, ["red apple"], config.sample, n_batches=8)
+    gain = (trained.mean() - base.mean()).item()
+    standard_error = (base.var() / len(base) + trained.var() / len(trained)).sqrt().item()
+    print(f"reward base {base.mean():.4f}, trained {trained.mean():.4f}, gain {gain:.4f}, SE {standard_error:.4f}")
+    assert gain > 0.01 and gain > 5 * standard_error
+
+    # A rerun right after finishes at once and changes no file.
+    before = snapshot(exp)
+    started = time.time()
+    again = drive(tmp_path, PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11)
+    assert time.time() - started < 15 and "round_" not in again.replace("per-round table", "")
+    assert snapshot(exp) == before
+
+    # A stop during the last round's training: the rerun redoes only that stage, identically.
+    last = exp / f"round_{rounds - 1:03d}"
+    lora_before = hashlib.sha256((last / "lora" / "pytorch_lora_weights.safetensors").read_bytes()).hexdigest()
+    for name in ("train.done", "metrics.json"):
+        os.remove(last / name)
+    import shutil
+
+    shutil.rmtree(last / "lora")
+    resumed = drive(tmp_path, PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11)
+    assert "sample round_" not in resumed and "select round_" not in resumed and "train round_005" in resumed
+    after = snapshot(exp)
+    assert {p: v for p, v in after.items() if "round_005" not in p and "progress.csv" not in p} == {
+        p: v for p, v in before.items() if "round_005" not in p and "progress.csv" not in p
+    }
+    assert hashlib.sha256((last / "lora" / "pytorch_lora_weights.safetensors").read_bytes()).hexdigest() == lora_before
+
+
+@pytest.mark.slow
+def test_two_processes_train_identical_loras(tmp_path):
+    drive(tmp_path, StageCnt=2, NUM_PROCESSES=2, ACCELERATE_ARGS="--main_process_port 0", ExpName="ddp")
+    for r in range(2):
+        metrics = records.read_json(tmp_path / "ddp" / f"round_{r:03d}" / "metrics.json")
+        assert metrics["num_processes"] == 2, "2 ranks must have trained"
+        first, second = metrics["lora_checksum_by_rank"]
+        assert first == second, "both ranks end with the same LoRA"
+        assert metrics["first_step_max_ratio_deviation"] < 1e-5
+        manifest = records.read_json(tmp_path / "ddp" / f"round_{r:03d}" / "samples" / "manifest.json")
+        assert sorted({b["rank"] for b in manifest["batches"]}) == [0, 1]
+
+
+def test_stages_refuse_to_run_out_of_order(tiny_dir, tmp_path):
+    flags = ("--config", "config/stage_process.py:tiny", "--config.pretrained.model", tiny_dir,
+             "--config.save_path", str(tmp_path))
+    for script, missing in (("run_select.py", "sample.done"), ("run_train.py", "select.done")):
+        proc = run_stage(script, *flags, check=False)
+        assert proc.returncode == 2
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and missing in errors[0] and "run_" in errors[0], proc.stderr[-2000:]
+
+
+def test_driver_defaults_come_from_the_config():
+    from b2diffurl.driver import DRIVER_VARIABLES, defaults
+    from config.stage_process import get_config
+
+    lines = dict(line.split("=", 1) for line in defaults("config/stage_process.py:ddpo").splitlines())
+    config = get_config("ddpo")
+    assert set(lines) == {f"Default_{v}" for v in DRIVER_VARIABLES}
+    assert lines["Default_SplitStepLeft"] == lines["Default_SplitStepRight"] == "20"
+    assert lines["Default_AccStep"] == "128" and lines["Default_SplitTime"] == "1"
+    assert lines["Default_PosThreshold"] == str(config.eval.pos_threshold) == "-inf"
+    assert lines["Default_PromptFile"] == "prompts/template1_train.json"

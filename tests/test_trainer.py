@@ -183,3 +183,16 @@ def test_interval_pairs_keep_steps_aligned():
     step = (x[:, 0, 0, 0] - rows * (k + 1)).long()
     assert torch.equal(t, traj.timesteps[0][step]) and torch.equal(logp, rows * k + step)
     assert sorted(zip(rows.tolist(), step.tolist())) == [(r, j) for r in range(n) for j in range(k)]
+
+
+def test_ddpo_preset_trains_every_trajectory_on_the_whole_trajectory(tiny_config, accelerator):
+    from config.stage_process import ddpo
+
+    config = ddpo(tiny_config)
+    out, selected, metrics = run_round(config, accelerator, 0)
+    manifest, trajectories = records.load_samples(out)
+    n = config.sample.batch_size * config.sample.num_batches_per_epoch
+    assert len(trajectories) == selected["selected"] == metrics["trajectories_selected"] == n
+    assert trajectories.latents.shape[1] == config.sample.num_steps + 1, "k = T: the whole trajectory"
+    assert len(trajectories.group_ids.unique()) == n, "no branching: groups of one"
+    assert metrics["first_step_max_ratio_deviation"] < 1e-5

@@ -15,7 +15,8 @@
 #
 # NUM_PROCESSES > 1 runs sampling and training under `accelerate launch --multi_gpu` (on a machine
 # without a GPU: that many CPU processes with gloo); ACCELERATE_ARGS adds launcher options
-# (e.g. "--main_process_port 29501", or "--config_file my_accelerate.yaml" for several machines).
+# (e.g. "--main_process_port 29501"); with "--config_file my_accelerate.yaml" (several machines) the
+# file alone sets processes and machines, and NUM_PROCESSES is not used for launching.
 # Selection runs once, in one process. PYTHON picks the interpreter (default: .venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -49,14 +50,23 @@ PosThreshold=${PosThreshold:-$Default_PosThreshold}
 NegThreshold=${NegThreshold:-$Default_NegThreshold}
 SplitTime=${SplitTime:-$Default_SplitTime}
 
-if [ "$NUM_PROCESSES" -gt 1 ]; then
+if ! [[ "$SaveInterval" =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: SaveInterval=$SaveInterval must be an integer >= 1 (1 keeps every round's samples/)" >&2
+    exit 2
+fi
+if [[ " $ACCELERATE_ARGS " == *" --config_file "* ]]; then
+    # an accelerate config file (e.g. several machines) defines the processes and machines itself
+    # shellcheck disable=SC2206
+    LAUNCH=("$PYTHON" -m accelerate.commands.launch $ACCELERATE_ARGS)
+elif [ "$NUM_PROCESSES" -gt 1 ]; then
     # shellcheck disable=SC2206
     LAUNCH=("$PYTHON" -m accelerate.commands.launch --multi_gpu --num_processes "$NUM_PROCESSES" --num_machines 1 --dynamo_backend no $ACCELERATE_ARGS)
 else
     LAUNCH=("$PYTHON")
 fi
 
-read -r -a Ks <<< "$("$PYTHON" -m b2diffurl.driver schedule "$StageCnt" "$SplitStepLeft" "$SplitStepRight")"
+Schedule=$("$PYTHON" -m b2diffurl.driver schedule "$StageCnt" "$SplitStepLeft" "$SplitStepRight")
+read -r -a Ks <<< "$Schedule"
 ExpDir="$SavePath/$ExpName"
 echo "experiment $ExpDir: $StageCnt rounds, k ${Ks[0]}..${Ks[$((StageCnt - 1))]}, $SplitTime branches, $NUM_PROCESSES process(es), config $CONFIG"
 

@@ -64,7 +64,10 @@ def check_common(config, num_processes=1):
         f"split_step={config.split_step} is outside 1..{sample.num_steps} (sample.num_steps): pick the interval length k in that range",
     )
     _require(config.split_time >= 1, f"split_time={config.split_time} must be >= 1 branches (1 = no branching)")
-    _require(sample.eta > 0, f"sample.eta={sample.eta} must be > 0: a deterministic DDIM step has no log-prob (the paper uses 1.0)")
+    _require(
+        0 < sample.eta <= 1,
+        f"sample.eta={sample.eta} must lie in (0, 1]: 0 has no log-prob, above 1 the DDIM variance is undefined (the paper uses 1.0)",
+    )
     _require(sample.guidance_scale >= 1.0, f"sample.guidance_scale={sample.guidance_scale} must be >= 1.0 (1.0 = no guidance)")
     _require(sample.batch_size >= 1, f"sample.batch_size={sample.batch_size} must be >= 1")
     _require(sample.num_batches_per_epoch >= 1, f"sample.num_batches_per_epoch={sample.num_batches_per_epoch} must be >= 1")
@@ -86,6 +89,35 @@ def check_common(config, num_processes=1):
         )
     check_prompts(config)
     check_model(config)
+    check_reward(config)
+
+
+def check_reward(config):
+    """The reward must be able to score this config's prompts: checked before sampling, not after it."""
+    from b2diffurl.rewards import REWARDS, prompt_colour
+
+    reward = config.reward
+    _require(reward.name in REWARDS, f"reward.name={reward.name!r} is not a known reward: choose from {sorted(REWARDS)}")
+    _require(reward.batch_size >= 1, f"reward.batch_size={reward.batch_size} must be >= 1")
+    if reward.name == "colour":
+        if config.prompt:
+            prompts = [config.prompt]
+        else:
+            with open(config.prompt_file) as f:
+                prompts = json.load(f)
+        for prompt in prompts:
+            try:
+                prompt_colour(prompt)
+            except ValueError:
+                raise ConfigError(
+                    f"reward.name='colour' cannot score prompt {prompt!r} (it names no colour): use --config.reward.name clipscore "
+                    "or a prompt file such as prompts/template2_train.json"
+                ) from None
+    if reward.name == "clipscore":
+        if reward.clip_model.endswith(".json"):
+            _require(os.path.isfile(reward.clip_model), f"reward.clip_model={reward.clip_model!r} does not exist: fix the open_clip config path")
+        if reward.clip_pretrained.endswith((".safetensors", ".pt", ".bin", ".pth")):
+            _require(os.path.isfile(reward.clip_pretrained), f"reward.clip_pretrained={reward.clip_pretrained!r} does not exist: fix the checkpoint path")
 
 
 def check_device(config, device_type):
@@ -107,17 +139,9 @@ def _require_stage_done(config, stage, script):
 
 def check_select(config):
     """Fields stage 2 reads; the round must have finished sampling."""
-    from b2diffurl.rewards import REWARDS
-
     evaluation = config.eval
-    _require(config.reward.name in REWARDS, f"reward.name={config.reward.name!r} is not a known reward: choose from {sorted(REWARDS)}")
-    _require(config.reward.batch_size >= 1, f"reward.batch_size={config.reward.batch_size} must be >= 1")
+    check_common(config)
     _require(evaluation.history_cnt >= 0, f"eval.history_cnt={evaluation.history_cnt} must be >= 0 (the paper uses 8)")
-    _require(
-        evaluation.neg_threshold <= evaluation.pos_threshold or evaluation.pos_threshold == float("-inf"),
-        f"eval.neg_threshold={evaluation.neg_threshold} is above eval.pos_threshold={evaluation.pos_threshold}: "
-        "use e.g. 0.5 / -0.5 (or -inf / inf to keep every group's best and worst)",
-    )
     _require(
         re.search(r"\d$", config.run_name) is not None,
         f"run_name={config.run_name!r} must end with the round number (e.g. round_003) so earlier rounds' scores can be found",

@@ -71,6 +71,10 @@ def defaults(spec):
 
 
 def schedule(n_rounds, left, right):
+    if n_rounds < 1:
+        raise SystemExit(f"error: StageCnt={n_rounds} must be >= 1")
+    if not 1 <= left <= right:
+        raise SystemExit(f"error: SplitStepLeft={left}, SplitStepRight={right}: need 1 <= SplitStepLeft <= SplitStepRight")
     return " ".join(str(interval_length(r, n_rounds, left, right)) for r in range(n_rounds))
 
 

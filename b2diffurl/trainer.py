@@ -56,8 +56,13 @@ def save_optimizer(optimizer, names, path):
 
 
 def load_optimizer(optimizer, names, path):
-    """Restore what :func:`save_optimizer` wrote; hyperparameters stay those of the current config."""
+    """Restore what :func:`save_optimizer` wrote; hyperparameters stay those of the current config.
+
+    A file with no state (a round that made no optimizer step) leaves the optimizer fresh.
+    """
     tensors = load_file(path)
+    if not tensors:
+        return
     state = {}
     for i, name in enumerate(names):
         keys = {k[len(name) + 1:]: v for k, v in tensors.items() if k.rsplit(".", 1)[0] == name}
@@ -183,21 +188,26 @@ def train_round(config, accelerator, pipeline, round_dir):
     batches_per_epoch = -(-per_rank // train.batch_size)
     total_batches = batches_per_epoch * train.num_epochs
     stats = {"loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "pairs": 0}
-    grad_norms, first_step_deviation, accumulated, steps_done = [], 0.0, 0, 0
+    grad_norms, first_step_deviation, accumulated, steps_done, skipped_steps = [], 0.0, 0, 0, 0
     generator = torch.Generator().manual_seed(config.seed * 1000 + accelerator.process_index)
     unet.train()
     progress = tqdm(total=total_batches, desc=f"training {config.run_name}", disable=not accelerator.is_main_process, dynamic_ncols=True)
 
     def optimizer_step():
-        nonlocal accumulated, steps_done
+        nonlocal accumulated, steps_done, skipped_steps
         if accumulated < train.gradient_accumulation_steps:  # the round's last, partial step: same scale
             for p in params:
                 p.grad.mul_(train.gradient_accumulation_steps / accumulated)
         _all_reduce_mean(accelerator, params)
-        grad_norms.append(float(accelerator.clip_grad_norm_(params, train.max_grad_norm)))
+        grad_norm = float(accelerator.clip_grad_norm_(params, train.max_grad_norm))
         optimizer.step()
         optimizer.zero_grad(set_to_none=False)
-        accumulated, steps_done = 0, steps_done + 1
+        accumulated = 0
+        if getattr(optimizer, "step_was_skipped", False):  # fp16 overflow: the scaler skipped the update
+            skipped_steps += 1
+        else:
+            grad_norms.append(grad_norm)
+            steps_done += 1
 
     for p in params:
         p.grad = torch.zeros_like(p)
@@ -234,6 +244,7 @@ def train_round(config, accelerator, pipeline, round_dir):
         "clipfrac": totals[2].item() / pairs_total,
         "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else 0.0,
         "optimizer_steps": steps_done,
+        "skipped_steps": skipped_steps,
         "trajectories_selected": n,
         "trajectories_used": per_rank * accelerator.num_processes * train.num_epochs,
         "pairs": int(totals[3].item()),

@@ -95,7 +95,8 @@ def base_config():
     train.adam_weight_decay = 1e-4
     train.adam_epsilon = 1e-8
     # train batches (each with all its interval timesteps) per optimizer step. Effective batch is
-    # train.batch_size * num_processes * gradient_accumulation_steps trajectories.
+    # train.batch_size * num_processes * gradient_accumulation_steps trajectories: 32 is the official
+    # single-GPU value (64 trajectories); divide it by the number of processes to keep that batch.
     train.gradient_accumulation_steps = 32
     # gradient clipping (global L2 norm).
     train.max_grad_norm = 1.0

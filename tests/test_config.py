@@ -80,6 +80,9 @@ def test_resume_from_without_lora(tiny_config, tmp_path):
 
 @pytest.mark.parametrize("field,value,fragment", [
     ("sample.eta", 0.0, "sample.eta=0.0"),
+    ("sample.eta", 1.5, "sample.eta=1.5"),
+    ("reward.name", "bertscore", "reward.name='bertscore'"),
+    ("reward.batch_size", 0, "reward.batch_size=0"),
     ("sample.batch_size", 0, "sample.batch_size=0"),
     ("sample.guidance_scale", 0.5, "sample.guidance_scale=0.5"),
     ("mixed_precision", "fp8", "mixed_precision='fp8'"),
@@ -122,3 +125,34 @@ def test_cli_prints_one_line_and_writes_nothing(tiny_config, tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: split_step=9 is outside 1..4 (sample.num_steps): pick the interval length k in that range"]
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_colour_reward_needs_colour_prompts(tiny_config):
+    tiny_config.prompt_file = tiny_config.prompt_file.replace("template2_train", "template1_train")
+    _expect(tiny_config, "reward.name='colour' cannot score prompt 'a cat washing dishes'", "clipscore")
+
+
+def test_missing_clip_files(tiny_config, tmp_path):
+    tiny_config.reward.name = "clipscore"
+    check_common(tiny_config)
+    tiny_config.reward.clip_pretrained = str(tmp_path / "missing.safetensors")
+    _expect(tiny_config, "reward.clip_pretrained=", "missing.safetensors", "does not exist")
+    tiny_config.reward.clip_model = str(tmp_path / "missing.json")
+    _expect(tiny_config, "reward.clip_model=", "missing.json")
+
+
+@pytest.mark.parametrize("variable,value,message", [
+    ("SaveInterval", "0", "error: SaveInterval=0 must be an integer >= 1"),
+    ("StageCnt", "0", "error: StageCnt=0 must be >= 1"),
+    ("SplitStepLeft", "9", "error: SplitStepLeft=9, SplitStepRight=4"),
+])
+def test_driver_rejects_bad_variables(variable, value, message, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = {**os.environ, "PYTHON": sys.executable, "CONFIG": "config/stage_process.py:tiny", "SavePath": str(tmp_path), variable: value}
+    proc = subprocess.run(["bash", os.path.join(REPO, "run_process.sh")], cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode != 0 and message in proc.stderr
+    assert not os.listdir(tmp_path), "nothing is written"

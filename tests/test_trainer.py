@@ -119,6 +119,10 @@ def test_no_selected_trajectory_keeps_the_policy(tiny_config, accelerator):
 
     weights = load_file(os.path.join(out, "lora", "pytorch_lora_weights.safetensors"))
     assert all(v.abs().sum() == 0 for k, v in weights.items() if "lora_B" in k or "lora.up" in k)
+    # The next round resumes from it (an empty optimizer state means a fresh AdamW) and trains.
+    tiny_config.eval.pos_threshold, tiny_config.eval.neg_threshold = 0.5, -0.5
+    _, _, next_metrics = run_round(tiny_config, accelerator, 1, resume_from=os.path.join(out, "lora"))
+    assert next_metrics["optimizer_steps"] > 0 and next_metrics["first_step_max_ratio_deviation"] < 1e-5
 
 
 def test_selection_history_is_read_from_disk_and_never_doubled(tiny_config, accelerator):

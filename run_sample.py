@@ -22,7 +22,8 @@ def main(_):
     check_common(config, accelerator.num_processes)
 
     from b2diffurl.models import load_policy
-    from b2diffurl.sampler import finished_summary, round_dir, sample_round
+    from b2diffurl.records import round_dir
+    from b2diffurl.sampler import finished_summary, sample_round
 
     summary = finished_summary(config, accelerator)
     state = "already done, skipped"

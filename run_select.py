@@ -21,8 +21,8 @@ def main(_):
 
     config = FLAGS.config
     check_select(config)
-    exp_dir = os.path.join(config.save_path, config.exp_name)
-    round_dir = os.path.join(exp_dir, config.run_name)
+    round_dir = records.round_dir(config)
+    exp_dir = os.path.dirname(round_dir)
     accelerator = cli.make_accelerator(config)
     if records.is_done(round_dir, "select"):
         summary, state = records.read_json(records.marker_path(round_dir, "select")), "already done, skipped"

@@ -22,7 +22,7 @@ def main(_):
     config = FLAGS.config
     accelerator = cli.make_accelerator(config)
     check_train(config)
-    round_dir = os.path.join(config.save_path, config.exp_name, config.run_name)
+    round_dir = records.round_dir(config)
     if records.is_done(round_dir, "train"):
         metrics, state = records.read_json(os.path.join(round_dir, "metrics.json")), "already done, skipped"
     else:

@@ -21,8 +21,9 @@ def _require(ok, message):
 
 
 def check_prompts(config):
+    """The prompts a round draws from, checked: ``[config.prompt]`` or the list in ``config.prompt_file``."""
     if config.prompt:
-        return
+        return [config.prompt]
     path = config.prompt_file
     _require(bool(path), "prompt_file is empty and prompt is empty: set --config.prompt_file prompts/template1_train.json")
     _require(os.path.isfile(path), f"prompt_file={path!r} does not exist: pass a JSON list such as prompts/template1_train.json")
@@ -36,6 +37,7 @@ def check_prompts(config):
         f"prompt_file={path!r} must hold a JSON list of non-empty strings",
     )
     _require(len(prompts) > 0, f"prompt_file={path!r} holds an empty list: add at least one prompt")
+    return prompts
 
 
 def check_model(config):
@@ -87,12 +89,12 @@ def check_common(config, num_processes=1):
             os.path.isfile(os.path.join(config.resume_from, LORA_WEIGHTS_NAME)),
             f"resume_from={config.resume_from!r} holds no {LORA_WEIGHTS_NAME}: point it at the previous round's lora/ folder",
         )
-    check_prompts(config)
+    prompts = check_prompts(config)
     check_model(config)
-    check_reward(config)
+    check_reward(config, prompts)
 
 
-def check_reward(config):
+def check_reward(config, prompts):
     """The reward must be able to score this config's prompts: checked before sampling, not after it."""
     from b2diffurl.rewards import REWARDS, prompt_colour
 
@@ -100,11 +102,6 @@ def check_reward(config):
     _require(reward.name in REWARDS, f"reward.name={reward.name!r} is not a known reward: choose from {sorted(REWARDS)}")
     _require(reward.batch_size >= 1, f"reward.batch_size={reward.batch_size} must be >= 1")
     if reward.name == "colour":
-        if config.prompt:
-            prompts = [config.prompt]
-        else:
-            with open(config.prompt_file) as f:
-                prompts = json.load(f)
         for prompt in prompts:
             try:
                 prompt_colour(prompt)
@@ -128,12 +125,10 @@ def check_device(config, device_type):
     )
 
 
-def _round_dir(config):
-    return os.path.join(config.save_path, config.exp_name, config.run_name)
-
-
 def _require_stage_done(config, stage, script):
-    path = os.path.join(_round_dir(config), f"{stage}.done")
+    from b2diffurl.records import marker_path, round_dir
+
+    path = marker_path(round_dir(config), stage)
     _require(os.path.isfile(path), f"run_name={config.run_name!r}: {path} is missing, so stage {stage!r} has not finished: run {script} first")
 
 

@@ -109,6 +109,11 @@ def load_trajectories(path):
     return Trajectories(**{n: tensors.pop(n) for n in names}), tensors
 
 
+def round_dir(config):
+    """<save_path>/<exp_name>/<run_name>: the folder of the round a stage works on."""
+    return os.path.join(config.save_path, config.exp_name, config.run_name)
+
+
 def marker_path(round_dir, stage):
     return os.path.join(round_dir, f"{stage}.done")
 

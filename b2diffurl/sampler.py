@@ -109,10 +109,6 @@ def load_prompt_list(config):
     return records.read_json(config.prompt_file)
 
 
-def round_dir(config):
-    return os.path.join(config.save_path, config.exp_name, config.run_name)
-
-
 def _fingerprint(config, prompt_list):
     """What a round's samples depend on: a partial round is resumed only if all of it matches."""
     return {
@@ -150,7 +146,7 @@ def _prepare_tmp(tmp, fingerprint, accelerator):
 def finished_summary(config, accelerator):
     """The summary of this round's sampling if it already finished (completing an interrupted
     finish first), else None. Cheap: call it before loading any model."""
-    out = round_dir(config)
+    out = records.round_dir(config)
     if not records.is_done(out, STAGE) and records.stage_pending(out, STAGE):
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
@@ -168,7 +164,7 @@ def sample_round(config, accelerator, pipeline):
     folder of an interrupted run with the same settings are kept (randomness is per batch, so the
     result is the same). Call :func:`finished_summary` first. Returns the stage summary (dict).
     """
-    out = round_dir(config)
+    out = records.round_dir(config)
     started = time.time()
     prompt_list = load_prompt_list(config)
     tmp = records.stage_tmp_dir(out, STAGE)

@@ -9,7 +9,8 @@ import torch
 from b2diffurl import records
 from b2diffurl.models import load_pipeline, load_policy, lora_state_dict
 from b2diffurl.rewards import build_reward
-from b2diffurl.sampler import round_dir, sample_round
+from b2diffurl.records import round_dir
+from b2diffurl.sampler import sample_round
 from b2diffurl.selection import select_round
 from b2diffurl.trainer import (
     OPTIMIZER_NAME, epoch_share, interval_pairs, load_optimizer, make_optimizer, save_optimizer, train_round,

@@ -5,13 +5,24 @@
 #   CONFIG=config/stage_process.py:tiny bash run_process.sh    # CPU demo, a few minutes, no downloads
 #   NUM_PROCESSES=8 ExpName=exp1 StageCnt=100 bash run_process.sh > log/exp1
 #
-# Every variable below can be set from the environment; its default comes from the config
-# (CONFIG, default config/stage_process.py, optionally :preset), so the config is the one source
-# of truth. Round r samples with seed Seed + r and the interval length k_r of the BPT schedule
+# Variables (set them in the environment; unset or empty ones take their default from the config,
+# CONFIG, default config/stage_process.py, optionally :preset): the official ones
+#   SaveInterval SavePath PromptFile RandomPrompt ExpName Seed Beta1 Beta2 BatchCnt StageCnt
+#   SplitStepLeft SplitStepRight TrainEpoch AccStep LR NumStep History_Cnt PosThreshold
+#   NegThreshold SplitTime
+# and MixedPrecision (no, fp16, bf16), FreshOptimizer (a round number: that round starts AdamW
+# from zero instead of continuing the previous round's state), NUM_PROCESSES, ACCELERATE_ARGS,
+# PYTHON. Relative paths are taken from the folder you run it from.
+#
+# Everything is checked before round 0 (types, ranges, the whole k schedule, paths, device, model
+# and reward): a problem is one line naming the variable, and nothing is written.
+# Round r samples with seed Seed + r and the interval length k_r of the BPT schedule
 # (b2diffurl.schedule.interval_length), and starts from round r-1's LoRA and optimizer state.
 #
-# Resumable: a finished stage (its <stage>.done marker) is skipped, so rerunning after a stop
-# continues where it stopped and rewrites nothing that is complete.
+# Resumable: a finished stage (its <stage>.done marker) is skipped, so rerunning after a stop (even
+# kill -9) continues where it stopped and ends with the same files as an uninterrupted run; every
+# run first brings progress.csv and the SaveInterval cleanup up to date. Delete a stage's marker to
+# redo that stage (and the later ones) of its round.
 #
 # NUM_PROCESSES > 1 runs sampling and training under `accelerate launch --multi_gpu` (on a machine
 # without a GPU: that many CPU processes with gloo); ACCELERATE_ARGS adds launcher options
@@ -19,61 +30,41 @@
 # file alone sets processes and machines, and NUM_PROCESSES is not used for launching.
 # Selection runs once, in one process. PYTHON picks the interpreter (default: .venv/bin/python).
 set -euo pipefail
+CallerDir=$PWD
 cd "$(dirname "$0")"
 
-CONFIG=${CONFIG:-config/stage_process.py}
 if [ -z "${PYTHON:-}" ]; then
     if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+elif [[ "$PYTHON" == */* && "$PYTHON" != /* ]]; then
+    PYTHON="$CallerDir/$PYTHON"
 fi
-NUM_PROCESSES=${NUM_PROCESSES:-1}
 ACCELERATE_ARGS=${ACCELERATE_ARGS:-}
+export B2DIFFURL_DRIVER=1
+trap 'echo "stopped (Ctrl-C): rerun the same command to continue where it stopped" >&2; exit 130' INT
 
-eval "$("$PYTHON" -m b2diffurl.driver defaults "$CONFIG")"
-SaveInterval=${SaveInterval:-$Default_SaveInterval}
-SavePath=${SavePath:-$Default_SavePath}
-PromptFile=${PromptFile:-$Default_PromptFile}
-RandomPrompt=${RandomPrompt:-$Default_RandomPrompt}
-ExpName=${ExpName:-$Default_ExpName}
-Seed=${Seed:-$Default_Seed}
-Beta1=${Beta1:-$Default_Beta1}
-Beta2=${Beta2:-$Default_Beta2}
-BatchCnt=${BatchCnt:-$Default_BatchCnt}
-StageCnt=${StageCnt:-$Default_StageCnt}
-SplitStepLeft=${SplitStepLeft:-$Default_SplitStepLeft}
-SplitStepRight=${SplitStepRight:-$Default_SplitStepRight}
-TrainEpoch=${TrainEpoch:-$Default_TrainEpoch}
-AccStep=${AccStep:-$Default_AccStep}
-LR=${LR:-$Default_LR}
-NumStep=${NumStep:-$Default_NumStep}
-History_Cnt=${History_Cnt:-$Default_History_Cnt}
-PosThreshold=${PosThreshold:-$Default_PosThreshold}
-NegThreshold=${NegThreshold:-$Default_NegThreshold}
-SplitTime=${SplitTime:-$Default_SplitTime}
+# Checks the whole run and sets every variable above, plus ExpDir, Ks (k of every round) and the
+# absolute CONFIG; exits with one line per problem.
+Settings=$(B2DIFFURL_CALLER_DIR="$CallerDir" "$PYTHON" -m b2diffurl.driver prepare)
+eval "$Settings"
 
-if ! [[ "$SaveInterval" =~ ^[1-9][0-9]*$ ]]; then
-    echo "error: SaveInterval=$SaveInterval must be an integer >= 1 (1 keeps every round's samples/)" >&2
-    exit 2
-fi
 if [[ " $ACCELERATE_ARGS " == *" --config_file "* ]]; then
     # an accelerate config file (e.g. several machines) defines the processes and machines itself
     # shellcheck disable=SC2206
-    LAUNCH=("$PYTHON" -m accelerate.commands.launch $ACCELERATE_ARGS)
+    LAUNCH=("$PYTHON" -m b2diffurl.driver launch $ACCELERATE_ARGS)
 elif [ "$NUM_PROCESSES" -gt 1 ]; then
     # shellcheck disable=SC2206
-    LAUNCH=("$PYTHON" -m accelerate.commands.launch --multi_gpu --num_processes "$NUM_PROCESSES" --num_machines 1 --dynamo_backend no $ACCELERATE_ARGS)
+    LAUNCH=("$PYTHON" -m b2diffurl.driver launch --multi_gpu --num_processes "$NUM_PROCESSES" --num_machines 1 --mixed_precision "$MixedPrecision" --dynamo_backend no $ACCELERATE_ARGS)
 else
     LAUNCH=("$PYTHON")
 fi
 
-Schedule=$("$PYTHON" -m b2diffurl.driver schedule "$StageCnt" "$SplitStepLeft" "$SplitStepRight")
-read -r -a Ks <<< "$Schedule"
-ExpDir="$SavePath/$ExpName"
 echo "experiment $ExpDir: $StageCnt rounds, k ${Ks[0]}..${Ks[$((StageCnt - 1))]}, $SplitTime branches, $NUM_PROCESSES process(es), config $CONFIG"
+"$PYTHON" -m b2diffurl.driver catchup "$ExpDir" "$SaveInterval"
 
 for ((i = 0; i < StageCnt; i++)); do
     Round=$(printf "round_%03d" "$i")
     RoundDir="$ExpDir/$Round"
-    if [ -f "$RoundDir/train.done" ]; then
+    if [ -f "$RoundDir/sample.done" ] && [ -f "$RoundDir/select.done" ] && [ -f "$RoundDir/train.done" ]; then
         continue
     fi
     FLAGS=(
@@ -85,18 +76,18 @@ for ((i = 0; i < StageCnt; i++)); do
         --config.train.beta1="$Beta1" --config.train.beta2="$Beta2" --config.train.num_epochs="$TrainEpoch"
         --config.train.gradient_accumulation_steps="$AccStep" --config.train.learning_rate="$LR"
         --config.eval.history_cnt="$History_Cnt" --config.eval.pos_threshold="$PosThreshold"
-        --config.eval.neg_threshold="$NegThreshold"
+        --config.eval.neg_threshold="$NegThreshold" --config.mixed_precision="$MixedPrecision"
     )
     if [ "$i" -gt 0 ]; then
         FLAGS+=(--config.resume_from="$ExpDir/$(printf "round_%03d" $((i - 1)))/lora")
     fi
+    if [ "$FreshOptimizer" = "$i" ]; then
+        FLAGS+=(--config.train.fresh_optimizer=True)
+    fi
     echo "||=========== round $i: k = ${Ks[$i]}, seed = $((Seed + i)) ===========||"
     [ -f "$RoundDir/sample.done" ] || "${LAUNCH[@]}" run_sample.py "${FLAGS[@]}"
     [ -f "$RoundDir/select.done" ] || "$PYTHON" run_select.py "${FLAGS[@]}"
-    "${LAUNCH[@]}" run_train.py "${FLAGS[@]}"
-    if [ $((i % SaveInterval)) -ne 0 ] && [ -d "$RoundDir/samples" ]; then
-        rm -rf "$RoundDir/samples"  # trained: nothing reads the interval latents any more
-    fi
-    "$PYTHON" -m b2diffurl.driver report "$ExpDir" "$Round"
+    [ -f "$RoundDir/train.done" ] || "${LAUNCH[@]}" run_train.py "${FLAGS[@]}"
+    "$PYTHON" -m b2diffurl.driver catchup "$ExpDir" "$SaveInterval" "$Round"
 done
 echo "all $StageCnt rounds finished; per-round table: $ExpDir/progress.csv"

@@ -15,11 +15,11 @@ FLAGS = cli.define_config_flag("Sampling configuration.")
 
 
 def main(_):
-    from b2diffurl.checks import check_common
+    from b2diffurl.checks import check_stage
 
     config = FLAGS.config
     accelerator = cli.make_accelerator(config)
-    check_common(config, accelerator.num_processes)
+    check_stage(config, "sample", accelerator.num_processes)
 
     from b2diffurl.models import load_policy
     from b2diffurl.records import round_dir

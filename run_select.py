@@ -17,24 +17,23 @@ FLAGS = cli.define_config_flag("Selection configuration.")
 
 def main(_):
     from b2diffurl import records
-    from b2diffurl.checks import check_select
+    from b2diffurl.checks import check_stage
 
     config = FLAGS.config
-    check_select(config)
+    check_stage(config, "select")
     round_dir = records.round_dir(config)
     exp_dir = os.path.dirname(round_dir)
     accelerator = cli.make_accelerator(config)
-    if records.is_done(round_dir, "select"):
-        summary, state = records.read_json(records.marker_path(round_dir, "select")), "already done, skipped"
-    else:
-        summary = None
-        if accelerator.is_main_process:
+    summary, state = None, "already done, skipped"
+    if accelerator.is_main_process:
+        summary = records.finished(round_dir, "select")
+        if summary is None:
             from b2diffurl.rewards import build_reward
             from b2diffurl.selection import select_round
 
             summary = select_round(config, build_reward(config.reward, accelerator.device), round_dir, exp_dir)
-        accelerator.wait_for_everyone()
-        state = f"{summary['seconds']:.1f} s" if summary else ""
+            state = f"{summary['seconds']:.1f} s"
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         print(
             f"select {config.run_name}: reward {summary['reward_mean']:.4f} +- {summary['reward_std']:.4f} over "

@@ -8,7 +8,6 @@ Reads the round's selected.safetensors (stage 2) and samples/manifest.json; star
 resume_from's LoRA and AdamW state; writes lora/ and metrics.json, then train.done.
 """
 
-import os
 
 from b2diffurl import cli
 
@@ -17,14 +16,17 @@ FLAGS = cli.define_config_flag("Training configuration.")
 
 def main(_):
     from b2diffurl import records
-    from b2diffurl.checks import check_train
+    from b2diffurl.checks import check_stage
 
     config = FLAGS.config
     accelerator = cli.make_accelerator(config)
-    check_train(config)
+    check_stage(config, "train", accelerator.num_processes)
     round_dir = records.round_dir(config)
+    if accelerator.is_main_process:
+        records.finished(round_dir, "train")  # completes a finish that a stop interrupted
+    accelerator.wait_for_everyone()
     if records.is_done(round_dir, "train"):
-        metrics, state = records.read_json(os.path.join(round_dir, "metrics.json")), "already done, skipped"
+        metrics, state = records.read_marker(round_dir, "train"), "already done, skipped"
     else:
         from b2diffurl.models import load_policy
         from b2diffurl.trainer import train_round

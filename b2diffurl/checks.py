@@ -1,159 +1,301 @@
-"""Config validation, once at the start of a stage, before any model is loaded.
+"""Config validation, before any model is loaded and before anything is written.
 
-Every problem is a :class:`ConfigError` whose message is one line naming the field, the value and
-the fix; the stage scripts print it and exit with status 2.
+Every problem is a :class:`ConfigError` naming the field, the value and the fix, one line each. A
+:class:`Checker` collects all of them instead of stopping at the first; ``run_process.sh`` checks
+a whole run this way (every round's settings) before round 0, and names the driver variable the
+user set in place of the config field (``BatchCnt=0``, not ``sample.num_batches_per_epoch=0``).
+
+Light imports only (no torch): the driver runs these checks in a fraction of a second.
 """
 
 import json
+import math
 import os
 import re
 
+from b2diffurl.errors import ConfigError, RecordError
+
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$")
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.+=@,-]+$")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+ALGORITHMS = ("ppo", "pg")  # b2diffurl.objectives.OBJECTIVES (kept in step by a test)
+REWARD_NAMES = ("clipscore", "colour")  # b2diffurl.rewards.REWARDS (kept in step by a test)
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".bin", ".pth")
 
 
-class ConfigError(ValueError):
-    pass
+def get(config, field):
+    """``config`` value at a dotted field name (``train.learning_rate``)."""
+    value = config
+    for part in field.split("."):
+        value = value[part]
+    return value
 
 
-def _require(ok, message):
-    if not ok:
-        raise ConfigError(message)
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_prompts(config):
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class Checker:
+    """Collects problems; each check returns whether it passed, so dependent checks can be skipped."""
+
+    def __init__(self, config):
+        self.config = config
+        self.problems = []
+
+    def require(self, ok, field, value, text):
+        if not ok:
+            self.problems.append(ConfigError(field, value, text))
+        return bool(ok)
+
+    def integer(self, field, low, high=None, hint=""):
+        """``field`` is an int in low..high."""
+        value = get(self.config, field)
+        if not self.require(_is_int(value), field, value, f"must be an integer{hint}"):
+            return False
+        if high is not None:
+            return self.require(low <= value <= high, field, value, f"is outside {low}..{high}{hint}")
+        return self.require(value >= low, field, value, f"must be >= {low}{hint}")
+
+    def number(self, field, low=None, *, above=False, below=None, allow_inf=False, hint=""):
+        """``field`` is a number (finite unless ``allow_inf``, never NaN), >= low (> low if ``above``), < below."""
+        value = get(self.config, field)
+        if not self.require(_is_number(value) and not math.isnan(value), field, value, f"must be a number{hint}"):
+            return False
+        if not self.require(allow_inf or math.isfinite(value), field, value, f"must be finite{hint}"):
+            return False
+        if low is not None and not self.require(value > low if above else value >= low, field, value, f"must be {'>' if above else '>='} {low:g}{hint}"):
+            return False
+        return below is None or self.require(value < below, field, value, f"must be < {below:g}{hint}")
+
+    def flag(self, field):
+        value = get(self.config, field)
+        return self.require(isinstance(value, bool), field, value, "must be True or False")
+
+    def raise_first(self):
+        """Raise the first problem, carrying all of them (``err.problems``), if there is any."""
+        if self.problems:
+            first = self.problems[0]
+            first.problems = list(self.problems)
+            raise first
+
+
+def check_prompts(config, checker=None):
     """The prompts a round draws from, checked: ``[config.prompt]`` or the list in ``config.prompt_file``."""
+    c = checker or Checker(config)
+    prompts = None
     if config.prompt:
-        return [config.prompt]
-    path = config.prompt_file
-    _require(bool(path), "prompt_file is empty and prompt is empty: set --config.prompt_file prompts/template1_train.json")
-    _require(os.path.isfile(path), f"prompt_file={path!r} does not exist: pass a JSON list such as prompts/template1_train.json")
-    try:
-        with open(path) as f:
-            prompts = json.load(f)
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"prompt_file={path!r} is not valid JSON ({err}): it must hold a JSON list of strings") from None
-    _require(
-        isinstance(prompts, list) and all(isinstance(p, str) and p.strip() for p in prompts),
-        f"prompt_file={path!r} must hold a JSON list of non-empty strings",
-    )
-    _require(len(prompts) > 0, f"prompt_file={path!r} holds an empty list: add at least one prompt")
+        prompts = [config.prompt]
+    elif c.require(bool(config.prompt_file), "prompt_file", config.prompt_file, "is empty and prompt is empty: set it to a JSON list such as prompts/template1_train.json"):
+        path = config.prompt_file
+        missing = "does not exist" if not os.path.exists(path) else "is not a file"
+        if c.require(os.path.isfile(path), "prompt_file", path, f"{missing}: pass a JSON list such as prompts/template1_train.json"):
+            try:
+                with open(path) as f:
+                    prompts = json.load(f)
+            except (OSError, ValueError) as err:
+                c.require(False, "prompt_file", path, f"is not valid JSON ({err}): it must hold a JSON list of strings")
+            if prompts is not None and not (isinstance(prompts, list) and all(isinstance(p, str) and p.strip() for p in prompts)):
+                c.require(False, "prompt_file", path, "must hold a JSON list of non-empty strings")
+                prompts = None
+            elif prompts is not None and not c.require(len(prompts) > 0, "prompt_file", path, "holds an empty list: add at least one prompt"):
+                prompts = None
+    if checker is None:
+        c.raise_first()
     return prompts
 
 
-def check_model(config):
+def check_model(c):
+    config = c.config
     model = config.pretrained.model
-    _require(bool(model), "pretrained.model is empty: set it to a local diffusers folder or a hub id such as CompVis/stable-diffusion-v1-4")
-    if os.path.isdir(model) or config.pretrained.build_tiny:
+    if not c.require(isinstance(model, str) and bool(model), "pretrained.model", model, "is empty: set it to a local diffusers folder or a hub id such as CompVis/stable-diffusion-v1-4"):
+        return
+    if config.pretrained.build_tiny:
+        return
+    if os.path.isdir(model):
+        c.require(
+            os.path.isfile(os.path.join(model, "model_index.json")), "pretrained.model", model,
+            "is a folder without model_index.json: point it at a diffusers pipeline folder (save_pretrained's output)",
+        )
         return
     looks_like_path = model.startswith((".", "/", "~")) or os.sep + os.sep in model or model.count("/") != 1
-    _require(
-        not looks_like_path and HUB_ID.match(model) is not None,
-        f"pretrained.model={model!r} is neither an existing folder nor a hub id (owner/name): fix the path",
+    c.require(
+        not looks_like_path and HUB_ID.match(model) is not None, "pretrained.model", model,
+        "is neither an existing folder nor a hub id (owner/name): fix the path",
     )
 
 
-def check_common(config, num_processes=1):
-    """Fields every stage that loads the policy reads, and the sampling layout over processes."""
-    sample = config.sample
-    for name in ("exp_name", "run_name"):
-        value = config[name]
-        _require(bool(value) and "/" not in value and value not in (".", ".."), f"{name}={value!r} must be a plain folder name, e.g. round_000")
-    _require(bool(config.save_path), "save_path is empty: set --config.save_path to an output folder")
-    _require(isinstance(config.seed, int) and config.seed >= 0, f"seed={config.seed!r} must be an integer >= 0")
-    _require(sample.num_steps >= 1, f"sample.num_steps={sample.num_steps} must be >= 1 (the paper uses 20)")
-    _require(
-        1 <= config.split_step <= sample.num_steps,
-        f"split_step={config.split_step} is outside 1..{sample.num_steps} (sample.num_steps): pick the interval length k in that range",
-    )
-    _require(config.split_time >= 1, f"split_time={config.split_time} must be >= 1 branches (1 = no branching)")
-    _require(
-        0 < sample.eta <= 1,
-        f"sample.eta={sample.eta} must lie in (0, 1]: 0 has no log-prob, above 1 the DDIM variance is undefined (the paper uses 1.0)",
-    )
-    _require(sample.guidance_scale >= 1.0, f"sample.guidance_scale={sample.guidance_scale} must be >= 1.0 (1.0 = no guidance)")
-    _require(sample.batch_size >= 1, f"sample.batch_size={sample.batch_size} must be >= 1")
-    _require(sample.num_batches_per_epoch >= 1, f"sample.num_batches_per_epoch={sample.num_batches_per_epoch} must be >= 1")
-    _require(
-        sample.num_batches_per_epoch % num_processes == 0,
-        f"sample.num_batches_per_epoch={sample.num_batches_per_epoch} does not divide over {num_processes} processes: "
-        f"use a multiple of {num_processes}",
-    )
-    _require(config.prompt_random_choose in (0, 1), f"prompt_random_choose={config.prompt_random_choose} must be 0 or 1")
-    _require(config.mixed_precision in ("no", "fp16", "bf16"), f"mixed_precision={config.mixed_precision!r} must be no, fp16 or bf16")
-    _require(config.lora.rank >= 1, f"lora.rank={config.lora.rank} must be >= 1")
-    _require(len(config.lora.target_modules) > 0, "lora.target_modules is empty: use ('to_q', 'to_k', 'to_v', 'to_out.0')")
-    if config.resume_from:
-        from b2diffurl.models import LORA_WEIGHTS_NAME
-
-        _require(
-            os.path.isfile(os.path.join(config.resume_from, LORA_WEIGHTS_NAME)),
-            f"resume_from={config.resume_from!r} holds no {LORA_WEIGHTS_NAME}: point it at the previous round's lora/ folder",
-        )
-    prompts = check_prompts(config)
-    check_model(config)
-    check_reward(config, prompts)
-
-
-def check_reward(config, prompts):
+def check_reward(c, prompts):
     """The reward must be able to score this config's prompts: checked before sampling, not after it."""
-    from b2diffurl.rewards import REWARDS, prompt_colour
+    reward = c.config.reward
+    c.integer("reward.batch_size", 1)
+    if not c.require(reward.name in REWARD_NAMES, "reward.name", reward.name, f"is not a known reward: choose from {list(REWARD_NAMES)}"):
+        return
+    if reward.name == "colour" and prompts:
+        from b2diffurl.rewards import prompt_colour
 
-    reward = config.reward
-    _require(reward.name in REWARDS, f"reward.name={reward.name!r} is not a known reward: choose from {sorted(REWARDS)}")
-    _require(reward.batch_size >= 1, f"reward.batch_size={reward.batch_size} must be >= 1")
-    if reward.name == "colour":
         for prompt in prompts:
             try:
                 prompt_colour(prompt)
             except ValueError:
-                raise ConfigError(
-                    f"reward.name='colour' cannot score prompt {prompt!r} (it names no colour): use --config.reward.name clipscore "
-                    "or a prompt file such as prompts/template2_train.json"
-                ) from None
+                c.require(
+                    False, "reward.name", "colour",
+                    f"cannot score prompt {prompt!r} (it names no colour): use clipscore or a prompt file such as prompts/template2_train.json",
+                )
+                break
     if reward.name == "clipscore":
         if reward.clip_model.endswith(".json"):
-            _require(os.path.isfile(reward.clip_model), f"reward.clip_model={reward.clip_model!r} does not exist: fix the open_clip config path")
-        if reward.clip_pretrained.endswith((".safetensors", ".pt", ".bin", ".pth")):
-            _require(os.path.isfile(reward.clip_pretrained), f"reward.clip_pretrained={reward.clip_pretrained!r} does not exist: fix the checkpoint path")
+            c.require(os.path.isfile(reward.clip_model), "reward.clip_model", reward.clip_model, "does not exist: fix the open_clip config path")
+        if reward.clip_pretrained.endswith(CHECKPOINT_SUFFIXES):
+            c.require(os.path.isfile(reward.clip_pretrained), "reward.clip_pretrained", reward.clip_pretrained, "does not exist: fix the checkpoint path")
+
+
+def check_config(config, num_processes=1):
+    """Every field a stage reads (all stages: a bad training setting stops sampling before it starts).
+
+    Returns the Checker (``.problems``) and the prompt list (None if it is broken).
+    """
+    c = Checker(config)
+    for name in ("exp_name", "run_name"):
+        value = config[name]
+        c.require(
+            isinstance(value, str) and PLAIN_NAME.match(value) is not None and value not in (".", ".."), name, value,
+            "must be a plain folder name (letters, digits, _ . - +), e.g. round_000",
+        )
+    c.require(isinstance(config.save_path, str) and bool(config.save_path), "save_path", config.save_path, "is empty: set it to an output folder")
+    c.integer("seed", 0)
+    if c.integer("sample.num_steps", 1, hint=" (the paper uses 20)"):
+        c.integer("split_step", 1, config.sample.num_steps, " (sample.num_steps): pick the interval length k in that range")
+    c.integer("split_time", 1, hint=" branches (1 = no branching)")
+    if c.number("sample.eta", 0.0, above=True, hint=": 0 has no log-prob (the paper uses 1.0)"):
+        c.require(config.sample.eta <= 1, "sample.eta", config.sample.eta, "must lie in (0, 1]: above 1 the DDIM variance is undefined (the paper uses 1.0)")
+    c.number("sample.guidance_scale", 1.0, hint=" (1.0 = no guidance)")
+    c.integer("sample.batch_size", 1)
+    if c.integer("sample.num_batches_per_epoch", 1):
+        c.require(
+            config.sample.num_batches_per_epoch % num_processes == 0, "sample.num_batches_per_epoch", config.sample.num_batches_per_epoch,
+            f"does not divide over {num_processes} processes: use a multiple of {num_processes}",
+        )
+    c.require(config.prompt_random_choose in (0, 1) and _is_int(config.prompt_random_choose), "prompt_random_choose", config.prompt_random_choose, "must be 0 or 1")
+    c.require(config.mixed_precision in MIXED_PRECISION, "mixed_precision", config.mixed_precision, f"must be one of {', '.join(MIXED_PRECISION)}")
+    c.flag("allow_tf32")
+    c.integer("lora.rank", 1)
+    c.require(len(config.lora.target_modules) > 0, "lora.target_modules", config.lora.target_modules, "is empty: use ('to_q', 'to_k', 'to_v', 'to_out.0')")
+
+    train = config.train
+    c.require(train.algorithm in ALGORITHMS, "train.algorithm", train.algorithm, f"is not known: choose from {list(ALGORITHMS)}")
+    for name in ("batch_size", "gradient_accumulation_steps", "num_epochs", "forward_chunk"):
+        c.integer(f"train.{name}", 1)
+    for name in ("learning_rate", "eps", "adv_clip_max", "max_grad_norm", "adam_epsilon"):
+        c.number(f"train.{name}", 0.0, above=True)
+    c.number("train.adam_beta1", 0.0, below=1.0)
+    c.number("train.adam_beta2", 0.0, below=1.0)
+    c.number("train.adam_weight_decay", 0.0)
+    c.number("train.beta1", 0.0, hint=" (the advantage weight of positive samples)")
+    c.number("train.beta2", 0.0, hint=" (the advantage weight of negative samples)")
+    c.flag("train.fresh_optimizer")
+
+    c.integer("eval.history_cnt", 0, hint=" (the paper uses 8)")
+    c.number("eval.pos_threshold", allow_inf=True, hint=" (-inf keeps every group's best)")
+    c.number("eval.neg_threshold", allow_inf=True, hint=" (inf keeps every group's worst)")
+
+    prompts = check_prompts(config, c)
+    check_model(c)
+    check_reward(c, prompts)
+    return c, prompts
+
+
+def check_process(c):
+    """The driver's settings (``process.*``): the whole BPT schedule must fit ``sample.num_steps``."""
+    config = c.config
+    c.integer("process.stage_cnt", 1)
+    c.integer("process.save_interval", 1, hint=" (1 keeps every round's samples/)")
+    steps = config.sample.num_steps
+    if c.integer("process.split_step_left", 1) and c.integer("process.split_step_right", 1) and _is_int(steps):
+        left, right = config.process.split_step_left, config.process.split_step_right
+        c.require(left <= right, "process.split_step_left", left, f"is above process.split_step_right={right}: k must grow (or stay) over the rounds")
+        c.require(
+            right <= steps, "process.split_step_right", right,
+            f"exceeds sample.num_steps={steps}: the interval length k of every round must lie in 1..{steps}",
+        )
 
 
 def check_device(config, device_type):
     """fp16 needs an accelerator; refuse it on the CPU instead of failing deep inside a kernel."""
-    _require(
-        not (config.mixed_precision == "fp16" and device_type == "cpu"),
-        "mixed_precision='fp16' needs a GPU and none is visible: pass --config.mixed_precision no (or bf16)",
-    )
+    if config.mixed_precision == "fp16" and device_type == "cpu":
+        raise ConfigError(
+            "mixed_precision", "fp16",
+            "needs a GPU and none is visible: on a CPU use mixed_precision 'no' or 'bf16' "
+            "(run_process.sh: MixedPrecision=no, or CONFIG=config/stage_process.py:tiny for the CPU demo)",
+        )
+
+
+def check_resume(config):
+    """resume_from's LoRA, and its AdamW state unless ``train.fresh_optimizer``, exist and (for a
+    round of a run) match that round's train.done. Raises the first problem."""
+    from b2diffurl.records import LORA_WEIGHTS_NAME, OPTIMIZER_NAME, read_lora_file
+
+    if not config.resume_from:
+        return
+    if not os.path.isdir(config.resume_from):
+        raise ConfigError("resume_from", config.resume_from, "is not a folder: point it at the previous round's lora/ folder")
+    for name in (LORA_WEIGHTS_NAME, OPTIMIZER_NAME):
+        if name == OPTIMIZER_NAME and config.train.fresh_optimizer:
+            continue
+        try:
+            read_lora_file(config.resume_from, name)
+        except RecordError as err:
+            if name == LORA_WEIGHTS_NAME:
+                raise
+            from b2diffurl.schedule import round_index
+
+            try:
+                variable = f" (run_process.sh: FreshOptimizer={round_index(config.run_name)[1]})"
+            except ValueError:
+                variable = ""
+            raise RecordError(
+                f"{err}; AdamW would restart from zero: to do that on purpose pass --config.train.fresh_optimizer=True{variable}"
+            ) from None
+
+
+def check_history(config):
+    """The earlier rounds this round's selection normalises with: finished, their scores.json intact.
+    Checked before sampling too, so a broken history stops the round before its heavy work."""
+    from b2diffurl.records import read_verified, round_dir
+    from b2diffurl.selection import STAGE, history_rounds
+
+    if re.search(r"\d$", config.run_name) is None:  # not a numbered round: no earlier rounds to read
+        return
+    for folder in history_rounds(os.path.dirname(round_dir(config)), config.run_name, config.eval.history_cnt):
+        read_verified(folder, STAGE, "scores.json")
 
 
 def _require_stage_done(config, stage, script):
     from b2diffurl.records import marker_path, round_dir
 
     path = marker_path(round_dir(config), stage)
-    _require(os.path.isfile(path), f"run_name={config.run_name!r}: {path} is missing, so stage {stage!r} has not finished: run {script} first")
+    if not os.path.isfile(path):
+        raise RecordError(f"run_name={config.run_name!r}: {path} is missing, so stage {stage!r} has not finished: run {script} first")
 
 
-def check_select(config):
-    """Fields stage 2 reads; the round must have finished sampling."""
-    evaluation = config.eval
-    check_common(config)
-    _require(evaluation.history_cnt >= 0, f"eval.history_cnt={evaluation.history_cnt} must be >= 0 (the paper uses 8)")
-    _require(
-        re.search(r"\d$", config.run_name) is not None,
-        f"run_name={config.run_name!r} must end with the round number (e.g. round_003) so earlier rounds' scores can be found",
-    )
-    _require_stage_done(config, "sample", "run_sample.py")
-
-
-def check_train(config):
-    """Fields stage 3 reads; the round must have finished selection."""
-    from b2diffurl.objectives import OBJECTIVES
-
-    train = config.train
-    check_common(config)
-    _require(train.algorithm in OBJECTIVES, f"train.algorithm={train.algorithm!r} is not known: choose from {sorted(OBJECTIVES)}")
-    for name in ("batch_size", "gradient_accumulation_steps", "num_epochs", "forward_chunk"):
-        _require(train[name] >= 1, f"train.{name}={train[name]} must be >= 1")
-    for name in ("learning_rate", "eps", "adv_clip_max", "max_grad_norm", "adam_epsilon"):
-        _require(train[name] > 0, f"train.{name}={train[name]} must be > 0")
-    _require(0 <= train.adam_beta1 < 1 and 0 <= train.adam_beta2 < 1, f"train.adam_beta1/2=({train.adam_beta1}, {train.adam_beta2}) must lie in [0, 1)")
-    _require_stage_done(config, "select", "run_select.py")
+def check_stage(config, stage, num_processes=1):
+    """Everything a stage script checks before loading a model: the config (all problems raised
+    together), the previous stage's marker, and the LoRA and AdamW state it resumes from."""
+    checker, _ = check_config(config, num_processes)
+    if stage == "select":
+        checker.require(
+            re.search(r"\d$", config.run_name) is not None, "run_name", config.run_name,
+            "must end with the round number (e.g. round_003) so earlier rounds' scores can be found",
+        )
+    checker.raise_first()
+    if stage == "select":
+        _require_stage_done(config, "sample", "run_sample.py")
+    if stage in ("sample", "select"):
+        check_history(config)
+    if stage == "train":
+        _require_stage_done(config, "select", "run_select.py")
+    if stage in ("sample", "train"):
+        check_resume(config)

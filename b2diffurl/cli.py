@@ -1,15 +1,22 @@
-"""What every stage script shares: the ``--config`` flag, config errors as one line, the accelerator."""
+"""What every stage script shares: the ``--config`` flag, errors as one line, Ctrl-C, the accelerator.
+
+A stage script's problems end in one ``error: ...`` line and an exit status, never a traceback:
+a bad flag or config (2), a stage file that cannot be trusted (2), a NaN/inf stop (3), Ctrl-C (130).
+Under ``accelerate launch`` an error every rank raises is printed by the main process only.
+"""
 
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from b2diffurl.checks import ConfigError
+from b2diffurl.errors import UserError, first_line
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO_ROOT, "config", "stage_process.py")
+INTERRUPTED = "stopped (Ctrl-C): rerun the same command to continue where it stopped"
+EXIT_INTERRUPTED = 130
 
 
 def define_config_flag(help_text):
@@ -17,21 +24,63 @@ def define_config_flag(help_text):
     return flags.FLAGS
 
 
+def _is_main_process():
+    return os.environ.get("RANK", "0") == "0"
+
+
+def fail(message, code=2):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def parse_flags(argv):
+    """Parse absl flags; any problem (bad value, unknown field, broken config) exits with one line."""
+    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    if spec is None and "--config" in argv[:-1]:
+        spec = argv[argv.index("--config") + 1]
+    if spec is not None:
+        from b2diffurl.driver import config_spec_problem
+
+        if problem := config_spec_problem(spec):
+            fail(f"--config={spec} {problem}")
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        fail(f"{lines[0]} {lines[-1]}" if len(lines) > 1 and "Traceback" in str(err) else " ".join(lines))
+    except (KeyError, AttributeError) as err:  # ml_collections: --config.<field> names no field
+        given = [a.split("=", 1)[0] for a in argv if a.startswith("--config.")]
+        fail(f"unknown config field in {' '.join(given) or 'the flags'} ({first_line(err).strip(chr(34))}): see config/stage_process.py for the fields")
+
+
 def run(main):
-    """``absl.app.run(main)``, with a ConfigError printed as ``error: <message>`` and exit status 2."""
-
-    def guarded(argv):
-        try:
-            return main(argv)
-        except ConfigError as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
-
+    """Run a stage's ``main(argv)`` with one-line errors and a one-line Ctrl-C."""
     # The config file imports the package: make the repo importable whatever the working directory.
     if REPO_ROOT not in sys.path:
         sys.path.insert(0, REPO_ROOT)
-    quiet_libraries()
-    app.run(guarded)
+    try:
+        argv = parse_flags(sys.argv)
+        quiet_libraries()
+        main(argv)
+    except UserError as err:
+        if _is_main_process() or not err.same_on_every_rank:
+            for problem in getattr(err, "problems", [err]):
+                print(f"error: {problem}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        if _is_main_process() and not os.environ.get("B2DIFFURL_DRIVER"):  # the driver prints its own line
+            print(INTERRUPTED, file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except RuntimeError as err:
+        # Another rank stopped (its error is printed by it) and this one lost its peers mid-collective.
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and _lost_peer(err):
+            sys.exit(1)
+        raise
+
+
+def _lost_peer(err):
+    text = str(err).lower()
+    return any(s in text for s in ("connection closed by peer", "connection reset by peer", "broken pipe", "timed out"))
 
 
 def quiet_libraries():

@@ -1,23 +1,40 @@
-"""Helpers for run_process.sh (light imports only: no torch, starts in milliseconds).
+"""Helpers for run_process.sh.
 
-    python -m b2diffurl.driver defaults CONFIG        shell assignments of the driver's defaults
-    python -m b2diffurl.driver schedule N LEFT RIGHT  k of every round (BPT), space separated
-    python -m b2diffurl.driver report EXP_DIR ROUND   the round's summary line, and progress.csv
+    python -m b2diffurl.driver prepare                    check the whole run, print its settings as shell assignments
+    python -m b2diffurl.driver catchup EXP_DIR SAVE_INTERVAL [ROUND]
+                                                          bring the bookkeeping in line with the finished rounds
+                                                          (and print ROUND's summary line)
+    python -m b2diffurl.driver launch ACCELERATE_ARGS...  accelerate launch, with a failed rank's exit status and no
+                                                          launcher traceback
 
-The defaults come from the config (one source of truth); the driver's variable names are the
-official run_process.sh's.
+``prepare`` reads the driver's variables (the official run_process.sh's names) from the
+environment; an unset or empty one takes its default from the config (CONFIG, one source of
+truth). It checks every variable's type and range, every round's settings (the whole BPT
+schedule), the paths, the device, and that the model and reward can be found, all before round 0,
+and prints one line per problem naming the variable the user set. Relative paths the user set are
+taken from the caller's folder (``B2DIFFURL_CALLER_DIR``); the config's own defaults from the
+repository.
+
+Light imports only (no torch unless the run asks for fp16 or a hub model): it starts in a
+fraction of a second.
 """
 
 import csv
 import io
-import json
 import os
+import re
 import shlex
+import shutil
 import sys
 
-from b2diffurl.schedule import interval_length, round_index
+from b2diffurl import records
+from b2diffurl.errors import UserError, first_line, show
+from b2diffurl.schedule import interval_length
 
-# official driver variable -> config field
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_CONFIG = "config/stage_process.py"
+
+# official driver variable -> config field (plus MixedPrecision, which the official driver lacks)
 DRIVER_VARIABLES = {
     "SaveInterval": "process.save_interval",
     "SavePath": "save_path",
@@ -39,7 +56,11 @@ DRIVER_VARIABLES = {
     "PosThreshold": "eval.pos_threshold",
     "NegThreshold": "eval.neg_threshold",
     "SplitTime": "split_time",
+    "MixedPrecision": "mixed_precision",
 }
+PATH_VARIABLES = ("SavePath", "PromptFile")
+INTEGER = re.compile(r"^[+-]?\d+$")
+ROUND_FOLDER = re.compile(r"^round_(\d+)$")
 
 COLUMNS = [
     "round", "run_name", "k", "split_time", "trajectories", "reward_queries", "reward_mean", "reward_std",
@@ -47,46 +68,277 @@ COLUMNS = [
 ]
 
 
+class RunProblems(UserError):
+    """Every problem of a run's settings, one line each."""
+
+    def __init__(self, lines):
+        super().__init__(lines[0])
+        self.problems = lines
+
+
+# ---------------------------------------------------------------- config
+
 def load_config(spec):
     """``path/to/config.py[:preset]`` -> ConfigDict, as absl's config_flags reads it."""
     import importlib.util
 
     path, _, preset = spec.partition(":")
+    if REPO_ROOT not in sys.path:
+        sys.path.insert(0, REPO_ROOT)  # the config imports the package
     module_spec = importlib.util.spec_from_file_location("_driver_config", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module.get_config(preset) if preset else module.get_config()
 
 
-def defaults(spec):
-    """``Default_<Var>=<value>`` lines for every driver variable."""
+def config_spec_problem(spec):
+    """What is wrong with a ``path.py[:preset,...]`` config spec (one line), or None."""
+    path, _, _ = spec.partition(":")
+    if not os.path.isfile(path):
+        return f"{path!r} does not exist: use config/stage_process.py[:preset]"
+    if not path.endswith(".py"):
+        return f"{path!r} is not a Python config file (a .py with get_config())"
+    try:
+        load_config(spec)
+    except Exception as err:  # noqa: BLE001 - a user's config file can raise anything
+        return f"does not load: {type(err).__name__}: {first_line(err)}"
+    return None
+
+
+def _absolute(path, base):
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
+
+
+def _input_path(path, caller):
+    """A file the user named (CONFIG, PromptFile): from the caller's folder, or else the repository's
+    own file of that name (``config/stage_process.py``, ``prompts/...``) when the caller has none."""
+    mine = _absolute(path, caller)
+    ours = _absolute(path, REPO_ROOT)
+    return ours if not os.path.exists(mine) and os.path.exists(ours) else mine
+
+
+def _parse(variable, raw, default):
+    """The typed value of a variable the user set (``raw``), like its config default; or a problem line."""
+    if isinstance(default, bool) or isinstance(default, str):
+        return raw, None
+    if isinstance(default, int):
+        if not INTEGER.match(raw.strip()):
+            return None, f"{variable}={raw} must be an integer"
+        return int(raw), None
+    try:
+        return float(raw), None
+    except ValueError:
+        return None, f"{variable}={raw} must be a number"
+
+
+# ---------------------------------------------------------------- prepare
+
+def prepare(environ):
+    """Check the whole run; returns {variable: value} for the shell, or raises RunProblems."""
+    from b2diffurl.checks import Checker, check_config, check_device, check_process, check_resume, get
+
+    caller = environ.get("B2DIFFURL_CALLER_DIR") or os.getcwd()
+    given = {k: environ[k] for k in (*DRIVER_VARIABLES, "CONFIG", "NUM_PROCESSES", "FreshOptimizer") if environ.get(k, "") != ""}
+    spec = given.get("CONFIG", DEFAULT_CONFIG)
+    path, colon, presets = spec.partition(":")
+    spec = _input_path(path, caller) + colon + presets
+    if problem := config_spec_problem(spec):
+        raise RunProblems([f"CONFIG={given.get('CONFIG', DEFAULT_CONFIG)} {problem}"])
     config = load_config(spec)
+
+    lines, shown, values = [], {}, {}
+    for variable, field in DRIVER_VARIABLES.items():
+        default = get(config, field)
+        if variable in given:
+            value, problem = _parse(variable, given[variable], default)
+            if problem:
+                lines.append(problem)
+                continue
+            if variable == "PromptFile":
+                value = _input_path(value, caller)
+            elif variable in PATH_VARIABLES:
+                value = _absolute(value, caller)
+            shown[field] = given[variable]
+        else:
+            value = _absolute(default, REPO_ROOT) if variable in PATH_VARIABLES and default else default
+        _set(config, field, value)
+        values[variable] = value
+
+    num_processes = _parse("NUM_PROCESSES", given.get("NUM_PROCESSES", "1"), 1)
+    if num_processes[1] or num_processes[0] < 1:
+        lines.append(num_processes[1] or f"NUM_PROCESSES={given['NUM_PROCESSES']} must be >= 1")
+    num_processes = num_processes[0] if not num_processes[1] and num_processes[0] >= 1 else 1
+    fresh = given.get("FreshOptimizer", "")
+    if fresh and not INTEGER.match(fresh):
+        lines.append(f"FreshOptimizer={fresh} must be a round number (the round whose AdamW starts from zero)")
+    if lines:  # types first: range checks on broken values would only repeat them
+        raise RunProblems(lines)
+
+    c = Checker(config)
+    check_process(c)
+    ks = None
+    config.split_step = 1  # the driver sets split_step for every round: the config's own value is not used
+    if not c.problems:
+        process = config.process
+        ks = [interval_length(r, process.stage_cnt, process.split_step_left, process.split_step_right) for r in range(process.stage_cnt)]
+        config.split_step = ks[-1]  # every round's k lies in split_step_left..split_step_right (checked)
+    config.run_name = "round_000"
+    checker, _ = check_config(config, num_processes)
+    problems = c.problems + checker.problems
+    if not problems:
+        problems += _environment_problems(config, check_device, check_resume)
+    lines = [_as_variable_line(p, shown) for p in problems]
+    if lines:
+        raise RunProblems(lines)
+    values.update(CONFIG=spec, NUM_PROCESSES=num_processes, FreshOptimizer=fresh, ExpDir=os.path.join(values["SavePath"], values["ExpName"]))
+    values["Ks"] = ks
+    return values
+
+
+def _set(config, field, value):
+    *parents, name = field.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    if isinstance(node[name], float) and isinstance(value, int):
+        value = float(value)
+    node[name] = value
+
+
+def _as_variable_line(problem, shown):
+    """A problem as the user should read it: named by the driver variable that set the field."""
+    from b2diffurl.errors import ConfigError
+
+    if not isinstance(problem, ConfigError) or problem.field is None:
+        return str(problem)
+    text = problem.text
+    for variable, field in DRIVER_VARIABLES.items():  # other fields the text mentions, by their variable too
+        text = re.sub(rf"(?<![\w.]){re.escape(field)}(?=[=)])", variable, text)
+    for variable, field in DRIVER_VARIABLES.items():
+        if field == problem.field:
+            return f"{variable}={shown.get(field, problem.value)} {text}"
+    return f"{problem.field}={show(problem.value)} {text} (set in CONFIG)"
+
+
+def _environment_problems(config, check_device, check_resume):
+    """What the machine must provide: a writable save path, the device, the model and the reward."""
+    from b2diffurl.errors import ConfigError
+
+    problems = []
+    exp_dir = os.path.join(config.save_path, config.exp_name)
+    if reason := _not_writable(exp_dir):
+        problems.append(ConfigError("save_path", config.save_path, reason))
+    if config.mixed_precision == "fp16":
+        import torch
+
+        try:
+            check_device(config, "cuda" if torch.cuda.is_available() else "cpu")
+        except ConfigError as err:
+            problems.append(err)
+    if config.resume_from:
+        try:
+            check_resume(config)
+        except UserError as err:
+            problems.append(err)
+    problems += _model_problems(config)
+    return problems
+
+
+def _not_writable(folder):
+    """Why run folders cannot be created under ``folder`` (nothing is created), or None."""
+    path = os.path.abspath(folder)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        return f"cannot hold the run: {path} is a file"
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".b2diffurl-write-test-", dir=path))
+    except OSError as err:
+        return f"is not writable ({path}: {err.strerror}): pick a folder you can write to"
+    return None
+
+
+def _model_problems(config):
+    """The SD model and the reward model must be on disk, in the hub cache, or (online) on the hub."""
+    from b2diffurl.errors import ConfigError
+
+    problems = []
+    model = config.pretrained.model
+    if not config.pretrained.build_tiny and not os.path.isdir(model):
+        if reason := _hub_problem(model, "model_index.json", config.pretrained.revision):
+            problems.append(ConfigError("pretrained.model", model, reason + ", or point pretrained.model at a local diffusers folder"))
+    reward = config.reward
+    if reward.name == "clipscore" and not reward.clip_pretrained.endswith((".safetensors", ".pt", ".bin", ".pth")):
+        import open_clip
+        from open_clip import pretrained
+
+        name = os.path.splitext(os.path.basename(reward.clip_model))[0] if reward.clip_model.endswith(".json") else reward.clip_model
+        if not reward.clip_model.endswith(".json") and name not in open_clip.list_models():
+            problems.append(ConfigError("reward.clip_model", name, "is not an open_clip model: see open_clip.list_models()"))
+        elif reward.clip_pretrained:
+            cfg = pretrained.get_pretrained_cfg(name, reward.clip_pretrained)
+            if not cfg:
+                tags = pretrained.list_pretrained_tags_by_model(name)
+                problems.append(ConfigError("reward.clip_pretrained", reward.clip_pretrained, f"is not a pretrained tag of {name}: choose from {tags}"))
+            elif cfg.get("hf_hub"):
+                repo, filename = cfg["hf_hub"].rstrip("/"), None
+                if cfg["hf_hub"].count("/") > 1 and not cfg["hf_hub"].endswith("/"):
+                    repo, filename = os.path.split(cfg["hf_hub"])
+                names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+                if reason := _hub_problem(repo, names, "main"):
+                    problems.append(ConfigError("reward.clip_pretrained", reward.clip_pretrained, reason + ", or point it at a local checkpoint file"))
+    return problems
+
+
+def _hub_problem(repo_id, filenames, revision):
+    """None when one of ``filenames`` of the hub repo is cached (or, online, reachable); else why not."""
+    from huggingface_hub import constants, file_exists, try_to_load_from_cache
+
+    filenames = [filenames] if isinstance(filenames, str) else filenames
+    if any(isinstance(try_to_load_from_cache(repo_id, f, revision=revision), str) for f in filenames):
+        return None
+    if constants.HF_HUB_OFFLINE:
+        return "is not in the local Hugging Face cache and HF_HUB_OFFLINE=1: download it once online (unset HF_HUB_OFFLINE)"
+    try:
+        if any(file_exists(repo_id, f, revision=revision) for f in filenames):
+            return None
+        return f"has no {filenames[0]} on the Hugging Face hub"
+    except Exception as err:  # noqa: BLE001 - no network, no such repo, gated repo: all say the same to the user
+        return f"is not cached and the Hugging Face hub cannot be reached ({type(err).__name__})"
+
+
+def shell_assignments(values):
     lines = []
-    for var, field in DRIVER_VARIABLES.items():
-        value = config
-        for part in field.split("."):
-            value = value[part]
-        lines.append(f"Default_{var}={shlex.quote(str(value))}")
+    for name, value in values.items():
+        if isinstance(value, list):
+            lines.append(f"{name}=({' '.join(shlex.quote(str(v)) for v in value)})")
+        else:
+            lines.append(f"{name}={shlex.quote(str(value))}")
     return "\n".join(lines)
 
 
-def schedule(n_rounds, left, right):
-    if n_rounds < 1:
-        raise SystemExit(f"error: StageCnt={n_rounds} must be >= 1")
-    if not 1 <= left <= right:
-        raise SystemExit(f"error: SplitStepLeft={left}, SplitStepRight={right}: need 1 <= SplitStepLeft <= SplitStepRight")
-    return " ".join(str(interval_length(r, n_rounds, left, right)) for r in range(n_rounds))
+# ---------------------------------------------------------------- bookkeeping
+
+def round_folders(exp_dir):
+    """[(r, folder name)] of the run's round folders, in round order."""
+    found = []
+    for name in os.listdir(exp_dir) if os.path.isdir(exp_dir) else []:
+        match = ROUND_FOLDER.match(name)
+        if match and os.path.isdir(os.path.join(exp_dir, name)):
+            found.append((int(match.group(1)), name))
+    return sorted(found)
 
 
-def _read(path):
-    with open(path) as f:
-        return json.load(f)
+def round_finished(round_dir):
+    return all(records.is_done(round_dir, stage) for stage in records.STAGES)
 
 
 def round_row(exp_dir, run_name):
-    """The progress row of a finished round, from its sample/select/train markers and manifest."""
+    """The progress row of a finished round, from its three markers."""
     round_dir = os.path.join(exp_dir, run_name)
-    sample, select, train = (_read(os.path.join(round_dir, f"{s}.done")) for s in ("sample", "select", "train"))
+    sample, select, train = (records.read_marker(round_dir, s) for s in records.STAGES)
     return {
         "run_name": run_name,
         "k": sample["split_step"],
@@ -106,51 +358,98 @@ def round_row(exp_dir, run_name):
 
 def progress_table(exp_dir):
     """CSV text of every finished round of the experiment, in round order (with cumulative reward queries)."""
-    names = []
-    for name in os.listdir(exp_dir):
-        if os.path.isfile(os.path.join(exp_dir, name, "train.done")):
-            try:
-                names.append((round_index(name)[1], name))
-            except ValueError:
-                continue
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     queries = 0
-    for r, name in sorted(names):
-        row = round_row(exp_dir, name)
-        queries += row["trajectories"]
-        writer.writerow({"round": r, "reward_queries": queries, **row})
+    for r, name in round_folders(exp_dir):
+        if round_finished(os.path.join(exp_dir, name)):
+            row = round_row(exp_dir, name)
+            queries += row["trajectories"]
+            writer.writerow({"round": r, "reward_queries": queries, **row})
     return out.getvalue()
 
 
-def report(exp_dir, run_name):
-    """Print the round's summary line; rewrite progress.csv only if its content changed."""
+def catch_up(exp_dir, save_interval):
+    """Make the run folder what an uninterrupted run would have left, whatever stop came before:
+    no temporary files or folders of finished stages, ``samples/`` only in every
+    ``save_interval``-th finished round, and ``progress.csv`` rebuilt from the finished rounds' markers."""
+    if not os.path.isdir(exp_dir):
+        return
+    records.purge_temporary_files(exp_dir, recursive=False)
+    for r, name in round_folders(exp_dir):
+        round_dir = os.path.join(exp_dir, name)
+        records.purge_temporary_files(round_dir, recursive=False)
+        for stage in records.STAGES:
+            if records.is_done(round_dir, stage) and os.path.isdir(records.stage_tmp_dir(round_dir, stage)):
+                shutil.rmtree(records.stage_tmp_dir(round_dir, stage))
+        if r % save_interval and round_finished(round_dir) and os.path.isdir(os.path.join(round_dir, "samples")):
+            shutil.rmtree(os.path.join(round_dir, "samples"))  # trained: nothing reads the interval latents any more
+    path = os.path.join(exp_dir, "progress.csv")
+    table = progress_table(exp_dir)
+    current = open(path).read() if os.path.isfile(path) else None
+    if current != table:
+        records.write_bytes(path, table.encode())
+        records.fault_point("progress.csv")
+
+
+def summary_line(exp_dir, run_name):
     row = round_row(exp_dir, run_name)
-    print(
+    return (
         f"{run_name} | k {row['k']} | reward {row['reward_mean']:.4f} +- {row['reward_std']:.4f} | "
         f"selected {row['selected']}/{row['trajectories']} | loss {row['loss']:.4f} | {row['seconds']:.1f} s"
     )
-    path = os.path.join(exp_dir, "progress.csv")
-    table = progress_table(exp_dir)
-    if not os.path.isfile(path) or open(path).read() != table:
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(table)
-        os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- launch
+
+def launch(argv):
+    """``accelerate launch ARGV``; a failed rank ends it with that rank's exit status and no launcher
+    traceback (the rank printed its own one-line error); Ctrl-C ends it with 130."""
+    import logging
+
+    import torch.distributed.run  # noqa: F401 - creates the elastic loggers silenced below
+    from accelerate.commands.launch import launch_command, launch_command_parser
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    args = launch_command_parser().parse_args(argv)
+    try:
+        launch_command(args)
+    except ChildFailedError as err:
+        _, failure = err.get_first_failure()
+        return failure.exitcode if failure.exitcode > 0 else 1
+    except (KeyboardInterrupt, SignalException):
+        return 130
+    return 0
 
 
 def main(argv):
-    command, args = argv[0], argv[1:]
-    if command == "defaults":
-        print(defaults(args[0]))
-    elif command == "schedule":
-        print(schedule(*map(int, args)))
-    elif command == "report":
-        report(*args)
-    else:
-        raise SystemExit(f"unknown command {command!r}: use defaults, schedule or report")
+    command, args = (argv[0], argv[1:]) if argv else ("", [])
+    try:
+        if command == "prepare":
+            print(shell_assignments(prepare(os.environ)))
+        elif command == "catchup":
+            exp_dir, save_interval = args[0], int(args[1])
+            catch_up(exp_dir, save_interval)
+            if len(args) > 2:
+                print(summary_line(exp_dir, args[2]))
+        elif command == "launch":
+            return launch(args)
+        else:
+            print(f"error: unknown command {command!r}: use prepare, catchup or launch", file=sys.stderr)
+            return 2
+    except UserError as err:
+        for line in getattr(err, "problems", [str(err)]):
+            print(f"error: {line}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

@@ -9,7 +9,7 @@ import os
 
 import torch
 
-LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
+from b2diffurl.records import LORA_WEIGHTS_NAME
 DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -26,9 +26,17 @@ def load_pipeline(model, revision="main", device="cpu", dtype=torch.float32, bui
         from b2diffurl.tiny import build_tiny_pipeline
 
         build_tiny_pipeline(model)
-    pipeline = StableDiffusionPipeline.from_pretrained(
-        model, revision=revision, dtype=dtype, safety_checker=None, requires_safety_checker=False
-    )
+    try:
+        pipeline = StableDiffusionPipeline.from_pretrained(
+            model, revision=revision, dtype=dtype, safety_checker=None, requires_safety_checker=False
+        )
+    except (OSError, ValueError) as err:  # not cached offline, unreachable, incomplete or corrupt folder
+        from b2diffurl.errors import ConfigError, first_line
+
+        raise ConfigError(
+            "pretrained.model", model, f"could not be loaded ({first_line(err)}): point it at a complete diffusers folder, "
+            "or at a hub id that is cached (HF_HUB_OFFLINE=1) or reachable"
+        ) from None
     pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
     for part in (pipeline.vae, pipeline.text_encoder, pipeline.unet):
         part.requires_grad_(False)
@@ -89,9 +97,13 @@ def load_lora(unet, lora_dir):
     unexpected = getattr(result, "unexpected_keys", None)
     if unexpected:
         raise ValueError(f"LoRA in {lora_dir} does not match this UNet (unexpected keys such as {unexpected[0]})")
-    for p in unet.parameters():
-        if p.requires_grad:
-            p.data = p.data.float()
+    lora = [p for p in unet.parameters() if p.requires_grad]
+    for p in lora:
+        p.data = p.data.float()
+    if not all(torch.isfinite(p).all() for p in lora):
+        from b2diffurl.errors import NonFiniteError
+
+        raise NonFiniteError(f"the LoRA in {lora_dir} holds NaN/inf weights: resume from an earlier round's lora/ folder")
 
 
 def load_policy(config, device):

@@ -6,23 +6,38 @@ A round folder ``<save_path>/<exp_name>/<run_name>/`` holds::
     samples/manifest.json                 format version, shapes, interval timesteps, prompt list
     images/00000.png ...                  final image of trajectory i
     prompts.json                          prompt of trajectory i (list of strings)
-    sample.done                           marker, written last (JSON summary of the stage)
+    sample.done                           marker, written last: the stage's summary and the
+                                          sha256 of every file it wrote
 
-Every file is written under a temporary name and renamed when complete. A stage builds its outputs
-in ``.<stage>.tmp/``, moves them into the round folder when all are complete and writes its marker
-last, so a stage is finished iff its marker exists.
+Every file is written under a temporary name (``*.tmp-PID``) and renamed when complete. A stage
+builds its outputs in ``.<stage>.tmp/`` and, when all are complete, moves them into the round folder
+(never a stray temporary file) and writes its marker last, so a stage is finished iff its marker
+exists. The marker lists the sha256 of every file of the stage; a later stage reads those files
+only through :func:`read_verified`, which checks them against it, so a corrupt, truncated or
+missing file is named with its recovery instead of being trained on.
 """
 
+import hashlib
+import io
 import json
 import os
+import re
 import shutil
+import signal
+import struct
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
-import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+from b2diffurl.errors import RecordError
 
-FORMAT_VERSION = 1
+if TYPE_CHECKING:  # torch is imported where tensors are made: the driver reads markers without it
+    import torch
+
+FORMAT_VERSION = 2
+LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"  # diffusers' name: load_lora_weights(dir) finds it
+OPTIMIZER_NAME = "optimizer.safetensors"  # AdamW state, next to the LoRA of a round
+STAGES = ("sample", "select", "train")
+TMP_SUFFIX = re.compile(r"\.tmp-\d+$")
 
 
 @dataclass
@@ -36,11 +51,11 @@ class Trajectories:
     group_ids:  [N] int64; equal for the branches of one latent (unique within a round)
     """
 
-    latents: torch.Tensor
-    log_probs: torch.Tensor
-    timesteps: torch.Tensor
-    prompt_ids: torch.Tensor
-    group_ids: torch.Tensor
+    latents: "torch.Tensor"
+    log_probs: "torch.Tensor"
+    timesteps: "torch.Tensor"
+    prompt_ids: "torch.Tensor"
+    group_ids: "torch.Tensor"
 
     @property
     def next_latents(self):
@@ -59,55 +74,130 @@ class Trajectories:
 
     @staticmethod
     def cat(parts):
+        import torch
+
         return Trajectories(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Trajectories)})
 
 
-def _tmp_name(path):
-    return f"{path}.tmp-{os.getpid()}"
+# ---------------------------------------------------------------- fault injection (tests)
+
+FAULT_VARIABLE = "B2DIFFURL_FAULT"
+
+
+def fault_point(label):
+    """Stop this process's whole group when ``$B2DIFFURL_FAULT`` is ``KILL:<label>`` (SIGKILL, as a
+    power cut or ``kill -9``) or ``INT:<label>`` (SIGINT, as Ctrl-C in a terminal).
+
+    The crash-safety tests name the points (``round_000/train.done``, ``write batch_00001.safetensors``,
+    ...) where a stop would hurt most; unset (always, outside the tests) it costs a dictionary lookup.
+    """
+    fault = os.environ.get(FAULT_VARIABLE)
+    if fault and fault.partition(":")[2] == label:
+        os.killpg(os.getpgrp(), signal.SIGINT if fault.startswith("INT:") else signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- writing
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def write_bytes(path, data):
+    """Write ``data`` atomically (temporary name, then rename); returns its sha256."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    fault_point(f"write {os.path.basename(path)}")
+    os.replace(tmp, path)
+    return sha256(data)
+
+
+def json_bytes(obj):
+    return (json.dumps(obj, indent=1, allow_nan=False) + "\n").encode()
 
 
 def write_json(path, obj):
-    """Write JSON atomically (temporary name, then rename)."""
-    tmp = _tmp_name(path)
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Write JSON atomically; returns its sha256. NaN/inf are refused (they are not JSON)."""
+    return write_bytes(path, json_bytes(obj))
 
 
 def read_json(path):
-    with open(path) as f:
-        return json.load(f)
+    """A JSON file the user may have edited or broken: a problem is a one-line RecordError."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except FileNotFoundError:
+        raise RecordError(f"{path} is missing") from None
+    except (OSError, ValueError) as err:
+        raise RecordError(f"{path} is not valid JSON ({err})") from None
 
 
 def save_tensors(path, tensors, metadata=None):
-    """Dict of tensors -> one safetensors file (atomically), with ``format_version`` in its metadata."""
+    """Dict of tensors -> one safetensors file (atomically), ``format_version`` in its metadata; returns its sha256."""
+    from safetensors.torch import save as save_safetensors_bytes
+
     meta = {"format_version": str(FORMAT_VERSION), **{k: str(v) for k, v in (metadata or {}).items()}}
-    tmp = _tmp_name(path)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
-    os.replace(tmp, path)
+    data = save_safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=meta)
+    return write_bytes(path, _canonical_header(data))
 
 
-def load_tensors(path, keys=None):
-    """Tensors of a file written by :func:`save_tensors` (all, or only ``keys``), checking its format version."""
-    with safe_open(path, framework="pt") as f:
-        version = (f.metadata() or {}).get("format_version")
-        if version != str(FORMAT_VERSION):
-            raise ValueError(f"{path} has format_version={version}, this code reads {FORMAT_VERSION}; rerun the stage that wrote it")
-        return {k: f.get_tensor(k) for k in (keys if keys is not None else f.keys())}
+def _canonical_header(data):
+    """The same safetensors file with its JSON header's keys sorted.
+
+    safetensors writes the metadata in hash-map order, which changes from process to process, so
+    identical tensors would give different bytes (and checksums) in a rerun. Data offsets are
+    relative to the end of the header, so only the header is rewritten (space-padded to 8 bytes).
+    """
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.dumps(json.loads(data[8: 8 + size]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + data[8 + size:]
+
+
+def tensors_from_bytes(data, name):
+    """(tensors, metadata) of a safetensors file's bytes written by :func:`save_tensors`."""
+    from safetensors.torch import load as load_safetensors_bytes
+
+    try:
+        (header_size,) = struct.unpack("<Q", data[:8])
+        metadata = json.loads(data[8: 8 + header_size]).get("__metadata__") or {}
+        tensors = load_safetensors_bytes(data)
+    except Exception as err:  # noqa: BLE001 - any parse failure of a corrupt file
+        raise RecordError(f"{name} is not a readable safetensors file ({type(err).__name__})") from None
+    if metadata.get("format_version") != str(FORMAT_VERSION):
+        raise RecordError(
+            f"{name} has format_version={metadata.get('format_version')}, this code reads {FORMAT_VERSION}: "
+            "redo the stage that wrote it with this version"
+        )
+    return tensors, metadata
 
 
 def save_trajectories(path, trajectories, metadata=None, extra=None):
-    """Trajectories (and ``extra`` per-trajectory tensors, e.g. scores) -> one safetensors file."""
-    save_tensors(path, {**trajectories.tensors(), **(extra or {})}, metadata)
+    """Trajectories (and ``extra`` per-trajectory tensors, e.g. scores) -> one safetensors file; returns its sha256."""
+    return save_tensors(path, {**trajectories.tensors(), **(extra or {})}, metadata)
 
 
-def load_trajectories(path):
-    """(Trajectories, dict of the file's other tensors) from a file written by :func:`save_trajectories`."""
-    tensors = load_tensors(path)
+def trajectories_from_tensors(tensors):
+    """(Trajectories, dict of the other tensors) from a dict read from a :func:`save_trajectories` file."""
     names = [f.name for f in fields(Trajectories)]
     return Trajectories(**{n: tensors.pop(n) for n in names}), tensors
 
+
+def purge_temporary_files(folder, recursive=True):
+    """Delete ``*.tmp-PID`` files (writes that a stop interrupted before their rename) under ``folder``."""
+    walk = os.walk(folder) if recursive else [(folder, [], os.listdir(folder))]
+    for dirpath, _, names in walk:
+        for name in names:
+            if TMP_SUFFIX.search(name):
+                os.remove(os.path.join(dirpath, name))
+
+
+# ---------------------------------------------------------------- round folders and markers
 
 def round_dir(config):
     """<save_path>/<exp_name>/<run_name>: the folder of the round a stage works on."""
@@ -130,21 +220,75 @@ def _complete_path(round_dir, stage):
     return os.path.join(stage_tmp_dir(round_dir, stage), ".complete")
 
 
+def redo_hint(round_dir, stage):
+    """The recovery for a bad file of ``stage`` in ``round_dir``: delete its marker and rerun."""
+    name = os.path.basename(os.path.normpath(round_dir))
+    return f"delete {marker_path(round_dir, stage)} and rerun: {name} is redone from its {stage} stage (deterministic, same seeds)"
+
+
+def read_marker(round_dir, stage):
+    """The marker of a finished stage (summary + ``files``: {relative path: sha256})."""
+    path = marker_path(round_dir, stage)
+    try:
+        with open(path, "rb") as f:
+            marker = json.loads(f.read())
+        if not isinstance(marker, dict) or not isinstance(marker.get("files"), dict):
+            raise ValueError("no file list")
+    except FileNotFoundError:
+        raise RecordError(f"{path} is missing: stage {stage!r} of {round_dir} has not finished; run it first") from None
+    except (OSError, ValueError) as err:
+        raise RecordError(f"{path} is unreadable ({err}): {redo_hint(round_dir, stage)}") from None
+    return marker
+
+
+def read_verified(round_dir, stage, relpath, marker=None):
+    """Bytes of ``round_dir/relpath``, checked against the sha256 in ``stage``'s marker."""
+    marker = marker or read_marker(round_dir, stage)
+    path = os.path.join(round_dir, relpath)
+    expected = marker["files"].get(relpath)
+    if expected is None:
+        raise RecordError(f"{marker_path(round_dir, stage)} lists no {relpath}: {redo_hint(round_dir, stage)}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise RecordError(f"{path} is missing: {redo_hint(round_dir, stage)}") from None
+    if sha256(data) != expected:
+        raise RecordError(f"{path} does not match its checksum in {stage}.done (corrupt or changed): {redo_hint(round_dir, stage)}")
+    return data
+
+
+def read_verified_json(round_dir, stage, relpath, marker=None):
+    data = read_verified(round_dir, stage, relpath, marker)
+    return json.loads(data)
+
+
+def read_verified_tensors(round_dir, stage, relpath, marker=None):
+    """(tensors, metadata) of a verified safetensors file of the round."""
+    return tensors_from_bytes(read_verified(round_dir, stage, relpath, marker), os.path.join(round_dir, relpath))
+
+
 def stage_pending(round_dir, stage):
     """True if the stage's outputs are complete in its temporary folder but not yet moved into place."""
     return os.path.isfile(_complete_path(round_dir, stage))
 
 
-def finish_stage(round_dir, stage, summary=None):
-    """Move the stage's temporary folder's contents into the round folder, then write the marker.
+def finish_stage(round_dir, stage, summary=None, files=None):
+    """Move the stage's outputs from its temporary folder into the round folder, then write the marker.
 
-    ``summary`` (JSON-able) is first saved beside the outputs, so a call that stopped half way can be
-    completed later by ``finish_stage(round_dir, stage)``; returns the summary.
+    ``files`` ({path relative to the round folder: sha256}) are the stage's outputs; ``summary``
+    (JSON-able) its report. Both are first saved beside the outputs, so a call that stopped half way
+    is completed later by ``finish_stage(round_dir, stage)``. The later stages' markers of the round
+    are removed first: their outputs were derived from this stage's old ones. Returns the marker.
     """
     tmp = stage_tmp_dir(round_dir, stage)
     if summary is not None:
-        write_json(_complete_path(round_dir, stage), summary)
-    summary = read_json(_complete_path(round_dir, stage))
+        write_json(_complete_path(round_dir, stage), {"summary": summary, "files": files or {}})
+    complete = read_json(_complete_path(round_dir, stage))
+    for later in STAGES[STAGES.index(stage) + 1:]:
+        if is_done(round_dir, later):
+            os.remove(marker_path(round_dir, later))
+    purge_temporary_files(tmp)
     for name in sorted(os.listdir(tmp)):
         if name.startswith("."):
             continue
@@ -152,15 +296,70 @@ def finish_stage(round_dir, stage, summary=None):
         if os.path.isdir(dest):
             shutil.rmtree(dest)
         os.replace(os.path.join(tmp, name), dest)
-    write_json(marker_path(round_dir, stage), {"format_version": FORMAT_VERSION, **summary})
+        fault_point(f"{os.path.basename(round_dir)}/{stage}.move")
+    marker = {"format_version": FORMAT_VERSION, **complete["summary"], "files": complete["files"]}
+    write_json(marker_path(round_dir, stage), marker)
+    fault_point(f"{os.path.basename(round_dir)}/{stage}.marker")
     shutil.rmtree(tmp)
-    return summary
+    fault_point(f"{os.path.basename(round_dir)}/{stage}.done")
+    return marker
+
+
+def finished(round_dir, stage):
+    """The marker of a finished stage (completing an interrupted finish first), or None.
+
+    Call it from one process only (the main one) before any model is loaded.
+    """
+    if not is_done(round_dir, stage) and stage_pending(round_dir, stage):
+        finish_stage(round_dir, stage)
+    return read_marker(round_dir, stage) if is_done(round_dir, stage) else None
+
+
+def read_lora_file(lora_dir, name):
+    """Bytes of ``lora_dir/name`` (the LoRA or the AdamW state a round resumes from).
+
+    When ``lora_dir`` is the ``lora/`` folder of a finished round, the file is verified against that
+    round's ``train.done``; a LoRA folder from elsewhere is read as it is.
+    """
+    lora_dir = os.path.normpath(lora_dir)
+    parent, sub = os.path.split(lora_dir)
+    if is_done(parent, "train"):
+        return read_verified(parent, "train", f"{sub}/{name}")
+    path = os.path.join(lora_dir, name)
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        raise RecordError(f"{path} is missing or unreadable") from None
 
 
 def load_samples(round_dir):
-    """(manifest dict, Trajectories of the whole round in trajectory order) of a finished sampling stage."""
-    manifest = read_json(os.path.join(round_dir, "samples", "manifest.json"))
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{round_dir}/samples has format_version={manifest.get('format_version')}, this code reads {FORMAT_VERSION}")
-    parts = [load_trajectories(os.path.join(round_dir, "samples", b["file"]))[0] for b in manifest["batches"]]
+    """(manifest dict, Trajectories of the whole round in trajectory order) of a finished sampling
+    stage, every file verified against ``sample.done``."""
+    marker = read_marker(round_dir, "sample")
+    manifest = read_verified_json(round_dir, "sample", "samples/manifest.json", marker)
+    parts = []
+    for batch in manifest["batches"]:
+        tensors, _ = read_verified_tensors(round_dir, "sample", f"samples/{batch['file']}", marker)
+        parts.append(trajectories_from_tensors(tensors)[0])
     return manifest, Trajectories.cat(parts)
+
+
+def load_images(round_dir, n, marker=None):
+    """The round's final images as uint8 [n, H, W, 3] (images/00000.png ...), verified against ``sample.done``."""
+    import numpy as np
+    from PIL import Image
+
+    marker = marker or read_marker(round_dir, "sample")
+    import torch
+
+    arrays = []
+    for i in range(n):
+        data = read_verified(round_dir, "sample", image_name(i), marker)
+        arrays.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+    return torch.from_numpy(np.stack(arrays))
+
+
+def image_name(index):
+    """Path of trajectory ``index``'s final image, relative to the round folder."""
+    return f"images/{index:05d}.png"

@@ -14,11 +14,10 @@ import math
 import os
 import re
 
-import torch
-import torch.nn.functional as F
-
 
 def _check_inputs(images, prompts):
+    import torch
+
     if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.ndim == 4 and images.shape[-1] == 3):
         got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"images must be a uint8 tensor [N, H, W, 3] (RGB); got {got}")
@@ -38,6 +37,7 @@ class ClipScore:
 
     def __init__(self, clip_model, clip_pretrained, batch_size=32, device="cpu"):
         import open_clip
+        import torch
 
         if batch_size < 1:
             raise ValueError(f"reward.batch_size={batch_size} must be >= 1")
@@ -49,18 +49,28 @@ class ClipScore:
             name = os.path.splitext(os.path.basename(clip_model))[0]
         self.device = torch.device(device)
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        model, _, self.preprocess = open_clip.create_model_and_transforms(
-            name,
-            pretrained=clip_pretrained or None,
-            precision="fp16" if self.dtype == torch.float16 else "fp32",
-            device=self.device,
-        )
+        try:
+            model, _, self.preprocess = open_clip.create_model_and_transforms(
+                name,
+                pretrained=clip_pretrained or None,
+                precision="fp16" if self.dtype == torch.float16 else "fp32",
+                device=self.device,
+            )
+        except (OSError, RuntimeError, ValueError) as err:  # unknown name or tag, not cached offline, corrupt file
+            from b2diffurl.errors import ConfigError, first_line
+
+            raise ConfigError(
+                "reward.clip_pretrained", clip_pretrained, f"could not be loaded for reward.clip_model={clip_model!r} "
+                f"({first_line(err)}): use a cached or reachable open_clip tag, or a local checkpoint file"
+            ) from None
         # open_clip returns the model in training mode.
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = open_clip.get_tokenizer(name)
         self.batch_size = batch_size
 
     def _image_features(self, images):
+        import torch
+        import torch.nn.functional as F
         from PIL import Image
 
         # images: uint8 [B, H, W, 3] -> pixels [B, 3, S, S] with open_clip's eval transform (it takes PIL images)
@@ -69,14 +79,23 @@ class ClipScore:
         return F.normalize(features.float(), dim=-1)
 
     def _text_features(self, prompts):
+        import torch.nn.functional as F
+
         tokens = self.tokenizer(prompts).to(self.device)  # [P, context_length]
         return F.normalize(self.model.encode_text(tokens).float(), dim=-1)  # [P, D]
 
-    @torch.no_grad()
     def __call__(self, images, prompts):
+        import torch
+
         _check_inputs(images, prompts)
         if len(prompts) == 0:
             return torch.zeros(0)
+        with torch.no_grad():
+            return self._scores(images, prompts)
+
+    def _scores(self, images, prompts):
+        import torch
+
         row = {p: i for i, p in enumerate(dict.fromkeys(prompts))}  # each distinct prompt encoded once
         unique = list(row)
         text = torch.cat([self._text_features(unique[i : i + self.batch_size]) for i in range(0, len(unique), self.batch_size)])  # [P, D]
@@ -122,8 +141,9 @@ class ColourScore:
             raise ValueError(f"reward.batch_size={batch_size} must be >= 1")
         self.batch_size = batch_size
 
-    @torch.no_grad()
     def __call__(self, images, prompts):
+        import torch
+
         _check_inputs(images, prompts)
         if len(prompts) == 0:
             return torch.zeros(0)

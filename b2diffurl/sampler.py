@@ -10,6 +10,7 @@ Randomness is drawn from a generator seeded by (seed, batch index), and the driv
 seed + r for round r, so the batches are the same whichever process samples them.
 """
 
+import io
 import json
 import os
 import shutil
@@ -18,10 +19,10 @@ import time
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from b2diffurl import records
+from b2diffurl.errors import NonFiniteError
 from b2diffurl.models import predict_noise
 from b2diffurl.ddim import ddim_step_with_logprob
 from b2diffurl.schedule import branch_step
@@ -104,9 +105,9 @@ def decode_images(pipeline, latents, chunk_size=8):
 
 def load_prompt_list(config):
     """The prompts a round draws from: ``[config.prompt]`` or the JSON list in ``config.prompt_file``."""
-    if config.prompt:
-        return [config.prompt]
-    return records.read_json(config.prompt_file)
+    from b2diffurl.checks import check_prompts
+
+    return check_prompts(config)
 
 
 def _fingerprint(config, prompt_list):
@@ -127,18 +128,48 @@ def _fingerprint(config, prompt_list):
     }
 
 
-def _batch_path(out_dir, batch_idx):
-    return os.path.join(out_dir, "samples", f"batch_{batch_idx:05d}.safetensors")
+def _batch_file(batch_idx):
+    """A batch's trajectories, relative to the round folder."""
+    return f"samples/batch_{batch_idx:05d}.safetensors"
+
+
+def _batch_record(tmp, batch_idx):
+    """Where a batch's record lives while the round is sampled: its files' sha256, its rank, its
+    prompt ids. Written after the batch's files, so it marks the batch complete; not moved into
+    the round folder (the manifest and the marker take its content)."""
+    return os.path.join(tmp, ".batches", f"batch_{batch_idx:05d}.json")
+
+
+def _verified_batch(tmp, batch_idx):
+    """The record of a batch complete in the temporary folder whose files all match it, else None."""
+    path = _batch_record(tmp, batch_idx)
+    if not os.path.isfile(path):
+        return None
+    try:
+        record = records.read_json(path)
+        for relpath, digest in record["files"].items():
+            if records.file_sha256(os.path.join(tmp, relpath)) != digest:
+                raise ValueError(relpath)
+    except (records.RecordError, OSError, ValueError, KeyError, TypeError) as err:
+        print(f"sampling: batch {batch_idx} of the interrupted run does not verify ({type(err).__name__}: {err}); sampling it again")
+        os.remove(path)
+        return None
+    return record
 
 
 def _prepare_tmp(tmp, fingerprint, accelerator):
-    """Create (or keep, when it matches) the stage's temporary folder; returns nothing."""
+    """Create (or keep, when it matches) the stage's temporary folder."""
     path = os.path.join(tmp, ".fingerprint.json")
     if accelerator.is_main_process:
-        if os.path.isdir(tmp) and (not os.path.isfile(path) or records.read_json(path) != fingerprint):
-            shutil.rmtree(tmp)
-        os.makedirs(os.path.join(tmp, "samples"), exist_ok=True)
-        os.makedirs(os.path.join(tmp, "images"), exist_ok=True)
+        if os.path.isdir(tmp):
+            try:
+                same = records.read_json(path) == fingerprint
+            except records.RecordError:
+                same = False
+            if not same:
+                shutil.rmtree(tmp)
+        for folder in ("samples", "images", ".batches"):
+            os.makedirs(os.path.join(tmp, folder), exist_ok=True)
         records.write_json(path, fingerprint)
     accelerator.wait_for_everyone()
 
@@ -147,22 +178,41 @@ def finished_summary(config, accelerator):
     """The summary of this round's sampling if it already finished (completing an interrupted
     finish first), else None. Cheap: call it before loading any model."""
     out = records.round_dir(config)
-    if not records.is_done(out, STAGE) and records.stage_pending(out, STAGE):
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            records.finish_stage(out, STAGE)
-        accelerator.wait_for_everyone()
-    if records.is_done(out, STAGE):
-        return records.read_json(records.marker_path(out, STAGE))
-    return None
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        records.finished(out, STAGE)
+    accelerator.wait_for_everyone()
+    return records.read_marker(out, STAGE) if records.is_done(out, STAGE) else None
+
+
+def _check_finite(result, config, batch_idx):
+    """Nothing non-finite is written: a NaN/inf latent or log-prob stops the round at its batch."""
+    for name in ("latents", "log_probs"):
+        if not torch.isfinite(result[name]).all():
+            bad = (~torch.isfinite(result[name])).sum().item()
+            policy = f"the LoRA in {config.resume_from}" if config.resume_from else "the base model"
+            raise NonFiniteError(
+                f"sample {config.run_name} batch {batch_idx}: {bad} {name} values are NaN/inf with {policy} "
+                f"(mixed_precision={config.mixed_precision!r}); nothing of the batch was saved: try mixed_precision "
+                "'no' or 'bf16', or resume from an earlier round's LoRA",
+                same_on_every_rank=False,
+            )
+
+
+def _png_bytes(image):
+    """uint8 [H, W, 3] -> PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="png")
+    return buffer.getvalue()
 
 
 def sample_round(config, accelerator, pipeline):
     """Stage 1: sample this process's share of the round's batches into the round folder.
 
     Batches are sharded round-robin over processes; batches already complete in the temporary
-    folder of an interrupted run with the same settings are kept (randomness is per batch, so the
-    result is the same). Call :func:`finished_summary` first. Returns the stage summary (dict).
+    folder of an interrupted run with the same settings are kept once their files verify against
+    their record (randomness is per batch, so the result is the same); the others are sampled
+    again. Call :func:`finished_summary` first. Returns the stage's marker (dict).
     """
     out = records.round_dir(config)
     started = time.time()
@@ -174,80 +224,102 @@ def sample_round(config, accelerator, pipeline):
     per_batch = sample.batch_size * config.split_time
     negative_embeds = encode_prompts(pipeline, [""])
     my_batches = range(accelerator.process_index, sample.num_batches_per_epoch, accelerator.num_processes)
-    todo = [b for b in my_batches if not os.path.isfile(_batch_path(tmp, b))]
-    for batch_idx in tqdm(todo, desc=f"sampling {config.run_name}", disable=not accelerator.is_main_process, dynamic_ncols=True):
-        generator = batch_generator(config.seed, batch_idx)
-        prompt_ids = batch_prompt_ids(batch_idx, sample.batch_size, len(prompt_list), config.prompt_random_choose, generator)
-        prompt_embeds = encode_prompts(pipeline, [prompt_list[i] for i in prompt_ids])
-        result = sample_branches(
-            pipeline, prompt_embeds, negative_embeds, generator, sample.num_steps, config.split_step,
-            config.split_time, sample.guidance_scale, sample.eta,
-        )
-        images = decode_images(pipeline, result["final_latents"], sample.batch_size)
-        first = batch_idx * per_batch
-        for row, image in enumerate(images.numpy()):
-            Image.fromarray(image).save(os.path.join(tmp, "images", f"{first + row:05d}.png"))
-        trajectories = records.Trajectories(
-            latents=result["latents"],
-            log_probs=result["log_probs"],
-            timesteps=result["timesteps"],
-            prompt_ids=prompt_ids.repeat_interleave(config.split_time),
-            group_ids=batch_idx * sample.batch_size + torch.arange(sample.batch_size).repeat_interleave(config.split_time),
-        )
-        # The batch file is written last: it marks the batch (and its images) complete.
-        records.save_trajectories(_batch_path(tmp, batch_idx), trajectories, {"batch_idx": batch_idx, "rank": accelerator.process_index})
+    todo = [b for b in my_batches if _verified_batch(tmp, b) is None]
+    with tqdm(todo, desc=f"sampling {config.run_name}", disable=not accelerator.is_main_process, dynamic_ncols=True) as bar:
+        for batch_idx in bar:
+            generator = batch_generator(config.seed, batch_idx)
+            prompt_ids = batch_prompt_ids(batch_idx, sample.batch_size, len(prompt_list), config.prompt_random_choose, generator)
+            prompt_embeds = encode_prompts(pipeline, [prompt_list[i] for i in prompt_ids])
+            result = sample_branches(
+                pipeline, prompt_embeds, negative_embeds, generator, sample.num_steps, config.split_step,
+                config.split_time, sample.guidance_scale, sample.eta,
+            )
+            _check_finite(result, config, batch_idx)
+            images = decode_images(pipeline, result["final_latents"], sample.batch_size)
+            first = batch_idx * per_batch
+            files = {}
+            for row, image in enumerate(images.numpy()):
+                name = records.image_name(first + row)
+                files[name] = records.write_bytes(os.path.join(tmp, name), _png_bytes(image))
+            trajectories = records.Trajectories(
+                latents=result["latents"],
+                log_probs=result["log_probs"],
+                timesteps=result["timesteps"],
+                prompt_ids=prompt_ids.repeat_interleave(config.split_time),
+                group_ids=batch_idx * sample.batch_size + torch.arange(sample.batch_size).repeat_interleave(config.split_time),
+            )
+            name = _batch_file(batch_idx)
+            files[name] = records.save_trajectories(os.path.join(tmp, name), trajectories, {"batch_idx": batch_idx, "rank": accelerator.process_index})
+            records.fault_point(f"{config.run_name}/sample.files")
+            # The batch's record is written last: it marks the batch (and its images) complete.
+            records.write_json(
+                _batch_record(tmp, batch_idx),
+                {
+                    "rank": accelerator.process_index,
+                    "prompt_ids": trajectories.prompt_ids.tolist(),
+                    "interval_timesteps": result["timesteps"][0].tolist(),
+                    "latent_shape": list(result["latents"].shape[1:]),
+                    "files": files,
+                },
+            )
+            records.fault_point(f"{config.run_name}/sample.batch")
     accelerator.wait_for_everyone()
 
     if accelerator.is_main_process:
-        _write_manifest(config, tmp, prompt_list, accelerator.num_processes)
-        files = [os.path.join(dirpath, f) for dirpath, _, names in os.walk(tmp) for f in names]
+        batch_records = [records.read_json(_batch_record(tmp, b)) for b in range(sample.num_batches_per_epoch)]
+        files = {name: digest for record in batch_records for name, digest in record["files"].items()}
+        files.update(_write_manifest(config, tmp, prompt_list, accelerator.num_processes, batch_records))
         summary = {
             "trajectories": sample.num_batches_per_epoch * per_batch,
             "split_step": config.split_step,
             "split_time": config.split_time,
-            "images": len(os.listdir(os.path.join(tmp, "images"))),
-            "bytes_written": sum(os.path.getsize(f) for f in files),
+            "images": sum(name.startswith("images/") for name in files),
+            "bytes_written": sum(os.path.getsize(os.path.join(tmp, name)) for name in files),
             "seconds": round(time.time() - started, 2),
             "num_processes": accelerator.num_processes,
         }
-        records.finish_stage(out, STAGE, summary)
+        records.finish_stage(out, STAGE, summary, files)
     accelerator.wait_for_everyone()
-    return records.read_json(records.marker_path(out, STAGE))
+    return records.read_marker(out, STAGE)
 
 
-def _write_manifest(config, tmp, prompt_list, num_processes):
-    """samples/manifest.json and prompts.json (prompt of every trajectory, in image order)."""
+def _portable(path, round_dir):
+    """``path`` relative to the round folder when it lies in the same experiment (``../round_002/lora``), so a
+    run folder reads the same wherever it is moved; other paths as given."""
+    if not path:
+        return path
+    exp_dir = os.path.dirname(os.path.abspath(round_dir))
+    absolute = os.path.abspath(path)
+    return os.path.relpath(absolute, os.path.abspath(round_dir)) if absolute.startswith(exp_dir + os.sep) else path
+
+
+def _write_manifest(config, tmp, prompt_list, num_processes, batch_records):
+    """samples/manifest.json and prompts.json (prompt of every trajectory, in image order); returns their sha256s."""
     sample = config.sample
     batches, trajectory_prompts = [], []
-    for batch_idx in range(sample.num_batches_per_epoch):
-        path = _batch_path(tmp, batch_idx)
-        with safe_open(path, framework="pt") as f:
-            rank = int(f.metadata()["rank"])
-            prompt_ids = f.get_tensor("prompt_ids")
-            timesteps = f.get_tensor("timesteps")[0].tolist()
-            latent_shape = list(f.get_slice("latents").get_shape()[1:])
-        batches.append({"file": os.path.basename(path), "rank": rank, "trajectories": len(prompt_ids)})
-        trajectory_prompts.extend(prompt_list[i] for i in prompt_ids.tolist())
-    records.write_json(
-        os.path.join(tmp, "samples", "manifest.json"),
-        {
-            "format_version": records.FORMAT_VERSION,
-            "num_trajectories": len(trajectory_prompts),
-            "num_steps": sample.num_steps,
-            "split_step": config.split_step,
-            "split_time": config.split_time,
-            "batch_size": sample.batch_size,
-            "num_batches": sample.num_batches_per_epoch,
-            "interval_timesteps": timesteps,
-            "latent_shape": latent_shape,
-            "guidance_scale": sample.guidance_scale,
-            "eta": sample.eta,
-            "seed": config.seed,
-            "model": config.pretrained.model,
-            "resume_from": config.resume_from,
-            "num_processes": num_processes,
-            "prompt_list": prompt_list,
-            "batches": batches,
-        },
-    )
-    records.write_json(os.path.join(tmp, "prompts.json"), trajectory_prompts)
+    for batch_idx, record in enumerate(batch_records):
+        batches.append({"file": os.path.basename(_batch_file(batch_idx)), "rank": record["rank"], "trajectories": len(record["prompt_ids"])})
+        trajectory_prompts.extend(prompt_list[i] for i in record["prompt_ids"])
+    manifest = {
+        "format_version": records.FORMAT_VERSION,
+        "num_trajectories": len(trajectory_prompts),
+        "num_steps": sample.num_steps,
+        "split_step": config.split_step,
+        "split_time": config.split_time,
+        "batch_size": sample.batch_size,
+        "num_batches": sample.num_batches_per_epoch,
+        "interval_timesteps": batch_records[0]["interval_timesteps"],
+        "latent_shape": batch_records[0]["latent_shape"],
+        "guidance_scale": sample.guidance_scale,
+        "eta": sample.eta,
+        "seed": config.seed,
+        "model": config.pretrained.model,
+        "resume_from": _portable(config.resume_from, records.round_dir(config)),
+        "num_processes": num_processes,
+        "prompt_list": prompt_list,
+        "batches": batches,
+    }
+    return {
+        "samples/manifest.json": records.write_json(os.path.join(tmp, "samples", "manifest.json"), manifest),
+        "prompts.json": records.write_json(os.path.join(tmp, "prompts.json"), trajectory_prompts),
+    }

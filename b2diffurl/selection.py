@@ -15,6 +15,7 @@ import time
 import torch
 
 from b2diffurl import records
+from b2diffurl.errors import NonFiniteError, RecordError
 from b2diffurl.schedule import ROUND_NAME, round_index
 
 STAGE = "select"
@@ -75,15 +76,28 @@ def select_pairs(normalised, group_ids, pos_threshold, neg_threshold):
 # ---------------------------------------------------------------- the stage
 
 def history_rounds(exp_dir, run_name, history_cnt):
-    """Folders of the last ``history_cnt`` rounds before ``run_name`` with a finished selection, oldest first."""
+    """Folders of the ``history_cnt`` rounds before ``run_name`` (fewer for the first rounds), oldest first.
+
+    Every one of them must have finished its selection: a missing one would silently shorten the
+    history and change this round's normalisation, so it is an error naming the round and the fix.
+    """
     prefix, r = round_index(run_name)
     siblings = {}
     for name in os.listdir(exp_dir) if os.path.isdir(exp_dir) else []:
         match = ROUND_NAME.fullmatch(name)
         if match and match.group(1) == prefix:
             siblings[int(match.group(2))] = name
-    wanted = [siblings.get(i) for i in range(max(0, r - history_cnt), r)]
-    return [os.path.join(exp_dir, n) for n in wanted if n and records.is_done(os.path.join(exp_dir, n), STAGE)]
+    width = len(run_name) - len(prefix)
+    wanted = [siblings.get(i, f"{prefix}{i:0{width}d}") for i in range(max(0, r - history_cnt), r)]
+    for i, name in zip(range(max(0, r - history_cnt), r), wanted):
+        folder = os.path.join(exp_dir, name)
+        if not records.is_done(folder, STAGE):
+            raise RecordError(
+                f"{records.marker_path(folder, STAGE)} is missing, so {run_name}'s normalisation would use a shorter "
+                f"history than eval.history_cnt={history_cnt}: finish {name} first (run_process.sh does; or run_select.py "
+                f"--config.run_name {name}), or lower eval.history_cnt (History_Cnt) to {r - 1 - i}"
+            )
+    return [os.path.join(exp_dir, name) for name in wanted]
 
 
 def scores_by_prompt(scores_json):
@@ -94,46 +108,56 @@ def scores_by_prompt(scores_json):
     return by_prompt
 
 
-def load_images(round_dir, n):
-    """The round's final images as uint8 [n, H, W, 3] (images/00000.png ...)."""
-    import numpy as np
-    from PIL import Image
-
-    paths = [os.path.join(round_dir, "images", f"{i:05d}.png") for i in range(n)]
-    return torch.from_numpy(np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths]))
+def check_rewards(scores, config, round_dir):
+    """A NaN/inf reward stops the round, naming the images it came from. scores: [N]."""
+    bad = (~torch.isfinite(scores)).nonzero().flatten().tolist()
+    if bad:
+        names = ", ".join(records.image_name(i) for i in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise NonFiniteError(
+            f"select {config.run_name}: reward {config.reward.name!r} gave NaN/inf for {len(bad)} of {len(scores)} images "
+            f"({names} in {round_dir}); nothing was saved: check the reward model and those images"
+        )
 
 
 def select_round(config, reward, round_dir, exp_dir):
-    """Score, normalise and select; writes scores.json and selected.safetensors, then the marker."""
+    """Score, normalise and select; writes scores.json and selected.safetensors, then the marker.
+
+    Every file read is verified against the marker of the stage that wrote it (this round's
+    sample.done, the history rounds' select.done) before it is used.
+    """
     started = time.time()
-    manifest, trajectories = records.load_samples(round_dir)
-    prompts = records.read_json(os.path.join(round_dir, "prompts.json"))
-    scores = reward(load_images(round_dir, len(prompts)), prompts)  # [N]
     history_dirs = history_rounds(exp_dir, os.path.basename(round_dir), config.eval.history_cnt)
-    history = [scores_by_prompt(records.read_json(os.path.join(d, "scores.json"))) for d in history_dirs]
+    history = [scores_by_prompt(records.read_verified_json(d, STAGE, "scores.json")) for d in history_dirs]
+    marker = records.read_marker(round_dir, "sample")
+    manifest, trajectories = records.load_samples(round_dir)
+    prompts = records.read_verified_json(round_dir, "sample", "prompts.json", marker)
+    scores = reward(records.load_images(round_dir, len(prompts), marker), prompts)  # [N]
+    check_rewards(scores, config, round_dir)
     normalised = normalize_scores(scores, prompts, history)
     keep = select_pairs(normalised, trajectories.group_ids, config.eval.pos_threshold, config.eval.neg_threshold)
 
     tmp = records.stage_tmp_dir(round_dir, STAGE)
     os.makedirs(tmp, exist_ok=True)
-    records.write_json(
-        os.path.join(tmp, "scores.json"),
-        {
-            "format_version": records.FORMAT_VERSION,
-            "reward": config.reward.name,
-            "prompts": prompts,
-            "scores": scores.tolist(),
-            "normalised": normalised.tolist(),
-            "selected": keep.tolist(),
-            "history_rounds": [os.path.basename(d) for d in history_dirs],
-        },
-    )
-    records.save_trajectories(
-        os.path.join(tmp, "selected.safetensors"),
-        trajectories.select(keep),
-        {"round": os.path.basename(round_dir), "interval_timesteps": manifest["interval_timesteps"]},
-        extra={"indices": keep, "scores": scores[keep], "normalised": normalised[keep]},
-    )
+    files = {
+        "scores.json": records.write_json(
+            os.path.join(tmp, "scores.json"),
+            {
+                "format_version": records.FORMAT_VERSION,
+                "reward": config.reward.name,
+                "prompts": prompts,
+                "scores": scores.tolist(),
+                "normalised": normalised.tolist(),
+                "selected": keep.tolist(),
+                "history_rounds": [os.path.basename(d) for d in history_dirs],
+            },
+        ),
+        "selected.safetensors": records.save_trajectories(
+            os.path.join(tmp, "selected.safetensors"),
+            trajectories.select(keep),
+            {"round": os.path.basename(round_dir), "interval_timesteps": manifest["interval_timesteps"]},
+            extra={"indices": keep, "scores": scores[keep], "normalised": normalised[keep]},
+        ),
+    }
     summary = {
         "trajectories": len(prompts),
         "selected": len(keep),
@@ -142,4 +166,4 @@ def select_round(config, reward, round_dir, exp_dir):
         "history_rounds": len(history_dirs),
         "seconds": round(time.time() - started, 2),
     }
-    return records.finish_stage(round_dir, STAGE, summary)
+    return records.finish_stage(round_dir, STAGE, summary, files)

@@ -13,22 +13,23 @@ The LoRA (diffusers format) and the AdamW state (safetensors) are saved in ``lor
 and the next round starts from both: many rounds are one continuous optimisation.
 """
 
+import math
 import os
 import time
 from dataclasses import dataclass
 
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from b2diffurl import records
 from b2diffurl.ddim import ddim_step_with_logprob
+from b2diffurl.errors import NonFiniteError
 from b2diffurl.models import predict_noise, save_lora
 from b2diffurl.objectives import OBJECTIVES, advantages_from_scores, policy_stats
 from b2diffurl.sampler import encode_prompts
 
 STAGE = "train"
-OPTIMIZER_NAME = "optimizer.safetensors"
+OPTIMIZER_NAME = records.OPTIMIZER_NAME
 
 
 def trainable_parameters(unet):
@@ -47,29 +48,37 @@ def make_optimizer(params, train):
 
 
 def save_optimizer(optimizer, names, path):
-    """AdamW state -> safetensors, keyed by parameter name (``<name>.step``, ``.exp_avg``, ``.exp_avg_sq``)."""
+    """AdamW state -> safetensors, keyed by parameter name (``<name>.step``, ``.exp_avg``, ``.exp_avg_sq``); returns its sha256."""
     tensors = {}
     for i, state in optimizer.state_dict()["state"].items():
         for key, value in state.items():
             tensors[f"{names[i]}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    save_file(tensors, path, metadata={"format_version": str(records.FORMAT_VERSION)})
+    return records.save_tensors(path, tensors)
 
 
-def load_optimizer(optimizer, names, path):
-    """Restore what :func:`save_optimizer` wrote; hyperparameters stay those of the current config.
-
-    A file with no state (a round that made no optimizer step) leaves the optimizer fresh.
+def load_optimizer(optimizer, names, tensors):
+    """Restore the state :func:`save_optimizer` wrote (``tensors``: its file's tensors); hyperparameters
+    stay those of the current config. A file with no state (a round that made no optimizer step)
+    leaves the optimizer fresh.
     """
-    tensors = load_file(path)
     if not tensors:
         return
     state = {}
     for i, name in enumerate(names):
         keys = {k[len(name) + 1:]: v for k, v in tensors.items() if k.rsplit(".", 1)[0] == name}
         if not keys:
-            raise ValueError(f"{path} has no optimizer state for {name}: it was saved for another LoRA layout")
+            raise ValueError(f"the optimizer state has no entry for {name}: it was saved for another LoRA layout")
         state[i] = keys
     optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
+
+
+def resume_optimizer_state(config):
+    """Tensors of the AdamW state to continue from (resume_from's, verified), or None for a fresh
+    AdamW: round 0, or ``train.fresh_optimizer``. A missing state is an error (checks.check_resume)."""
+    if not config.resume_from or config.train.fresh_optimizer:
+        return None
+    path = os.path.join(config.resume_from, OPTIMIZER_NAME)
+    return records.tensors_from_bytes(records.read_lora_file(config.resume_from, OPTIMIZER_NAME), path)[0]
 
 
 def epoch_share(n, num_processes, rank, seed, epoch):
@@ -150,19 +159,40 @@ def lora_checksum(params):
     return torch.stack([flat.sum(), (flat * weights).sum()])
 
 
-def _all_reduce_mean(accelerator, params):
-    """Average the LoRA gradients over processes in one all-reduce."""
+def _all_reduce_mean(accelerator, params, flags):
+    """Average the LoRA gradients over processes in one all-reduce, and sum ``flags`` (float Tensor[F])
+    with them, so every rank learns what any rank saw. Returns the summed flags."""
     if accelerator.num_processes == 1:
-        return
-    flat = accelerator.reduce(torch.cat([p.grad.flatten() for p in params]), reduction="mean")
+        return flags
+    flat = torch.cat([p.grad.flatten() for p in params] + [flags.to(params[0].grad.device) / accelerator.num_processes])
+    flat = accelerator.reduce(flat, reduction="mean")
     offset = 0
     for p in params:
         p.grad.copy_(flat[offset: offset + p.numel()].view_as(p.grad))
         offset += p.numel()
+    return flat[offset:] * accelerator.num_processes
+
+
+def lora_is_finite(params):
+    return bool(torch.isfinite(torch.cat([p.detach().flatten() for p in params])).all())
+
+
+def _non_finite_stop(config, what, step, total_steps, epoch):
+    """The one-line stop of a round whose training went non-finite: nothing of it is saved."""
+    return NonFiniteError(
+        f"train {config.run_name}: {what} at optimizer step {step} of {total_steps} (epoch {epoch}); stopped, nothing of "
+        f"{config.run_name}'s training was saved (earlier rounds are untouched): lower the learning rate "
+        f"(train.learning_rate={config.train.learning_rate}, LR in run_process.sh) or check the round's rewards in scores.json"
+    )
 
 
 def train_round(config, accelerator, pipeline, round_dir):
-    """Stage 3 for one round; writes lora/ (weights + optimizer) and metrics.json, then the marker."""
+    """Stage 3 for one round; writes lora/ (weights + optimizer) and metrics.json, then the marker.
+
+    Inputs are verified against their stages' markers. Loss, gradient norm and the LoRA are checked
+    after every optimizer step (on every rank alike): a NaN/inf stops the round with a
+    :class:`NonFiniteError` before anything of it is written.
+    """
     started = time.time()
     train, sample = config.train, config.sample
     device = accelerator.device
@@ -170,13 +200,20 @@ def train_round(config, accelerator, pipeline, round_dir):
     named = trainable_parameters(unet)
     names, params = [n for n, _ in named], [p for _, p in named]
     optimizer = make_optimizer(params, train)
-    if config.resume_from and os.path.isfile(os.path.join(config.resume_from, OPTIMIZER_NAME)):
-        load_optimizer(optimizer, names, os.path.join(config.resume_from, OPTIMIZER_NAME))
+    state = resume_optimizer_state(config)
+    if state is not None:
+        load_optimizer(optimizer, names, state)
     optimizer = accelerator.prepare(optimizer)
 
-    manifest = records.read_json(os.path.join(round_dir, "samples", "manifest.json"))
-    selected, extra = records.load_trajectories(os.path.join(round_dir, "selected.safetensors"))
+    manifest = records.read_verified_json(round_dir, "sample", "samples/manifest.json")
+    tensors, _ = records.read_verified_tensors(round_dir, "select", "selected.safetensors")
+    selected, extra = records.trajectories_from_tensors(tensors)
     advantages = advantages_from_scores(extra["normalised"].float(), train.adv_clip_max, train.beta1, train.beta2)
+    if not torch.isfinite(advantages).all():
+        raise NonFiniteError(
+            f"train {config.run_name}: the advantages are NaN/inf (train.beta1={train.beta1}, train.beta2={train.beta2}, "
+            f"train.adv_clip_max={train.adv_clip_max}); nothing was saved: use finite values"
+        )
     with torch.no_grad():
         prompt_embeds = encode_prompts(pipeline, manifest["prompt_list"])  # [P, L, D]
         negative_embeds = encode_prompts(pipeline, [""])  # [1, L, D]
@@ -187,52 +224,63 @@ def train_round(config, accelerator, pipeline, round_dir):
     per_rank = n // accelerator.num_processes
     batches_per_epoch = -(-per_rank // train.batch_size)
     total_batches = batches_per_epoch * train.num_epochs
+    total_steps = -(-total_batches // train.gradient_accumulation_steps) if total_batches else 0
     stats = {"loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "pairs": 0}
     grad_norms, first_step_deviation, accumulated, steps_done, skipped_steps = [], 0.0, 0, 0, 0
+    non_finite_loss = 0
     generator = torch.Generator().manual_seed(config.seed * 1000 + accelerator.process_index)
     unet.train()
     progress = tqdm(total=total_batches, desc=f"training {config.run_name}", disable=not accelerator.is_main_process, dynamic_ncols=True)
 
-    def optimizer_step():
-        nonlocal accumulated, steps_done, skipped_steps
+    def optimizer_step(epoch):
+        nonlocal accumulated, steps_done, skipped_steps, non_finite_loss
+        step = steps_done + skipped_steps + 1
         if accumulated < train.gradient_accumulation_steps:  # the round's last, partial step: same scale
             for p in params:
                 p.grad.mul_(train.gradient_accumulation_steps / accumulated)
-        _all_reduce_mean(accelerator, params)
+        flags = _all_reduce_mean(accelerator, params, torch.tensor([float(non_finite_loss)]))
+        if flags[0].item() > 0:
+            raise _non_finite_stop(config, "the loss is NaN/inf", step, total_steps, epoch)
         grad_norm = float(accelerator.clip_grad_norm_(params, train.max_grad_norm))
+        if not math.isfinite(grad_norm) and accelerator.scaler is None:  # under fp16 the scaler skips such steps
+            raise _non_finite_stop(config, f"the gradient norm is {grad_norm}", step, total_steps, epoch)
         optimizer.step()
         optimizer.zero_grad(set_to_none=False)
-        accumulated = 0
+        if not lora_is_finite(params):
+            raise _non_finite_stop(config, "the LoRA weights became NaN/inf", step, total_steps, epoch)
+        accumulated, non_finite_loss = 0, 0
         if getattr(optimizer, "step_was_skipped", False):  # fp16 overflow: the scaler skipped the update
             skipped_steps += 1
         else:
             grad_norms.append(grad_norm)
             steps_done += 1
+        records.fault_point(f"{config.run_name}/train.step")
 
     for p in params:
         p.grad = torch.zeros_like(p)
     policy = Policy(unet, scheduler, negative_embeds, sample.guidance_scale, sample.eta)
-    for epoch in range(train.num_epochs):
-        share = epoch_share(n, accelerator.num_processes, accelerator.process_index, config.seed, epoch)
-        for start in range(0, len(share), train.batch_size):
-            batch = share[start: start + train.batch_size]
-            trajectories = selected.select(batch)
-            pairs = interval_pairs(trajectories, generator)
-            batch_stats = backward_batch(
-                policy, pairs, prompt_embeds[trajectories.prompt_ids], advantages[batch], objective, train.eps,
-                train.forward_chunk, 1.0 / train.gradient_accumulation_steps, accelerator.backward,
-            )
-            if steps_done == 0:
-                first_step_deviation = max(first_step_deviation, batch_stats.pop("max_ratio_deviation"))
-            for key in ("loss", "approx_kl", "clipfrac", "pairs"):
-                stats[key] += batch_stats[key]
-            accumulated += 1
-            if accumulated == train.gradient_accumulation_steps:
-                optimizer_step()
-            progress.update(1)
-    if accumulated:
-        optimizer_step()
-    progress.close()
+    with progress:  # closed before an error is printed
+        for epoch in range(train.num_epochs):
+            share = epoch_share(n, accelerator.num_processes, accelerator.process_index, config.seed, epoch)
+            for start in range(0, len(share), train.batch_size):
+                batch = share[start: start + train.batch_size]
+                trajectories = selected.select(batch)
+                pairs = interval_pairs(trajectories, generator)
+                batch_stats = backward_batch(
+                    policy, pairs, prompt_embeds[trajectories.prompt_ids], advantages[batch], objective, train.eps,
+                    train.forward_chunk, 1.0 / train.gradient_accumulation_steps, accelerator.backward,
+                )
+                non_finite_loss += not math.isfinite(batch_stats["loss"])
+                if steps_done == 0:
+                    first_step_deviation = max(first_step_deviation, batch_stats.pop("max_ratio_deviation"))
+                for key in ("loss", "approx_kl", "clipfrac", "pairs"):
+                    stats[key] += batch_stats[key]
+                accumulated += 1
+                if accumulated == train.gradient_accumulation_steps:
+                    optimizer_step(epoch)
+                progress.update(1)
+        if accumulated:
+            optimizer_step(train.num_epochs - 1)
 
     totals = accelerator.reduce(torch.tensor([stats["loss"], stats["approx_kl"], stats["clipfrac"], stats["pairs"]], dtype=torch.float64, device=device), reduction="sum")
     deviation = accelerator.reduce(torch.tensor([first_step_deviation], device=device), reduction="max")
@@ -245,6 +293,7 @@ def train_round(config, accelerator, pipeline, round_dir):
         "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else 0.0,
         "optimizer_steps": steps_done,
         "skipped_steps": skipped_steps,
+        "fresh_optimizer": state is None,
         "trajectories_selected": n,
         "trajectories_used": per_rank * accelerator.num_processes * train.num_epochs,
         "pairs": int(totals[3].item()),
@@ -258,8 +307,13 @@ def train_round(config, accelerator, pipeline, round_dir):
         tmp = records.stage_tmp_dir(round_dir, STAGE)
         os.makedirs(os.path.join(tmp, "lora"), exist_ok=True)
         save_lora(accelerator.unwrap_model(unet), os.path.join(tmp, "lora"))
-        save_optimizer(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer, names, os.path.join(tmp, "lora", OPTIMIZER_NAME))
-        records.write_json(os.path.join(tmp, "metrics.json"), metrics)
-        records.finish_stage(round_dir, STAGE, metrics)
+        files = {
+            f"lora/{records.LORA_WEIGHTS_NAME}": records.file_sha256(os.path.join(tmp, "lora", records.LORA_WEIGHTS_NAME)),
+            f"lora/{OPTIMIZER_NAME}": save_optimizer(
+                optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer, names, os.path.join(tmp, "lora", OPTIMIZER_NAME)
+            ),
+            "metrics.json": records.write_json(os.path.join(tmp, "metrics.json"), metrics),
+        }
+        records.finish_stage(round_dir, STAGE, metrics, files)
     accelerator.wait_for_everyone()
     return metrics

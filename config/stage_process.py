@@ -111,6 +111,10 @@ def base_config():
     train.beta2 = 1.0
     # objective in b2diffurl.objectives: "ppo" (clipped, the paper's default) or "pg" (no clipping).
     train.algorithm = "ppo"
+    # start AdamW from zero in this round instead of continuing resume_from's state (for a LoRA from
+    # elsewhere, or a lost optimizer.safetensors). Without it a missing state is an error, never a
+    # silent reset. run_process.sh sets it for one round with FreshOptimizer=<round>.
+    train.fresh_optimizer = False
     # (trajectory, timestep) pairs per UNet forward/backward (x2 rows with CFG). Memory only: the
     # gradient is the same for any value. 8 fits SD v1.4 in fp16 on a 24 GB GPU.
     train.forward_chunk = 8

@@ -55,3 +55,64 @@ def accelerate_two_processes():
     exe = os.path.join(os.path.dirname(sys.executable), "accelerate")
     return (exe, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
             "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0")
+
+
+def run_driver(save_path, check=True, config="config/stage_process.py:tiny", timeout=1200, cwd=REPO, **variables):
+    """bash run_process.sh as users run it (own session, so a fault can stop its whole process group)."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "B2DIFFURL_FAULT"}
+    env.update({"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "PYTHON": sys.executable, "CONFIG": config, "SavePath": str(save_path)})
+    env.update({k: str(v) for k, v in variables.items()})
+    proc = subprocess.run(
+        ["bash", os.path.join(REPO, "run_process.sh")], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=timeout, start_new_session=True,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"run_process.sh failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def error_lines(stderr):
+    """The lines a user reads on stderr, progress bars left out."""
+    lines = [part.strip() for line in stderr.splitlines() for part in line.split("\r")]
+    return [line for line in lines if line and "it/s]" not in line and "s/it]" not in line and not line.startswith(("sampling ", "training "))]
+
+
+# A small run that every crash and bad-input test compares against: 2 rounds (k = 2, 3), 2 prompt
+# batches, SaveInterval=2 (round_001's samples/ are removed once trained).
+REFERENCE_RUN = {"StageCnt": 2, "BatchCnt": 2, "SaveInterval": 2, "ExpName": "ref", "Seed": 5}
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory):
+    """(save_path, experiment folder) of REFERENCE_RUN, finished without interruption."""
+    save_path = tmp_path_factory.mktemp("reference")
+    run_driver(save_path, **REFERENCE_RUN)
+    return save_path, save_path / REFERENCE_RUN["ExpName"]
+
+
+def run_state(exp_dir):
+    """Everything about a run folder that must not depend on how often it was stopped:
+    {relative path: content digest}, with the run's timings (``seconds``) left out."""
+    import csv
+    import hashlib
+    import io
+    import json
+
+    state = {}
+    for dirpath, _, names in os.walk(exp_dir):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, exp_dir)
+            data = open(path, "rb").read()
+            if name.endswith(".done") or name == "metrics.json":
+                content = json.loads(data)
+                content.pop("seconds", None)
+                content.get("files", {}).pop("metrics.json", None)  # it holds the seconds
+                data = json.dumps(content, sort_keys=True).encode()
+            elif name == "progress.csv":
+                rows = list(csv.DictReader(io.StringIO(data.decode())))
+                data = json.dumps([{k: v for k, v in row.items() if k != "seconds"} for row in rows]).encode()
+            state[rel] = hashlib.sha256(data).hexdigest()
+    return state

@@ -4,23 +4,16 @@ import glob
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import time
 
 import pytest
-import torch
 
 from b2diffurl import records
-from conftest import REPO, run_stage
+from conftest import REPO, run_driver, run_stage
 
 
 def drive(save_path, **variables):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHON": sys.executable, "CONFIG": "config/stage_process.py:tiny",
-           "SavePath": str(save_path), **{k: str(v) for k, v in variables.items()}}
-    proc = subprocess.run(["bash", os.path.join(REPO, "run_process.sh")], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
-    return proc.stdout
+    return run_driver(save_path, **variables).stdout
 
 
 def snapshot(folder):
@@ -116,14 +109,19 @@ def test_stages_refuse_to_run_out_of_order(tiny_dir, tmp_path):
         assert len(errors) == 1 and missing in errors[0] and "run_" in errors[0], proc.stderr[-2000:]
 
 
-def test_driver_defaults_come_from_the_config():
-    from b2diffurl.driver import DRIVER_VARIABLES, defaults
+def test_driver_defaults_come_from_the_config(tmp_path):
+    from b2diffurl.driver import DRIVER_VARIABLES, prepare
     from config.stage_process import get_config
 
-    lines = dict(line.split("=", 1) for line in defaults("config/stage_process.py:ddpo").splitlines())
-    config = get_config("ddpo")
-    assert set(lines) == {f"Default_{v}" for v in DRIVER_VARIABLES}
-    assert lines["Default_SplitStepLeft"] == lines["Default_SplitStepRight"] == "20"
-    assert lines["Default_AccStep"] == "128" and lines["Default_SplitTime"] == "1"
-    assert lines["Default_PosThreshold"] == str(config.eval.pos_threshold) == "-inf"
-    assert lines["Default_PromptFile"] == "prompts/template1_train.json"
+    values = prepare({"CONFIG": "config/stage_process.py:tiny,ddpo", "SavePath": str(tmp_path), "B2DIFFURL_CALLER_DIR": str(tmp_path)})
+    config = get_config("tiny,ddpo")
+    assert set(DRIVER_VARIABLES) <= set(values)
+    assert values["SplitStepLeft"] == values["SplitStepRight"] == config.sample.num_steps == 4
+    assert values["AccStep"] == 128 and values["SplitTime"] == 1
+    assert values["PosThreshold"] == config.eval.pos_threshold == float("-inf")
+    assert values["Ks"] == [4] * config.process.stage_cnt
+    # the config's relative defaults are the repository's files; the user's paths are the caller's
+    assert values["PromptFile"] == os.path.join(REPO, "prompts", "template2_train.json")
+    assert values["SavePath"] == str(tmp_path) and values["ExpDir"] == str(tmp_path / "tiny")
+    assert values["CONFIG"] == os.path.join(REPO, "config", "stage_process.py") + ":tiny,ddpo"
+    assert not os.listdir(tmp_path), "checking writes nothing"

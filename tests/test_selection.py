@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from b2diffurl.errors import RecordError
 from b2diffurl.selection import history_rounds, normalize_scores, select_pairs
 
 
@@ -92,13 +93,25 @@ def test_empty_selection():
     assert keep.tolist() == []
 
 
-def test_history_rounds_finds_the_last_finished_rounds(tmp_path):
+def test_history_rounds_are_the_last_rounds_and_all_must_be_finished(tmp_path):
     for r in range(6):
         (tmp_path / f"round_{r:03d}").mkdir()
-        if r != 3:
-            (tmp_path / f"round_{r:03d}" / "select.done").write_text("{}")
+        (tmp_path / f"round_{r:03d}" / "select.done").write_text("{}")
     (tmp_path / "other_001").mkdir()
     found = history_rounds(str(tmp_path), "round_005", 3)
-    assert [p.rsplit("/", 1)[1] for p in found] == ["round_002", "round_004"]
+    assert [p.rsplit("/", 1)[1] for p in found] == ["round_002", "round_003", "round_004"]
     assert history_rounds(str(tmp_path), "round_000", 8) == []
-    assert [p.rsplit("/", 1)[1] for p in history_rounds(str(tmp_path), "round_005", 0)] == []
+    assert history_rounds(str(tmp_path), "round_005", 0) == []
+    assert len(history_rounds(str(tmp_path), "round_002", 8)) == 2, "the first rounds have a shorter history"
+    # A round of the window without its selection would shorten the history: an error with the fix.
+    (tmp_path / "round_003" / "select.done").unlink()
+    with pytest.raises(RecordError) as err:
+        history_rounds(str(tmp_path), "round_005", 3)
+    message = str(err.value)
+    assert "round_003/select.done is missing" in message and "History_Cnt" in message and "to 1" in message
+    assert [p.rsplit("/", 1)[1] for p in history_rounds(str(tmp_path), "round_005", 1)] == ["round_004"]
+    # The official names (stage0, stage1, ..., stage10) are found too.
+    for r in (8, 9):
+        (tmp_path / f"stage{r}").mkdir()
+        (tmp_path / f"stage{r}" / "select.done").write_text("{}")
+    assert [p.rsplit("/", 1)[1] for p in history_rounds(str(tmp_path), "stage10", 2)] == ["stage8", "stage9"]

@@ -109,7 +109,8 @@ def test_forward_chunking_gives_the_same_gradient(tiny_config, accelerator):
         assert stats["pairs"] == 4 * tiny_config.split_step
     assert grads[0].abs().max() > 0
     for other in grads[1:]:
-        torch.testing.assert_close(other, grads[0], atol=1e-6 * grads[0].abs().max().item(), rtol=1e-4)
+        # fp32 sums in another order: differences of a few 1e-8 on gradients of ~1e-2
+        torch.testing.assert_close(other, grads[0], atol=1e-5 * grads[0].abs().max().item(), rtol=1e-4)
 
 
 def test_no_selected_trajectory_keeps_the_policy(tiny_config, accelerator):
@@ -140,7 +141,7 @@ def test_selection_history_is_read_from_disk_and_never_doubled(tiny_config, acce
     os.remove(records.marker_path(out1, "select"))
     select_round(config, reward, out1, os.path.dirname(out1))
     assert records.read_json(os.path.join(out1, "scores.json")) == scores1
-    selected, extra = records.load_trajectories(os.path.join(out1, "selected.safetensors"))
+    selected, extra = records.trajectories_from_tensors(records.read_verified_tensors(out1, "select", "selected.safetensors")[0])
     assert extra["indices"].tolist() == scores1["selected"]
     assert torch.allclose(extra["normalised"], torch.tensor(scores1["normalised"])[extra["indices"]])
     manifest, all_trajectories = records.load_samples(out1)
@@ -160,7 +161,7 @@ def test_optimizer_state_round_trip(pipeline, tiny_config, tmp_path):
     opt.step()
     save_optimizer(opt, names, str(tmp_path / "opt.safetensors"))
     fresh = make_optimizer(params, tiny_config.train)
-    load_optimizer(fresh, names, str(tmp_path / "opt.safetensors"))
+    load_optimizer(fresh, names, records.tensors_from_bytes((tmp_path / "opt.safetensors").read_bytes(), "opt")[0])
     for p in params:
         for key in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(torch.as_tensor(opt.state[p][key]), torch.as_tensor(fresh.state[p][key]))

@@ -214,7 +214,7 @@ def check_process(c):
     c.integer("process.stage_cnt", 1)
     c.integer("process.save_interval", 1, hint=" (1 keeps every round's samples/)")
     steps = config.sample.num_steps
-    if c.integer("process.split_step_left", 1) and c.integer("process.split_step_right", 1) and _is_int(steps):
+    if c.integer("process.split_step_left", 1) and c.integer("process.split_step_right", 1) and _is_int(steps) and steps >= 1:
         left, right = config.process.split_step_left, config.process.split_step_right
         c.require(left <= right, "process.split_step_left", left, f"is above process.split_step_right={right}: k must grow (or stay) over the rounds")
         c.require(

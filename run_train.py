@@ -8,7 +8,6 @@ Reads the round's selected.safetensors (stage 2) and samples/manifest.json; star
 resume_from's LoRA and AdamW state; writes lora/ and metrics.json, then train.done.
 """
 
-
 from b2diffurl import cli
 
 FLAGS = cli.define_config_flag("Training configuration.")

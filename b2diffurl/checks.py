@@ -5,7 +5,8 @@ Every problem is a :class:`ConfigError` naming the field, the value and the fix,
 a whole run this way (every round's settings) before round 0, and names the driver variable the
 user set in place of the config field (``BatchCnt=0``, not ``sample.num_batches_per_epoch=0``).
 
-Light imports only (no torch): the driver runs these checks in a fraction of a second.
+Light imports only (no torch, unless a check needs the device or open_clip's model list): the
+driver runs these checks in a fraction of a second.
 """
 
 import json
@@ -231,6 +232,95 @@ def check_device(config, device_type):
             "needs a GPU and none is visible: on a CPU use mixed_precision 'no' or 'bf16' "
             "(run_process.sh: MixedPrecision=no, or CONFIG=config/stage_process.py:tiny for the CPU demo)",
         )
+
+
+# ---------------------------------------------------------------- what the machine must provide
+
+def environment_problems(config):
+    """What the machine must provide: a writable save path, the device, the model and the reward."""
+    problems = []
+    exp_dir = os.path.join(config.save_path, config.exp_name)
+    if reason := _not_writable(exp_dir):
+        problems.append(ConfigError("save_path", config.save_path, reason))
+    if config.mixed_precision == "fp16":
+        import torch
+
+        try:
+            check_device(config, "cuda" if torch.cuda.is_available() else "cpu")
+        except ConfigError as err:
+            problems.append(err)
+    if config.resume_from:
+        try:
+            check_resume(config)
+        except (ConfigError, RecordError) as err:
+            problems.append(err)
+    problems += _model_problems(config)
+    return problems
+
+
+def _not_writable(folder):
+    """Why run folders cannot be created under ``folder`` (nothing is created), or None."""
+    path = os.path.abspath(folder)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        return f"cannot hold the run: {path} is a file"
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".b2diffurl-write-test-", dir=path))
+    except OSError as err:
+        return f"is not writable ({path}: {err.strerror}): pick a folder you can write to"
+    return None
+
+
+def _model_problems(config):
+    """The SD model and the reward model must be on disk, in the hub cache, or (online) on the hub."""
+    problems = []
+    model = config.pretrained.model
+    if not config.pretrained.build_tiny and not os.path.isdir(model):
+        if reason := _hub_problem(model, "model_index.json", config.pretrained.revision):
+            problems.append(ConfigError("pretrained.model", model, reason + ", or point pretrained.model at a local diffusers folder"))
+    reward = config.reward
+    if reward.name == "clipscore" and not reward.clip_pretrained.endswith(CHECKPOINT_SUFFIXES):
+        import open_clip
+        from open_clip import pretrained
+
+        name = os.path.splitext(os.path.basename(reward.clip_model))[0] if reward.clip_model.endswith(".json") else reward.clip_model
+        if not reward.clip_model.endswith(".json") and name not in open_clip.list_models():
+            problems.append(ConfigError("reward.clip_model", name, "is not an open_clip model: see open_clip.list_models()"))
+        elif reward.clip_pretrained:
+            cfg = pretrained.get_pretrained_cfg(name, reward.clip_pretrained)
+            if not cfg:
+                tags = pretrained.list_pretrained_tags_by_model(name)
+                problems.append(ConfigError("reward.clip_pretrained", reward.clip_pretrained, f"is not a pretrained tag of {name}: choose from {tags}"))
+            elif cfg.get("hf_hub"):
+                repo, filename = cfg["hf_hub"].rstrip("/"), None
+                if cfg["hf_hub"].count("/") > 1 and not cfg["hf_hub"].endswith("/"):
+                    repo, filename = os.path.split(cfg["hf_hub"])
+                # open_clip takes a .safetensors twin of the file when the repo has one
+                names = [filename, os.path.splitext(filename)[0] + ".safetensors"] if filename else []
+                names += ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+                if reason := _hub_problem(repo, names, "main"):
+                    problems.append(ConfigError("reward.clip_pretrained", reward.clip_pretrained, reason + ", or point it at a local checkpoint file"))
+    return problems
+
+
+def _hub_problem(repo_id, filenames, revision):
+    """None when one of ``filenames`` of the hub repo is cached (or, online, reachable); else why not."""
+    from huggingface_hub import constants, file_exists, try_to_load_from_cache
+
+    filenames = [filenames] if isinstance(filenames, str) else filenames
+    if any(isinstance(try_to_load_from_cache(repo_id, f, revision=revision), str) for f in filenames):
+        return None
+    if constants.HF_HUB_OFFLINE:
+        return "is not in the local Hugging Face cache and HF_HUB_OFFLINE=1: download it once online (unset HF_HUB_OFFLINE)"
+    try:
+        if any(file_exists(repo_id, f, revision=revision) for f in filenames):
+            return None
+        return f"has no {filenames[0]} on the Hugging Face hub"
+    except Exception as err:  # noqa: BLE001 - no network, no such repo, gated repo: all say the same to the user
+        return f"is not cached and the Hugging Face hub cannot be reached ({type(err).__name__})"
 
 
 def check_resume(config):

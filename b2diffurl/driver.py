@@ -119,7 +119,7 @@ def _input_path(path, caller):
 
 def _parse(variable, raw, default):
     """The typed value of a variable the user set (``raw``), like its config default; or a problem line."""
-    if isinstance(default, bool) or isinstance(default, str):
+    if isinstance(default, str):
         return raw, None
     if isinstance(default, int):
         if not INTEGER.match(raw.strip()):
@@ -135,7 +135,7 @@ def _parse(variable, raw, default):
 
 def prepare(environ):
     """Check the whole run; returns {variable: value} for the shell, or raises RunProblems."""
-    from b2diffurl.checks import Checker, check_config, check_device, check_process, check_resume, get
+    from b2diffurl.checks import Checker, check_config, check_process, environment_problems, get
 
     caller = environ.get("B2DIFFURL_CALLER_DIR") or os.getcwd()
     given = {k: environ[k] for k in (*DRIVER_VARIABLES, "CONFIG", "NUM_PROCESSES", "FreshOptimizer") if environ.get(k, "") != ""}
@@ -164,10 +164,11 @@ def prepare(environ):
         _set(config, field, value)
         values[variable] = value
 
-    num_processes = _parse("NUM_PROCESSES", given.get("NUM_PROCESSES", "1"), 1)
-    if num_processes[1] or num_processes[0] < 1:
-        lines.append(num_processes[1] or f"NUM_PROCESSES={given['NUM_PROCESSES']} must be >= 1")
-    num_processes = num_processes[0] if not num_processes[1] and num_processes[0] >= 1 else 1
+    num_processes, problem = _parse("NUM_PROCESSES", given.get("NUM_PROCESSES", "1"), 1)
+    if problem is None and num_processes < 1:
+        problem = f"NUM_PROCESSES={given['NUM_PROCESSES']} must be >= 1"
+    if problem:
+        lines.append(problem)
     fresh = given.get("FreshOptimizer", "")
     if fresh and not INTEGER.match(fresh):
         lines.append(f"FreshOptimizer={fresh} must be a round number (the round whose AdamW starts from zero)")
@@ -186,7 +187,7 @@ def prepare(environ):
     checker, _ = check_config(config, num_processes)
     problems = c.problems + checker.problems
     if not problems:
-        problems += _environment_problems(config, check_device, check_resume)
+        problems += environment_problems(config)
     lines = [_as_variable_line(p, shown) for p in problems]
     if lines:
         raise RunProblems(lines)
@@ -218,95 +219,6 @@ def _as_variable_line(problem, shown):
         if field == problem.field:
             return f"{variable}={shown.get(field, problem.value)} {text}"
     return f"{problem.field}={show(problem.value)} {text} (set in CONFIG)"
-
-
-def _environment_problems(config, check_device, check_resume):
-    """What the machine must provide: a writable save path, the device, the model and the reward."""
-    from b2diffurl.errors import ConfigError
-
-    problems = []
-    exp_dir = os.path.join(config.save_path, config.exp_name)
-    if reason := _not_writable(exp_dir):
-        problems.append(ConfigError("save_path", config.save_path, reason))
-    if config.mixed_precision == "fp16":
-        import torch
-
-        try:
-            check_device(config, "cuda" if torch.cuda.is_available() else "cpu")
-        except ConfigError as err:
-            problems.append(err)
-    if config.resume_from:
-        try:
-            check_resume(config)
-        except UserError as err:
-            problems.append(err)
-    problems += _model_problems(config)
-    return problems
-
-
-def _not_writable(folder):
-    """Why run folders cannot be created under ``folder`` (nothing is created), or None."""
-    path = os.path.abspath(folder)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    if not os.path.isdir(path):
-        return f"cannot hold the run: {path} is a file"
-    import tempfile
-
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".b2diffurl-write-test-", dir=path))
-    except OSError as err:
-        return f"is not writable ({path}: {err.strerror}): pick a folder you can write to"
-    return None
-
-
-def _model_problems(config):
-    """The SD model and the reward model must be on disk, in the hub cache, or (online) on the hub."""
-    from b2diffurl.errors import ConfigError
-
-    problems = []
-    model = config.pretrained.model
-    if not config.pretrained.build_tiny and not os.path.isdir(model):
-        if reason := _hub_problem(model, "model_index.json", config.pretrained.revision):
-            problems.append(ConfigError("pretrained.model", model, reason + ", or point pretrained.model at a local diffusers folder"))
-    reward = config.reward
-    if reward.name == "clipscore" and not reward.clip_pretrained.endswith((".safetensors", ".pt", ".bin", ".pth")):
-        import open_clip
-        from open_clip import pretrained
-
-        name = os.path.splitext(os.path.basename(reward.clip_model))[0] if reward.clip_model.endswith(".json") else reward.clip_model
-        if not reward.clip_model.endswith(".json") and name not in open_clip.list_models():
-            problems.append(ConfigError("reward.clip_model", name, "is not an open_clip model: see open_clip.list_models()"))
-        elif reward.clip_pretrained:
-            cfg = pretrained.get_pretrained_cfg(name, reward.clip_pretrained)
-            if not cfg:
-                tags = pretrained.list_pretrained_tags_by_model(name)
-                problems.append(ConfigError("reward.clip_pretrained", reward.clip_pretrained, f"is not a pretrained tag of {name}: choose from {tags}"))
-            elif cfg.get("hf_hub"):
-                repo, filename = cfg["hf_hub"].rstrip("/"), None
-                if cfg["hf_hub"].count("/") > 1 and not cfg["hf_hub"].endswith("/"):
-                    repo, filename = os.path.split(cfg["hf_hub"])
-                names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-                if reason := _hub_problem(repo, names, "main"):
-                    problems.append(ConfigError("reward.clip_pretrained", reward.clip_pretrained, reason + ", or point it at a local checkpoint file"))
-    return problems
-
-
-def _hub_problem(repo_id, filenames, revision):
-    """None when one of ``filenames`` of the hub repo is cached (or, online, reachable); else why not."""
-    from huggingface_hub import constants, file_exists, try_to_load_from_cache
-
-    filenames = [filenames] if isinstance(filenames, str) else filenames
-    if any(isinstance(try_to_load_from_cache(repo_id, f, revision=revision), str) for f in filenames):
-        return None
-    if constants.HF_HUB_OFFLINE:
-        return "is not in the local Hugging Face cache and HF_HUB_OFFLINE=1: download it once online (unset HF_HUB_OFFLINE)"
-    try:
-        if any(file_exists(repo_id, f, revision=revision) for f in filenames):
-            return None
-        return f"has no {filenames[0]} on the Hugging Face hub"
-    except Exception as err:  # noqa: BLE001 - no network, no such repo, gated repo: all say the same to the user
-        return f"is not cached and the Hugging Face hub cannot be reached ({type(err).__name__})"
 
 
 def shell_assignments(values):

@@ -333,10 +333,10 @@ def read_lora_file(lora_dir, name):
         raise RecordError(f"{path} is missing or unreadable") from None
 
 
-def load_samples(round_dir):
+def load_samples(round_dir, marker=None):
     """(manifest dict, Trajectories of the whole round in trajectory order) of a finished sampling
-    stage, every file verified against ``sample.done``."""
-    marker = read_marker(round_dir, "sample")
+    stage, every file verified against ``sample.done`` (``marker``, read if not given)."""
+    marker = marker or read_marker(round_dir, "sample")
     manifest = read_verified_json(round_dir, "sample", "samples/manifest.json", marker)
     parts = []
     for batch in manifest["batches"]:

@@ -129,7 +129,7 @@ def select_round(config, reward, round_dir, exp_dir):
     history_dirs = history_rounds(exp_dir, os.path.basename(round_dir), config.eval.history_cnt)
     history = [scores_by_prompt(records.read_verified_json(d, STAGE, "scores.json")) for d in history_dirs]
     marker = records.read_marker(round_dir, "sample")
-    manifest, trajectories = records.load_samples(round_dir)
+    manifest, trajectories = records.load_samples(round_dir, marker)
     prompts = records.read_verified_json(round_dir, "sample", "prompts.json", marker)
     scores = reward(records.load_images(round_dir, len(prompts), marker), prompts)  # [N]
     check_rewards(scores, config, round_dir)

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import REFERENCE_RUN, REPO, error_lines, run_driver, run_stage, run_state
+from conftest import REFERENCE_RUN, error_lines, run_driver, run_stage, run_state
 
 LORA = "round_001/lora/pytorch_lora_weights.safetensors"
 OPTIMIZER = "round_001/lora/optimizer.safetensors"

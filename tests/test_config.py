@@ -145,3 +145,18 @@ def test_missing_clip_files(tiny_config, tmp_path):
     _expect(tiny_config, "reward.clip_pretrained=", "missing.safetensors", "does not exist")
     tiny_config.reward.clip_model = str(tmp_path / "missing.json")
     _expect(tiny_config, "reward.clip_model=", "missing.json")
+
+
+def test_the_checks_know_every_registered_objective_and_reward():
+    """checks.py stays torch-free, so it names the registries' keys itself: they must agree."""
+    from b2diffurl.checks import ALGORITHMS, REWARD_NAMES
+    from b2diffurl.objectives import OBJECTIVES
+    from b2diffurl.rewards import REWARDS
+
+    assert set(ALGORITHMS) == set(OBJECTIVES) and set(REWARD_NAMES) == set(REWARDS)
+
+
+def test_every_problem_is_reported_at_once(tiny_config):
+    tiny_config.seed, tiny_config.train.learning_rate, tiny_config.sample.eta = -1, 0.0, 2.0
+    problems = [str(p) for p in check_config(tiny_config)[0].problems]
+    assert len(problems) == 3 and problems[0].startswith("seed=-1") and "train.learning_rate=0.0 must be > 0" in problems

@@ -242,3 +242,16 @@ def test_stage_scripts_refuse_bad_flags_in_one_line(flags, fragments, tmp_path):
 
 def test_there_are_at_least_40_bad_inputs():
     assert len(DRIVER_CASES) + len(DAMAGE_CASES) + len(STAGE_CASES) >= 40
+
+
+@pytest.mark.slow
+def test_fresh_optimizer_is_a_deliberate_flag(reference_run, tmp_path):
+    """Without round_001's AdamW state, round_002 refuses to start (above); FreshOptimizer=2 starts it
+    from zero on purpose, in that round only, and says so in its metrics."""
+    exp = tmp_path / REFERENCE_RUN["ExpName"]
+    shutil.copytree(reference_run[1], exp)
+    (exp / OPTIMIZER).unlink()
+    run_driver(tmp_path, FreshOptimizer=2, **{**REFERENCE_RUN, "StageCnt": 3})
+    metrics = json.loads((exp / "round_002" / "metrics.json").read_text())
+    assert metrics["fresh_optimizer"] is True and metrics["optimizer_steps"] > 0
+    assert json.loads((reference_run[1] / "round_001" / "metrics.json").read_text())["fresh_optimizer"] is False

@@ -80,7 +80,7 @@ def run(main):
 
 def _lost_peer(err):
     text = str(err).lower()
-    return any(s in text for s in ("connection closed by peer", "connection reset by peer", "broken pipe", "timed out"))
+    return any(s in text for s in ("connection closed by peer", "connection reset by peer", "broken pipe"))
 
 
 def quiet_libraries():

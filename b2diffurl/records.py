@@ -117,13 +117,9 @@ def write_bytes(path, data):
     return sha256(data)
 
 
-def json_bytes(obj):
-    return (json.dumps(obj, indent=1, allow_nan=False) + "\n").encode()
-
-
 def write_json(path, obj):
     """Write JSON atomically; returns its sha256. NaN/inf are refused (they are not JSON)."""
-    return write_bytes(path, json_bytes(obj))
+    return write_bytes(path, (json.dumps(obj, indent=1, allow_nan=False) + "\n").encode())
 
 
 def read_json(path):

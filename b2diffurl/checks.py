@@ -19,8 +19,10 @@ from b2diffurl.errors import ConfigError, RecordError
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$")
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.+=@,-]+$")
 MIXED_PRECISION = ("no", "fp16", "bf16")
-ALGORITHMS = ("ppo", "pg")  # b2diffurl.objectives.OBJECTIVES (kept in step by a test)
+ALGORITHMS = ("ppo", "pg", "dpok", "dpo")  # b2diffurl.objectives.OBJECTIVES (kept in step by a test)
+PARTIAL_STEPS = ("scale", "drop")  # train.partial_step
 REWARD_NAMES = ("clipscore", "colour")  # b2diffurl.rewards.REWARDS (kept in step by a test)
+REWARD_PRECISIONS = ("fp32", "fp16", "bf16")  # b2diffurl.rewards.PRECISIONS (kept in step by a test)
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".bin", ".pth")
 
 
@@ -133,6 +135,10 @@ def check_reward(c, prompts):
     """The reward must be able to score this config's prompts: checked before sampling, not after it."""
     reward = c.config.reward
     c.integer("reward.batch_size", 1)
+    c.require(
+        reward.precision in REWARD_PRECISIONS, "reward.precision", reward.precision,
+        f"must be one of {', '.join(REWARD_PRECISIONS)} (fp32 keeps close branch scores apart; fp16 is faster on a GPU)",
+    )
     if not c.require(reward.name in REWARD_NAMES, "reward.name", reward.name, f"is not a known reward: choose from {list(REWARD_NAMES)}"):
         return
     if reward.name == "colour" and prompts:
@@ -198,6 +204,10 @@ def check_config(config, num_processes=1):
     c.number("train.beta1", 0.0, hint=" (the advantage weight of positive samples)")
     c.number("train.beta2", 0.0, hint=" (the advantage weight of negative samples)")
     c.flag("train.fresh_optimizer")
+    c.require(train.partial_step in PARTIAL_STEPS, "train.partial_step", train.partial_step, f"must be one of {', '.join(PARTIAL_STEPS)} (scale applies the last partial accumulation, drop discards it)")
+    c.number("train.dpok_reward_weight", 0.0, hint=" (DPOK's weight of the policy term; the DPOK paper uses 10)")
+    c.number("train.dpok_kl_weight", 0.0, hint=" (DPOK's weight of the KL to the base model; the DPOK paper uses 0.01)")
+    c.number("train.dpo_beta", 0.0, above=True, hint=" (the DPO temperature; 0.1 as in D3PO)")
 
     c.integer("eval.history_cnt", 0, hint=" (the paper uses 8)")
     c.number("eval.pos_threshold", allow_inf=True, hint=" (-inf keeps every group's best)")

@@ -1,7 +1,9 @@
 """The DDIM step as a Gaussian policy: x_{t-1} ~ N(mu_theta(x_t, t, c), sigma_t^2 I), with its log-prob.
 
-Same update as diffusers' ``DDIMScheduler.step`` (epsilon prediction, no sample clipping: SD v1.4's
-config), changed in three ways so RL can use it:
+Same update as diffusers' ``DDIMScheduler.step`` (epsilon prediction; the scheduler config's
+``clip_sample``/``clip_sample_range`` and ``set_alpha_to_one`` followed as diffusers does; dynamic
+``thresholding``, other prediction types and set_alpha_to_one=True refused at load by
+:func:`check_scheduler_config`), changed in three ways so RL can use it:
 - ``timestep`` may be a tensor with one timestep per row (a batch of mixed timesteps);
 - it returns log p(x_{t-1} | x_t, c), the mean over latent elements of the Gaussian log-density;
 - given ``prev_sample`` it returns that sample's log-prob instead of drawing one (for training).
@@ -11,6 +13,45 @@ The math runs in fp32 whatever the UNet's dtype.
 import math
 
 import torch
+
+
+def scheduler_problem(scheduler_config):
+    """Why the DDIM policy step cannot follow this scheduler config (text for an error), or None.
+
+    scheduler_config: a diffusers scheduler config (``scheduler.config``, a dict-like FrozenDict).
+    """
+    prediction_type = scheduler_config.get("prediction_type", "epsilon")
+    if prediction_type != "epsilon":
+        return (
+            f"has prediction_type={prediction_type!r} in its scheduler config, which the DDIM policy step does not support: "
+            "use an epsilon-prediction checkpoint (such as SD v1.4)"
+        )
+    if scheduler_config.get("thresholding", False):
+        return (
+            "has thresholding=True (dynamic thresholding) in its scheduler config, which the DDIM policy step does not support: "
+            "use a checkpoint without dynamic thresholding (thresholding false in scheduler/scheduler_config.json)"
+        )
+    return None
+
+
+def check_scheduler_config(scheduler_config, model):
+    """Refuse, before sampling or training, a scheduler config the DDIM policy step cannot follow.
+
+    scheduler_config: the pipeline's (DDIM) scheduler config. model: ``config.pretrained.model``, named
+    in the error. Raises a one-line ConfigError (``pretrained.model='...' has thresholding=True ...``).
+    Besides :func:`scheduler_problem`, ``set_alpha_to_one=True`` is refused: the last step then goes to
+    alpha = 1, its sigma_t is 0 and x_0 has no density (its log-prob is NaN).
+    """
+    problem = scheduler_problem(scheduler_config)
+    if problem is None and scheduler_config.get("set_alpha_to_one", False):
+        problem = (
+            "has set_alpha_to_one=True in its scheduler config: the last DDIM step is then deterministic (sigma_t = 0) "
+            "and has no log-prob for the policy: use set_alpha_to_one false in scheduler/scheduler_config.json (as SD v1.4)"
+        )
+    if problem is not None:
+        from b2diffurl.errors import ConfigError
+
+        raise ConfigError("pretrained.model", model, problem)
 
 
 def step_coefficients(scheduler, timestep, batch_size, ndim, device):
@@ -40,7 +81,7 @@ def gaussian_log_prob(x, mean, std):
 def ddim_step_with_logprob(scheduler, model_output, timestep, sample, eta, prev_sample=None, generator=None):
     """One DDIM step x_t -> x_{t-1} with the log-prob of x_{t-1}.
 
-    scheduler: a DDIMScheduler after ``set_timesteps`` (epsilon prediction).
+    scheduler: a DDIMScheduler after ``set_timesteps`` (epsilon prediction, no dynamic thresholding).
     model_output: eps after CFG, [B, C, H, W].   sample: x_t, [B, C, H, W].
     timestep: int, or LongTensor[B] (one timestep per row).
     eta: > 0 (the step must be stochastic to have a density).
@@ -64,13 +105,19 @@ def ddim_step_with_logprob(scheduler, model_output, timestep, sample, eta, prev_
 def step_mean_std(scheduler, model_output, timestep, sample, eta):
     """Mean and std of the DDIM step's Gaussian, and the predicted x_0.
 
+    x0_hat is clamped to [-clip_sample_range, clip_sample_range] when the scheduler config has
+    ``clip_sample`` (as diffusers does); the direction term keeps the model's eps (diffusers'
+    ``use_clipped_model_output=False``).
     Returns (mu [B, C, H, W], sigma_t * eta [B, 1, 1, 1], x0_hat [B, C, H, W]), all fp32.
     """
-    if scheduler.config.prediction_type != "epsilon":
-        raise ValueError(f"prediction_type={scheduler.config.prediction_type!r} is not supported; use epsilon")
+    if (problem := scheduler_problem(scheduler.config)) is not None:
+        raise ValueError(f"the scheduler {problem}")
     alpha_prod_t, alpha_prod_prev, sigma = step_coefficients(scheduler, timestep, sample.shape[0], sample.ndim, sample.device)
     std = eta * sigma
     eps = model_output.float()
     pred_original_sample = (sample.float() - (1 - alpha_prod_t).sqrt() * eps) / alpha_prod_t.sqrt()
+    if scheduler.config.get("clip_sample", False):
+        limit = scheduler.config.clip_sample_range
+        pred_original_sample = pred_original_sample.clamp(-limit, limit)
     mean = alpha_prod_prev.sqrt() * pred_original_sample + (1 - alpha_prod_prev - std**2).sqrt() * eps
     return mean, std, pred_original_sample

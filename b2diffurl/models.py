@@ -9,6 +9,7 @@ import os
 
 import torch
 
+from b2diffurl.ddim import check_scheduler_config
 from b2diffurl.records import LORA_WEIGHTS_NAME
 DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -19,7 +20,11 @@ def inference_dtype(mixed_precision):
 
 
 def load_pipeline(model, revision="main", device="cpu", dtype=torch.float32, build_tiny=False):
-    """SD pipeline from a local folder or hub id, switched to DDIM, every weight frozen and cast to ``dtype``."""
+    """SD pipeline from a local folder or hub id, switched to DDIM, every weight frozen and cast to ``dtype``.
+
+    A scheduler config the DDIM policy step cannot follow (dynamic thresholding, a prediction type
+    other than epsilon) is a ConfigError, raised before the weights are moved to ``device``.
+    """
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     if build_tiny and not os.path.isdir(model):
@@ -38,6 +43,7 @@ def load_pipeline(model, revision="main", device="cpu", dtype=torch.float32, bui
             "or at a hub id that is cached (HF_HUB_OFFLINE=1) or reachable"
         ) from None
     pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
+    check_scheduler_config(pipeline.scheduler.config, model)  # thresholding, v-prediction: refused here
     for part in (pipeline.vae, pipeline.text_encoder, pipeline.unet):
         part.requires_grad_(False)
         part.to(device)

@@ -25,6 +25,10 @@ def _check_inputs(images, prompts):
         raise ValueError(f"got {images.shape[0]} images but {len(prompts)} prompts: pass one prompt per image")
 
 
+# reward.precision -> torch dtype name of ClipScore's pixels (and of open_clip's matmul weights).
+PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
 class ClipScore:
     """CLIPScore: cos(image embedding, prompt embedding) of an open_clip model, in [-1, 1].
 
@@ -33,14 +37,20 @@ class ClipScore:
     pretrained tag (``laion2b_s32b_b79k``, downloaded by open_clip) or a local checkpoint file
     (``.safetensors``, ``.bin``, ``.pt``). Images get open_clip's own evaluation transform; the score is
     not multiplied by 100 and not clamped.
+
+    ``precision`` is open_clip's: "fp32" (the default, as the official code scores: branch images differ
+    by < 0.01 CLIPScore, so fp16 rounding could flip which branch is best or worst), or "fp16" / "bf16"
+    (matmul weights and pixels in half precision, layer norms in fp32: faster on a GPU).
     """
 
-    def __init__(self, clip_model, clip_pretrained, batch_size=32, device="cpu"):
+    def __init__(self, clip_model, clip_pretrained, batch_size=32, device="cpu", precision="fp32"):
         import open_clip
         import torch
 
         if batch_size < 1:
             raise ValueError(f"reward.batch_size={batch_size} must be >= 1")
+        if precision not in PRECISIONS:
+            raise ValueError(f"reward.precision={precision!r} is not known; choose from {list(PRECISIONS)}")
         name = clip_model
         if clip_model.endswith(".json"):
             if not os.path.isfile(clip_model):
@@ -48,13 +58,10 @@ class ClipScore:
             open_clip.add_model_config(clip_model)
             name = os.path.splitext(os.path.basename(clip_model))[0]
         self.device = torch.device(device)
-        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.dtype = getattr(torch, PRECISIONS[precision])  # of the pixels fed to the image tower
         try:
             model, _, self.preprocess = open_clip.create_model_and_transforms(
-                name,
-                pretrained=clip_pretrained or None,
-                precision="fp16" if self.dtype == torch.float16 else "fp32",
-                device=self.device,
+                name, pretrained=clip_pretrained or None, precision=precision, device=self.device
             )
         except (OSError, RuntimeError, ValueError) as err:  # unknown name or tag, not cached offline, corrupt file
             from b2diffurl.errors import ConfigError, first_line
@@ -153,7 +160,7 @@ class ColourScore:
 
 
 REWARDS = {
-    "clipscore": lambda cfg, device: ClipScore(cfg.clip_model, cfg.clip_pretrained, cfg.batch_size, device),
+    "clipscore": lambda cfg, device: ClipScore(cfg.clip_model, cfg.clip_pretrained, cfg.batch_size, device, cfg.get("precision", "fp32")),
     "colour": lambda cfg, device: ColourScore(cfg.batch_size),
 }
 

@@ -22,10 +22,10 @@ import torch
 from tqdm.auto import tqdm
 
 from b2diffurl import records
-from b2diffurl.ddim import ddim_step_with_logprob
+from b2diffurl.ddim import gaussian_log_prob, step_mean_std
 from b2diffurl.errors import NonFiniteError
 from b2diffurl.models import predict_noise, save_lora
-from b2diffurl.objectives import OBJECTIVES, advantages_from_scores, policy_stats
+from b2diffurl.objectives import advantages_from_scores, contrastive_pairs, gaussian_kl, make_objective, policy_stats
 from b2diffurl.sampler import encode_prompts
 
 STAGE = "train"
@@ -47,13 +47,43 @@ def make_optimizer(params, train):
     )
 
 
-def save_optimizer(optimizer, names, path):
-    """AdamW state -> safetensors, keyed by parameter name (``<name>.step``, ``.exp_avg``, ``.exp_avg_sq``); returns its sha256."""
+SCALER_PREFIX = "_grad_scaler."  # fp16 gradient-scaler entries in the optimizer file (no LoRA name starts with "_")
+
+
+def save_optimizer(optimizer, names, path, scaler=None):
+    """AdamW state -> safetensors, keyed by parameter name (``<name>.step``, ``.exp_avg``, ``.exp_avg_sq``),
+    plus the fp16 gradient scaler's state (``_grad_scaler.scale``, ``_grad_scaler.growth_tracker``) when
+    ``scaler`` is given, so the next round does not restart the loss scale; returns the file's sha256."""
     tensors = {}
     for i, state in optimizer.state_dict()["state"].items():
         for key, value in state.items():
             tensors[f"{names[i]}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    if scaler is not None:
+        tensors.update(scaler_tensors(scaler))
     return records.save_tensors(path, tensors)
+
+
+def scaler_tensors(scaler):
+    """{name: Tensor} of a torch GradScaler's running state (its scale and growth tracker)."""
+    state = scaler.state_dict()
+    if not state:  # a disabled scaler has no state
+        return {}
+    return {
+        f"{SCALER_PREFIX}scale": torch.tensor([float(state["scale"])], dtype=torch.float64),
+        f"{SCALER_PREFIX}growth_tracker": torch.tensor([int(state["_growth_tracker"])], dtype=torch.int64),
+    }
+
+
+def load_scaler(scaler, tensors):
+    """Continue ``scaler`` from the state :func:`scaler_tensors` wrote; returns whether there was one
+    (a run that switched to fp16 starts the scaler fresh)."""
+    if f"{SCALER_PREFIX}scale" not in tensors:
+        return False
+    state = scaler.state_dict()
+    state["scale"] = float(tensors[f"{SCALER_PREFIX}scale"].item())
+    state["_growth_tracker"] = int(tensors[f"{SCALER_PREFIX}growth_tracker"].item())
+    scaler.load_state_dict(state)
+    return True
 
 
 def load_optimizer(optimizer, names, tensors):
@@ -61,6 +91,7 @@ def load_optimizer(optimizer, names, tensors):
     stay those of the current config. A file with no state (a round that made no optimizer step)
     leaves the optimizer fresh.
     """
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(SCALER_PREFIX)}
     if not tensors:
         return
     state = {}
@@ -89,20 +120,25 @@ def epoch_share(n, num_processes, rank, seed, epoch):
     return order[: (n // num_processes) * num_processes][rank::num_processes]
 
 
-def interval_pairs(trajectories, generator):
+def interval_pairs(trajectories, generator, tie=1):
     """Flatten trajectories [b] x interval steps [k] into b*k (trajectory, step) pairs, steps shuffled per row.
 
-    Returns latents [b*k, C, H, W], next_latents [b*k, C, H, W], timesteps [b*k], log_probs [b*k], rows [b*k].
+    ``tie`` consecutive trajectories (a DPO pair: tie=2) share their step order and sit next to each
+    other at every step, so a chunk of the pairs holds both members of a step. b must be a multiple of tie.
+    Returns latents [b*k, C, H, W], next_latents [b*k, C, H, W], timesteps [b*k], log_probs [b*k], rows [b*k],
+    in (tie group, step, member) order.
     """
     b, k = trajectories.log_probs.shape
-    steps = torch.argsort(torch.rand(b, k, generator=generator), dim=1)  # [b, k]
-    rows = torch.arange(b).unsqueeze(1).expand(b, k)
+    steps = torch.argsort(torch.rand(b // tie, k, generator=generator), dim=1)  # [b/tie, k]
+    steps = steps.unsqueeze(2).expand(b // tie, k, tie)  # [b/tie, k, tie]
+    rows = (torch.arange(b // tie).view(-1, 1, 1) * tie + torch.arange(tie).view(1, 1, -1)).expand(b // tie, k, tie)
+    rows, steps = rows.flatten(), steps.flatten()
     return (
-        trajectories.latents[rows, steps].flatten(0, 1),
-        trajectories.latents[rows, steps + 1].flatten(0, 1),
-        trajectories.timesteps[rows, steps].flatten(),
-        trajectories.log_probs[rows, steps].flatten(),
-        rows.flatten(),
+        trajectories.latents[rows, steps],
+        trajectories.latents[rows, steps + 1],
+        trajectories.timesteps[rows, steps],
+        trajectories.log_probs[rows, steps],
+        rows,
     )
 
 
@@ -116,38 +152,56 @@ class Policy:
     guidance_scale: float
     eta: float
 
-    def log_probs(self, latents, next_latents, timesteps, prompt_embeds):
-        """log p_theta(next | latents, t, c) [M] with the sampling CFG. latents, next: [M, C, H, W]."""
+    def step(self, latents, next_latents, timesteps, prompt_embeds):
+        """log p_theta(next | latents, t, c) [M] with the sampling CFG, and the step's Gaussian mean
+        [M, C, H, W] and std [M, 1, 1, 1]. latents, next_latents: [M, C, H, W]."""
         eps = predict_noise(self.unet, latents, timesteps, prompt_embeds, self.negative_embeds, self.guidance_scale)
-        _, log_prob, _ = ddim_step_with_logprob(self.scheduler, eps, timesteps, latents, self.eta, prev_sample=next_latents)
-        return log_prob
+        mean, std, _ = step_mean_std(self.scheduler, eps, timesteps, latents, self.eta)
+        return gaussian_log_prob(next_latents.float(), mean, std), mean, std
+
+    def log_probs(self, latents, next_latents, timesteps, prompt_embeds):
+        """log p_theta(next | latents, t, c) [M] (see :meth:`step`)."""
+        return self.step(latents, next_latents, timesteps, prompt_embeds)[0]
+
+    @torch.no_grad()
+    def reference_mean(self, latents, timesteps, prompt_embeds):
+        """The base model's step mean [M, C, H, W] at the same latents: LoRA adapters disabled, same CFG."""
+        self.unet.disable_adapters()
+        try:
+            eps = predict_noise(self.unet, latents, timesteps, prompt_embeds, self.negative_embeds, self.guidance_scale)
+        finally:
+            self.unet.enable_adapters()
+        return step_mean_std(self.scheduler, eps, timesteps, latents, self.eta)[0]
 
 
 def backward_batch(policy, pairs, prompt_embeds, advantages, objective, clip_range, forward_chunk, scale, backward):
     """Accumulate ``scale`` * d(objective over all of a train batch's pairs) into the LoRA gradients.
 
-    pairs: output of :func:`interval_pairs` for b trajectories (b*k pairs); prompt_embeds: [b, L, D];
-    advantages: [b]. The pairs go through the UNet ``forward_chunk`` at a time, each chunk's loss
-    weighted by its share of the batch, so the gradient does not depend on ``forward_chunk``.
-    Returns sums over pairs of loss, approx_kl and clipfrac, the pair count and the max |ratio - 1|.
+    pairs: output of :func:`interval_pairs` for b trajectories (b*k pairs; for a paired objective
+    with tie=2, [w, l] rows); prompt_embeds: [b, L, D]; advantages: [b]; objective: an
+    :class:`b2diffurl.objectives.Objective`. The pairs go through the UNet ``forward_chunk`` at a time
+    (rounded down to whole [w, l] rows for a paired objective), each chunk's loss weighted by its
+    share of the batch, so the gradient does not depend on ``forward_chunk``. Returns sums over pairs
+    of loss, approx_kl, clipfrac and kl_reference (DPOK), the pair count and the max |ratio - 1|.
     """
     latents, next_latents, timesteps, old_log_probs, rows = pairs
     device = policy.negative_embeds.device
     total = len(rows)
-    stats = {"loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "pairs": total, "max_ratio_deviation": 0.0}
-    for chunk in torch.arange(total).split(forward_chunk):
+    tie = 2 if objective.paired else 1
+    stats = {"loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "kl_reference": 0.0, "pairs": total, "max_ratio_deviation": 0.0}
+    for chunk in torch.arange(total).split(max(tie, forward_chunk // tie * tie)):
         chunk_rows = rows[chunk]
-        log_probs = policy.log_probs(
-            latents[chunk].to(device), next_latents[chunk].to(device), timesteps[chunk].to(device),
-            prompt_embeds[chunk_rows.to(prompt_embeds.device)],
-        )
+        x, t, embeds = latents[chunk].to(device), timesteps[chunk].to(device), prompt_embeds[chunk_rows.to(prompt_embeds.device)]
+        log_probs, mean, std = policy.step(x, next_latents[chunk].to(device), t, embeds)
+        kl = gaussian_kl(mean, policy.reference_mean(x, t, embeds), std) if objective.needs_reference else None
         old = old_log_probs[chunk].to(device)
-        loss = objective(log_probs, old, advantages[chunk_rows].to(device), clip_range)
+        loss = objective.loss(log_probs, old, advantages[chunk_rows].to(device), kl)
         backward(loss * (len(chunk) * scale / total))
         info = policy_stats(log_probs, old, clip_range)
         stats["loss"] += loss.item() * len(chunk)
         stats["approx_kl"] += info["approx_kl"] * len(chunk)
         stats["clipfrac"] += info["clipfrac"] * len(chunk)
+        stats["kl_reference"] += kl.sum().item() if kl is not None else 0.0
         stats["max_ratio_deviation"] = max(stats["max_ratio_deviation"], info["max_ratio_deviation"])
     return stats
 
@@ -186,12 +240,33 @@ def _non_finite_stop(config, what, step, total_steps, epoch):
     )
 
 
+def training_units(selected, extra, manifest, objective):
+    """What one epoch shuffles: (trajectories, units [U, tie] of row indices into them, info).
+
+    Each selected trajectory is a unit of its own, except for DPO: there a unit is a contrastive pair
+    [w, l] (:func:`b2diffurl.objectives.contrastive_pairs`) of one branch group, or, without branching
+    (split_time 1, nothing shares a branch point), of two trajectories of the same prompt.
+    Trajectories left without a partner are not trained on; ``info`` counts them.
+    """
+    n = len(selected)
+    if not objective.paired:
+        return selected, torch.arange(n).view(n, 1), {}
+    groups = selected.group_ids if manifest["split_time"] > 1 else selected.prompt_ids
+    w, l = contrastive_pairs(groups, extra["normalised"].float())
+    units = torch.stack([w, l], dim=1)  # [P, 2]
+    return selected, units, {"dpo_pairs": len(units), "dpo_unpaired": n - 2 * len(units), "dpo_pairs_by": "branch group" if manifest["split_time"] > 1 else "prompt"}
+
+
 def train_round(config, accelerator, pipeline, round_dir):
     """Stage 3 for one round; writes lora/ (weights + optimizer) and metrics.json, then the marker.
 
     Inputs are verified against their stages' markers. Loss, gradient norm and the LoRA are checked
     after every optimizer step (on every rank alike): a NaN/inf stops the round with a
     :class:`NonFiniteError` before anything of it is written.
+
+    The round's last, partial accumulation (fewer than ``gradient_accumulation_steps`` batches) is
+    applied scaled up to a full step (``train.partial_step="scale"``) or dropped, as the official
+    code does (``"drop"``).
     """
     started = time.time()
     train, sample = config.train, config.sample
@@ -204,6 +279,7 @@ def train_round(config, accelerator, pipeline, round_dir):
     if state is not None:
         load_optimizer(optimizer, names, state)
     optimizer = accelerator.prepare(optimizer)
+    scaler_resumed = accelerator.scaler is not None and state is not None and load_scaler(accelerator.scaler, state)
 
     manifest = records.read_verified_json(round_dir, "sample", "samples/manifest.json")
     tensors, _ = records.read_verified_tensors(round_dir, "select", "selected.safetensors")
@@ -218,14 +294,18 @@ def train_round(config, accelerator, pipeline, round_dir):
         prompt_embeds = encode_prompts(pipeline, manifest["prompt_list"])  # [P, L, D]
         negative_embeds = encode_prompts(pipeline, [""])  # [1, L, D]
     scheduler.set_timesteps(sample.num_steps, device=device)
-    objective = OBJECTIVES[train.algorithm]
+    objective = make_objective(train)
+    selected, units, unit_info = training_units(selected, extra, manifest, objective)
+    tie = units.shape[1]
+    units_per_batch = max(1, train.batch_size // tie)  # a DPO batch of train.batch_size trajectories holds batch_size / 2 pairs
 
-    n = len(selected)
+    n = len(units)
     per_rank = n // accelerator.num_processes
-    batches_per_epoch = -(-per_rank // train.batch_size)
+    batches_per_epoch = -(-per_rank // units_per_batch)
     total_batches = batches_per_epoch * train.num_epochs
-    total_steps = -(-total_batches // train.gradient_accumulation_steps) if total_batches else 0
-    stats = {"loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "pairs": 0}
+    full_steps, remainder = divmod(total_batches, train.gradient_accumulation_steps)
+    total_steps = full_steps + (1 if remainder and train.partial_step == "scale" else 0)
+    stats = {"loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "kl_reference": 0.0, "pairs": 0}
     grad_norms, first_step_deviation, accumulated, steps_done, skipped_steps = [], 0.0, 0, 0, 0
     non_finite_loss = 0
     generator = torch.Generator().manual_seed(config.seed * 1000 + accelerator.process_index)
@@ -262,10 +342,10 @@ def train_round(config, accelerator, pipeline, round_dir):
     with progress:  # closed before an error is printed
         for epoch in range(train.num_epochs):
             share = epoch_share(n, accelerator.num_processes, accelerator.process_index, config.seed, epoch)
-            for start in range(0, len(share), train.batch_size):
-                batch = share[start: start + train.batch_size]
+            for start in range(0, len(share), units_per_batch):
+                batch = units[share[start: start + units_per_batch]].flatten()  # trajectory rows, [w, l] adjacent
                 trajectories = selected.select(batch)
-                pairs = interval_pairs(trajectories, generator)
+                pairs = interval_pairs(trajectories, generator, tie)
                 batch_stats = backward_batch(
                     policy, pairs, prompt_embeds[trajectories.prompt_ids], advantages[batch], objective, train.eps,
                     train.forward_chunk, 1.0 / train.gradient_accumulation_steps, accelerator.backward,
@@ -273,35 +353,52 @@ def train_round(config, accelerator, pipeline, round_dir):
                 non_finite_loss += not math.isfinite(batch_stats["loss"])
                 if steps_done == 0:
                     first_step_deviation = max(first_step_deviation, batch_stats.pop("max_ratio_deviation"))
-                for key in ("loss", "approx_kl", "clipfrac", "pairs"):
+                for key in ("loss", "approx_kl", "clipfrac", "kl_reference", "pairs"):
                     stats[key] += batch_stats[key]
                 accumulated += 1
                 if accumulated == train.gradient_accumulation_steps:
                     optimizer_step(epoch)
                 progress.update(1)
-        if accumulated:
+        dropped_batches = 0
+        if accumulated and train.partial_step == "scale":
             optimizer_step(train.num_epochs - 1)
+        elif accumulated:  # "drop": the official code never applies a round's last partial accumulation
+            dropped_batches = accumulated
+            for p in params:
+                p.grad.zero_()
 
-    totals = accelerator.reduce(torch.tensor([stats["loss"], stats["approx_kl"], stats["clipfrac"], stats["pairs"]], dtype=torch.float64, device=device), reduction="sum")
+    totals = accelerator.reduce(
+        torch.tensor([stats["loss"], stats["approx_kl"], stats["clipfrac"], stats["kl_reference"], stats["pairs"]], dtype=torch.float64, device=device),
+        reduction="sum",
+    )
     deviation = accelerator.reduce(torch.tensor([first_step_deviation], device=device), reduction="max")
     checksums = accelerator.gather(lora_checksum(params).to(device).reshape(1, 2)).cpu()  # [num_processes, 2]
-    pairs_total = max(totals[3].item(), 1.0)
+    pairs_total = max(totals[4].item(), 1.0)
     metrics = {
+        "algorithm": train.algorithm,
         "loss": totals[0].item() / pairs_total,
         "approx_kl": totals[1].item() / pairs_total,
         "clipfrac": totals[2].item() / pairs_total,
         "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else 0.0,
         "optimizer_steps": steps_done,
         "skipped_steps": skipped_steps,
+        "partial_step": train.partial_step,
+        "dropped_batches": dropped_batches,
         "fresh_optimizer": state is None,
-        "trajectories_selected": n,
-        "trajectories_used": per_rank * accelerator.num_processes * train.num_epochs,
-        "pairs": int(totals[3].item()),
+        "trajectories_selected": len(selected),
+        "trajectories_used": per_rank * accelerator.num_processes * tie * train.num_epochs,
+        "pairs": int(totals[4].item()),
         "first_step_max_ratio_deviation": deviation.item(),
         "num_processes": accelerator.num_processes,
         "lora_checksum_by_rank": checksums.tolist(),
         "seconds": round(time.time() - started, 2),
     }
+    if objective.needs_reference:
+        metrics["kl_reference"] = totals[3].item() / pairs_total
+    metrics.update(unit_info)
+    if accelerator.scaler is not None:
+        metrics["grad_scale"] = float(accelerator.scaler.get_scale())
+        metrics["grad_scaler_resumed"] = bool(scaler_resumed)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         tmp = records.stage_tmp_dir(round_dir, STAGE)
@@ -310,7 +407,8 @@ def train_round(config, accelerator, pipeline, round_dir):
         files = {
             f"lora/{records.LORA_WEIGHTS_NAME}": records.file_sha256(os.path.join(tmp, "lora", records.LORA_WEIGHTS_NAME)),
             f"lora/{OPTIMIZER_NAME}": save_optimizer(
-                optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer, names, os.path.join(tmp, "lora", OPTIMIZER_NAME)
+                optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer, names, os.path.join(tmp, "lora", OPTIMIZER_NAME),
+                accelerator.scaler,
             ),
             "metrics.json": records.write_json(os.path.join(tmp, "metrics.json"), metrics),
         }

@@ -95,9 +95,15 @@ def base_config():
     train.adam_weight_decay = 1e-4
     train.adam_epsilon = 1e-8
     # train batches (each with all its interval timesteps) per optimizer step. Effective batch is
-    # train.batch_size * num_processes * gradient_accumulation_steps trajectories: 32 is the official
-    # single-GPU value (64 trajectories); divide it by the number of processes to keep that batch.
+    # train.batch_size * num_processes * gradient_accumulation_steps trajectories: 32 is the paper's
+    # value (Table 6; 64 trajectories per step on one GPU); the official run_process.sh uses 64 (preset
+    # `official`). Divide it by the number of processes to keep the batch.
     train.gradient_accumulation_steps = 32
+    # the round's last accumulation when it has fewer than gradient_accumulation_steps batches:
+    # "scale" applies it as a full step (its mean gradient, like every other step); "drop" discards it,
+    # as the official trainer does (with fewer selected trajectories than one step needs, a round then
+    # makes no update at all). Preset `official` uses "drop".
+    train.partial_step = "scale"
     # gradient clipping (global L2 norm).
     train.max_grad_norm = 1.0
     # passes over the round's selected trajectories.
@@ -109,8 +115,20 @@ def base_config():
     # advantage weight of positive (beta1) and negative (beta2) samples.
     train.beta1 = 1.0
     train.beta2 = 1.0
-    # objective in b2diffurl.objectives: "ppo" (clipped, the paper's default) or "pg" (no clipping).
+    # objective in b2diffurl.objectives (paper Sec. 4.5, App. D.1): "ppo" (clipped, the default), "pg"
+    # (no clipping), "dpok" (PPO term + KL to the base model, Eq. 7) or "dpo" (preference loss on the
+    # contrastive pairs, Eq. 8).
     train.algorithm = "ppo"
+    # DPOK (Fan et al. 2023, "DPOK", whose released training command uses --reward_weight 10
+    # --kl_weight 0.01): loss = dpok_reward_weight * PPO term + dpok_kl_weight * KL(policy || base model)
+    # per step, the base model being the UNet with its LoRA disabled (one extra forward, no gradient).
+    train.dpok_reward_weight = 10.0
+    train.dpok_kl_weight = 0.01
+    # DPO: -log sigmoid(dpo_beta * margin) with margin the difference of the two members' log-ratios
+    # to the sampling policy, per interval step. 0.1 as in D3PO (Yang et al. 2024), which applies DPO to
+    # the same per-step DDIM log-probs. Pairs: best and worst of a branch group (both must be selected);
+    # without branching, two trajectories of the same prompt.
+    train.dpo_beta = 0.1
     # start AdamW from zero in this round instead of continuing resume_from's state (for a LoRA from
     # elsewhere, or a lost optimizer.safetensors). Without it a missing state is an error, never a
     # silent reset. run_process.sh sets it for one round with FreshOptimizer=<round>.
@@ -137,6 +155,10 @@ def base_config():
     reward.clip_pretrained = "laion2b_s32b_b79k"
     # images scored per forward pass.
     reward.batch_size = 32
+    # open_clip precision of clipscore: "fp32" (default, as the official code scores), "fp16" or "bf16".
+    # fp32 because the branches of one latent differ by < 0.01 CLIPScore (paper App. F.1), so fp16
+    # rounding could flip which branch is kept as best or worst; "fp16" is faster on a GPU.
+    reward.precision = "fp32"
 
     ###### Rounds (read by run_process.sh) ######
     config.process = process = ml_collections.ConfigDict()

@@ -1,18 +1,29 @@
 """The DDIM step with log-prob against diffusers' DDIMScheduler.step and the Gaussian density."""
 
+import json
+import os
+import shutil
+
 import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from b2diffurl.ddim import ddim_step_with_logprob, step_mean_std
+from b2diffurl.ddim import check_scheduler_config, ddim_step_with_logprob, step_mean_std
+from b2diffurl.errors import ConfigError
 from b2diffurl.tiny import SD14_SCHEDULER
+from conftest import error_lines, run_stage
+
+
+def make_scheduler(**overrides):
+    """SD v1.4's scheduler as DDIM (20 steps), with scheduler config fields changed by ``overrides``."""
+    s = DDIMScheduler(**{**{k: v for k, v in SD14_SCHEDULER.items() if k != "skip_prk_steps"}, **overrides})
+    s.set_timesteps(20)
+    return s
 
 
 @pytest.fixture
 def scheduler():
-    s = DDIMScheduler(**{k: v for k, v in SD14_SCHEDULER.items() if k != "skip_prk_steps"})
-    s.set_timesteps(20)
-    return s
+    return make_scheduler()
 
 
 def _inputs(seed, batch=3):
@@ -79,3 +90,108 @@ def test_rejects_deterministic_eta(scheduler):
     sample, eps = _inputs(0)
     with pytest.raises(ValueError, match="eta=0"):
         ddim_step_with_logprob(scheduler, eps, int(scheduler.timesteps[0]), sample, 0.0)
+
+
+# ---------------------------------------------------------------- scheduler config fields
+
+
+def _diffusers_mean(scheduler, eps, t, sample, eta=1.0):
+    """diffusers' step mean: its prev_sample with zero variance noise."""
+    return scheduler.step(eps, t, sample, eta=eta, variance_noise=torch.zeros_like(sample)).prev_sample
+
+
+@pytest.mark.parametrize("set_alpha_to_one", [True, False])
+def test_final_step_follows_set_alpha_to_one(set_alpha_to_one):
+    scheduler = make_scheduler(set_alpha_to_one=set_alpha_to_one)
+    t = int(scheduler.timesteps[-1])  # t = 1: its previous timestep is < 0, so alpha_prod_prev = final_alpha_cumprod
+    assert t - 1000 // 20 < 0 and scheduler.final_alpha_cumprod.item() == (1.0 if set_alpha_to_one else scheduler.alphas_cumprod[0].item())
+    sample, eps = _inputs(11)
+    mean, std, _ = step_mean_std(scheduler, eps, t, sample, 1.0)
+    torch.testing.assert_close(mean, _diffusers_mean(scheduler, eps, t, sample), atol=1e-5, rtol=1e-5)
+    if set_alpha_to_one:  # alpha_prod_prev = 1: sigma_t = 0 and the mean is x0_hat
+        assert std.abs().max().item() < 1e-3
+    other = make_scheduler(set_alpha_to_one=not set_alpha_to_one)
+    assert not torch.allclose(mean, step_mean_std(other, eps, t, sample, 1.0)[0]), "the field changes the final step"
+
+
+@pytest.mark.parametrize("clip_sample,clip_range", [(True, 1.0), (True, 0.5), (False, 1.0)])
+@pytest.mark.parametrize("index", [0, 10, 19])
+def test_clip_sample_matches_diffusers(clip_sample, clip_range, index):
+    scheduler = make_scheduler(clip_sample=clip_sample, clip_sample_range=clip_range)
+    t = int(scheduler.timesteps[index])
+    sample, eps = _inputs(20 + index)
+    sample = 3 * sample  # x0_hat well outside [-1, 1] at every timestep: clipping changes it
+    ref_mean = _diffusers_mean(scheduler, eps, t, sample)
+    ref_x0 = scheduler.step(eps, t, sample, eta=1.0, variance_noise=torch.zeros_like(sample)).pred_original_sample
+
+    mean, std, x0 = step_mean_std(scheduler, eps, t, sample, 1.0)
+    torch.testing.assert_close(mean, ref_mean, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(x0, ref_x0, atol=1e-5, rtol=1e-5)
+    unclipped = step_mean_std(make_scheduler(clip_sample=False), eps, t, sample, 1.0)[2]
+    assert (unclipped.abs() > clip_range).any()
+    assert (x0.abs().max().item() <= clip_range) if clip_sample else torch.equal(x0, unclipped)
+
+    # a fixed x_{t-1} is scored under diffusers' mean
+    prev = torch.randn(sample.shape, generator=torch.Generator().manual_seed(5))
+    _, log_prob, _ = ddim_step_with_logprob(scheduler, eps, t, sample, 1.0, prev_sample=prev)
+    expected = torch.distributions.Normal(ref_mean, std.expand_as(ref_mean)).log_prob(prev).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(log_prob, expected, atol=1e-4, rtol=1e-5)
+
+
+def test_set_alpha_to_one_is_refused_at_load():
+    """The step follows set_alpha_to_one=True (above), but its last step then has sigma_t = 0: no density."""
+    scheduler = make_scheduler(set_alpha_to_one=True)
+    sample, eps = _inputs(12)
+    _, log_prob, _ = ddim_step_with_logprob(scheduler, eps, int(scheduler.timesteps[-1]), sample, 1.0, generator=torch.Generator().manual_seed(0))
+    assert not torch.isfinite(log_prob).any()
+    with pytest.raises(ConfigError) as err:
+        check_scheduler_config(scheduler.config, "/models/sd")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("pretrained.model='/models/sd' has set_alpha_to_one=True")
+
+
+@pytest.mark.parametrize("field,value", [("thresholding", True), ("prediction_type", "v_prediction"), ("prediction_type", "sample")])
+def test_unsupported_scheduler_fields_are_refused(field, value):
+    scheduler = make_scheduler(**{field: value})
+    with pytest.raises(ConfigError) as err:
+        check_scheduler_config(scheduler.config, "/models/sd")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("pretrained.model='/models/sd' has ")
+    assert f"{field}={value!r}" in message and "not support" in message
+    sample, eps = _inputs(0)
+    with pytest.raises(ValueError, match=field):  # the step itself refuses too, never silently differs
+        step_mean_std(scheduler, eps, int(scheduler.timesteps[0]), sample, 1.0)
+    check_scheduler_config(make_scheduler().config, "/models/sd")  # SD v1.4's config passes
+
+
+@pytest.fixture
+def thresholding_dir(tiny_dir, tmp_path):
+    """A copy of the tiny pipeline whose scheduler config asks for dynamic thresholding."""
+    folder = tmp_path / "tiny-thresholding"
+    shutil.copytree(tiny_dir, folder)
+    path = folder / "scheduler" / "scheduler_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "thresholding": True}))
+    return str(folder)
+
+
+def test_load_pipeline_refuses_thresholding(thresholding_dir):
+    from b2diffurl.models import load_pipeline
+
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(thresholding_dir)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"pretrained.model={thresholding_dir!r}")
+    assert "thresholding=True" in message
+
+
+def test_run_sample_refuses_thresholding_in_one_line(thresholding_dir, tmp_path):
+    out = tmp_path / "out"
+    proc = run_stage(
+        "run_sample.py", "--config", "config/stage_process.py:tiny", "--config.pretrained.model", thresholding_dir,
+        "--config.pretrained.build_tiny=False", "--config.save_path", str(out), check=False,
+    )
+    lines = error_lines(proc.stderr)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
+    assert len(lines) == 1 and lines[0].startswith("error: pretrained.model="), proc.stderr[-3000:]
+    assert "thresholding=True" in lines[0] and "Traceback" not in proc.stderr
+    assert not os.path.exists(out), "no round folder (nothing at all) is written"

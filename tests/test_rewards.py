@@ -178,6 +178,71 @@ def test_clipscore_missing_config_json(tmp_path):
         ClipScore(missing, "", device="cpu")
 
 
+# ---------------------------------------------------------------- clipscore precision (reward.precision)
+
+
+def _matmul_weights(module):
+    """The conv/linear weights of an open_clip tower: what open_clip's precision casts (layer norms stay fp32)."""
+    return [m.weight for m in module.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+
+
+@pytest.mark.parametrize("precision,dtype", [("fp32", torch.float32), ("fp16", torch.float16), ("bf16", torch.bfloat16)])
+def test_clipscore_precision_reaches_the_model(clip_paths, clipscore, precision, dtype):
+    scorer = ClipScore(*clip_paths, device="cpu", precision=precision)
+    weights = _matmul_weights(scorer.model.visual)
+    assert weights and all(w.dtype == dtype for w in weights)
+    assert scorer.model.visual.conv1.weight.dtype == dtype and scorer.dtype == dtype  # pixels go in as dtype
+    # (half precision runs on this CPU too; its scores stay near fp32's but are not equal to them)
+    images, prompts = random_images(3, seed=6), ["red apple", "green kiwi", "a photo of a dog"]
+    scores = scorer(images, prompts)
+    assert scores.dtype == torch.float32
+    torch.testing.assert_close(scores, clipscore(images, prompts), atol=0 if precision == "fp32" else 2e-2, rtol=0)
+
+
+def test_clipscore_defaults_to_fp32(clip_paths, clipscore):
+    from config.stage_process import get_config
+
+    assert get_config().reward.precision == "fp32"
+    assert all(w.dtype == torch.float32 for w in _matmul_weights(ClipScore(*clip_paths).model.visual))
+    assert all(w.dtype == torch.float32 for w in _matmul_weights(clipscore.model.visual))  # a config without the field
+
+
+def test_build_reward_passes_precision(clip_paths):
+    from config.stage_process import get_config
+
+    config = get_config("tiny")
+    config.reward.name = "clipscore"
+    config.reward.clip_model, config.reward.clip_pretrained = clip_paths
+    config.reward.precision = "fp16"
+    scorer = build_reward(config.reward, "cpu")
+    assert isinstance(scorer, ClipScore) and scorer.dtype == torch.float16
+    assert all(w.dtype == torch.float16 for w in _matmul_weights(scorer.model.visual))
+
+
+def test_bad_precision_is_one_line_naming_the_field(tiny_config, clip_paths):
+    from b2diffurl.checks import check_config
+
+    tiny_config.reward.name = "clipscore"
+    for value in ("fp32", "fp16", "bf16"):
+        tiny_config.reward.precision = value
+        assert not check_config(tiny_config)[0].problems
+    tiny_config.reward.precision = "fp8"
+    problems = check_config(tiny_config)[0].problems
+    assert [str(p) for p in problems] == [
+        "reward.precision='fp8' must be one of fp32, fp16, bf16 (fp32 keeps close branch scores apart; fp16 is faster on a GPU)"
+    ]
+    with pytest.raises(ValueError, match="reward.precision='fp8'"):
+        ClipScore(*clip_paths, precision="fp8")
+
+
+def test_the_checks_know_every_clipscore_precision():
+    """checks.py stays torch-free, so it names the precisions itself: they must agree."""
+    from b2diffurl.checks import REWARD_PRECISIONS
+    from b2diffurl.rewards import PRECISIONS
+
+    assert set(REWARD_PRECISIONS) == set(PRECISIONS)
+
+
 # ---------------------------------------------------------------- registry
 
 

@@ -83,7 +83,7 @@ def test_lora_loads_into_a_stock_pipeline(tiny_config, tiny_dir, accelerator):
 
 
 def test_forward_chunking_gives_the_same_gradient(tiny_config, accelerator):
-    from b2diffurl.objectives import ppo_loss
+    from b2diffurl.objectives import make_objective
     from b2diffurl.sampler import encode_prompts
     from b2diffurl.trainer import Policy, backward_batch
 
@@ -97,20 +97,24 @@ def test_forward_chunking_gives_the_same_gradient(tiny_config, accelerator):
     pipeline.scheduler.set_timesteps(tiny_config.sample.num_steps)
     policy = Policy(pipeline.unet, pipeline.scheduler, encode_prompts(pipeline, [""]), tiny_config.sample.guidance_scale, tiny_config.sample.eta)
     embeds = encode_prompts(pipeline, manifest["prompt_list"])[batch.prompt_ids]
-    pairs = interval_pairs(batch, torch.Generator().manual_seed(0))
     advantages = torch.tensor([1.0, -0.5, 2.0, -1.5])
     params = [p for _, p in trainable_parameters(pipeline.unet)]
-    grads = []
-    for chunk in (1, 3, 1000):
-        for p in params:
-            p.grad = None
-        stats = backward_batch(policy, pairs, embeds, advantages, ppo_loss, 0.1, chunk, 0.5, lambda loss: loss.backward())
-        grads.append(torch.cat([p.grad.flatten() for p in params]))
-        assert stats["pairs"] == 4 * tiny_config.split_step
-    assert grads[0].abs().max() > 0
-    for other in grads[1:]:
-        # fp32 sums in another order: differences of a few 1e-8 on gradients of ~1e-2
-        torch.testing.assert_close(other, grads[0], atol=1e-5 * grads[0].abs().max().item(), rtol=1e-4)
+    for algorithm in ("ppo", "dpok", "dpo"):
+        tiny_config.train.algorithm = algorithm
+        objective = make_objective(tiny_config.train)
+        tie = 2 if objective.paired else 1
+        pairs = interval_pairs(batch, torch.Generator().manual_seed(0), tie)
+        grads = []
+        for chunk in (1, 3, 1000):  # a paired objective rounds 1 and 3 down to whole [w, l] rows
+            for p in params:
+                p.grad = None
+            stats = backward_batch(policy, pairs, embeds, advantages, objective, 0.1, chunk, 0.5, lambda loss: loss.backward())
+            grads.append(torch.cat([p.grad.flatten() for p in params]))
+            assert stats["pairs"] == 4 * tiny_config.split_step
+        assert grads[0].abs().max() > 0, algorithm
+        for other in grads[1:]:
+            # fp32 sums in another order: differences of a few 1e-8 on gradients of ~1e-2
+            torch.testing.assert_close(other, grads[0], atol=1e-5 * grads[0].abs().max().item(), rtol=1e-4)
 
 
 def test_no_selected_trajectory_keeps_the_policy(tiny_config, accelerator):

@@ -1,0 +1,194 @@
+"""DPOK, DPO and the partial-step choice inside the trainer, on the tiny pipeline: one-step directions,
+the KL to the base model, pair formation, optimizer step counts, and the fp16 scaler state."""
+
+import copy
+import os
+import shutil
+
+import pytest
+import torch
+
+from b2diffurl import records
+from b2diffurl.models import load_lora, load_policy
+from b2diffurl.objectives import contrastive_pairs, make_objective
+from b2diffurl.records import round_dir
+from b2diffurl.rewards import build_reward
+from b2diffurl.sampler import encode_prompts, sample_round
+from b2diffurl.selection import select_round
+from b2diffurl.trainer import (
+    Policy, backward_batch, interval_pairs, load_optimizer, load_scaler, make_optimizer, save_optimizer, train_round,
+    trainable_parameters,
+)
+
+
+@pytest.fixture(scope="module")
+def accelerator():
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=True)
+
+
+@pytest.fixture(scope="module")
+def sampled_round(tiny_dir, tmp_path_factory, accelerator):
+    """(config, round folder) of one sampled and selected tiny round (3 branches, thresholds +-0.5)."""
+    from b2diffurl.tiny import tiny_clip_paths
+    from config.stage_process import REPO_ROOT, get_config
+
+    config = get_config("tiny")
+    config.pretrained.model, config.pretrained.build_tiny = tiny_dir, False
+    config.reward.clip_model, config.reward.clip_pretrained = tiny_clip_paths(tiny_dir)
+    config.save_path = str(tmp_path_factory.mktemp("algorithms"))
+    config.prompt_file = os.path.join(REPO_ROOT, config.prompt_file)
+    out = round_dir(config)
+    sample_round(config, accelerator, load_policy(config, "cpu"))
+    select_round(config, build_reward(config.reward, "cpu"), out, os.path.dirname(out))
+    return config, out
+
+
+def fresh_copy(config, out, name):
+    """A copy of the sampled round under another experiment name, so each test trains its own."""
+    config = copy.deepcopy(config)
+    config.exp_name = name
+    target = round_dir(config)
+    shutil.copytree(out, target)
+    return config, target
+
+
+def policy_for(config, pipeline):
+    pipeline.scheduler.set_timesteps(config.sample.num_steps)
+    return Policy(pipeline.unet, pipeline.scheduler, encode_prompts(pipeline, [""]), config.sample.guidance_scale, config.sample.eta)
+
+
+def selected_of(out):
+    tensors, _ = records.read_verified_tensors(out, "select", "selected.safetensors")
+    return records.trajectories_from_tensors(tensors)
+
+
+def test_dpo_step_raises_the_winners_log_prob_margin(sampled_round):
+    config, out = sampled_round
+    selected, extra = selected_of(out)
+    w, l = contrastive_pairs(selected.group_ids, extra["normalised"])
+    assert len(w) >= 2, "the round has contrastive pairs"
+    rows = torch.stack([w[:2], l[:2]], dim=1).flatten()  # [w0, l0, w1, l1]
+    batch = selected.select(rows)
+    pipeline = load_policy(config, "cpu")
+    policy = policy_for(config, pipeline)
+    manifest = records.read_json(os.path.join(out, "samples", "manifest.json"))
+    embeds = encode_prompts(pipeline, manifest["prompt_list"])[batch.prompt_ids]
+    pairs = interval_pairs(batch, torch.Generator().manual_seed(0), tie=2)
+
+    def margin():
+        with torch.no_grad():
+            lp = policy.log_probs(pairs[0], pairs[1], pairs[2], embeds[pairs[4]])
+        return (lp[0::2] - lp[1::2]).sum().item()
+
+    train = copy.deepcopy(config.train)
+    train.algorithm, train.learning_rate = "dpo", 1e-3
+    params = [p for _, p in trainable_parameters(pipeline.unet)]
+    optimizer = make_optimizer(params, train)
+    before = margin()
+    stats = backward_batch(policy, pairs, embeds, torch.zeros(4), make_objective(train), train.eps, 8, 1.0, lambda loss: loss.backward())
+    assert stats["loss"] / stats["pairs"] == pytest.approx(0.6931, abs=1e-3), "at the sampling policy the DPO loss is log 2"
+    optimizer.step()
+    assert margin() > before + 1e-4, "one DPO step raises log p(w) - log p(l)"
+
+
+def test_dpok_kl_is_zero_without_lora_and_grows_with_it(sampled_round):
+    config, out = sampled_round
+    selected, _ = selected_of(out)
+    batch = selected.select(torch.arange(3))
+    pipeline = load_policy(config, "cpu")
+    policy = policy_for(config, pipeline)
+    manifest = records.read_json(os.path.join(out, "samples", "manifest.json"))
+    embeds = encode_prompts(pipeline, manifest["prompt_list"])[batch.prompt_ids]
+    x, x_next, t, _, rows = interval_pairs(batch, torch.Generator().manual_seed(0))
+    from b2diffurl.objectives import gaussian_kl
+
+    def kl():
+        with torch.no_grad():
+            _, mean, std = policy.step(x, x_next, t, embeds[rows])
+            return gaussian_kl(mean, policy.reference_mean(x, t, embeds[rows]), std).mean().item()
+
+    assert kl() == 0.0, "a zero LoRA (B = 0) is the base model"
+    lora_b = [p for n, p in trainable_parameters(pipeline.unet) if "lora_B" in n]
+    direction = [torch.randn(p.shape, generator=torch.Generator().manual_seed(i)) for i, p in enumerate(lora_b)]
+    values = []
+    for scale in (0.01, 0.1, 1.0):
+        with torch.no_grad():
+            for p, d in zip(lora_b, direction):
+                p.copy_(scale * d)
+        values.append(kl())
+    assert 0 < values[0] < values[1] < values[2], values
+    assert values[1] / values[0] == pytest.approx(100, rel=0.2), "KL grows as the square of a small LoRA"
+
+
+def test_dpo_round_trains_on_pairs_and_reports_the_unpaired(sampled_round, accelerator):
+    config, out = fresh_copy(*sampled_round, "dpo_round")
+    config.train.algorithm = "dpo"
+    selected, extra = selected_of(out)
+    w, _ = contrastive_pairs(selected.group_ids, extra["normalised"])
+    metrics = train_round(config, accelerator, load_policy(config, "cpu"), out)
+    assert metrics["dpo_pairs"] == len(w) > 0 and metrics["dpo_pairs_by"] == "branch group"
+    assert metrics["dpo_unpaired"] == len(selected) - 2 * len(w)
+    assert metrics["trajectories_used"] == 2 * len(w) * config.train.num_epochs
+    assert metrics["optimizer_steps"] > 0 and metrics["first_step_max_ratio_deviation"] < 1e-5
+
+
+def test_dpok_round_reports_its_kl(sampled_round, accelerator):
+    config, out = fresh_copy(*sampled_round, "dpok_round")
+    config.train.algorithm = "dpok"
+    metrics = train_round(config, accelerator, load_policy(config, "cpu"), out)
+    assert metrics["optimizer_steps"] > 0 and metrics["kl_reference"] > 0, "the LoRA moved away from the base model"
+
+
+@pytest.mark.parametrize("partial_step", ["scale", "drop"])
+def test_partial_step_choice(sampled_round, accelerator, partial_step):
+    config, out = fresh_copy(*sampled_round, f"partial_{partial_step}")
+    config.train.partial_step = partial_step
+    config.train.gradient_accumulation_steps = 3
+    n = selected_of(out)[0].log_probs.shape[0]
+    batches = -(-n // config.train.batch_size) * config.train.num_epochs
+    full, remainder = divmod(batches, 3)
+    assert remainder, "the crafted round ends in a partial accumulation"
+    metrics = train_round(config, accelerator, load_policy(config, "cpu"), out)
+    if partial_step == "scale":
+        assert metrics["optimizer_steps"] == full + 1 and metrics["dropped_batches"] == 0
+    else:
+        assert metrics["optimizer_steps"] == full and metrics["dropped_batches"] == remainder
+
+
+def test_drop_makes_no_update_when_a_round_has_less_than_one_step(sampled_round, accelerator):
+    config, out = fresh_copy(*sampled_round, "partial_none")
+    config.train.partial_step, config.train.gradient_accumulation_steps = "drop", 10_000
+    metrics = train_round(config, accelerator, load_policy(config, "cpu"), out)
+    assert metrics["optimizer_steps"] == 0
+    pipeline = load_policy(config, "cpu")
+    load_lora(pipeline.unet, os.path.join(out, "lora"))
+    assert all(p.abs().sum() == 0 for n, p in trainable_parameters(pipeline.unet) if "lora_B" in n), "no update at all"
+
+
+def test_grad_scaler_state_round_trip(pipeline, tiny_config, tmp_path):
+    from b2diffurl.models import attach_lora
+
+    unet = copy.deepcopy(pipeline.unet)
+    attach_lora(unet, 4, tiny_config.lora.target_modules)
+    named = trainable_parameters(unet)
+    names, params = [n for n, _ in named], [p for _, p in named]
+    optimizer = make_optimizer(params, tiny_config.train)
+    for p in params:
+        p.grad = torch.randn_like(p)
+    optimizer.step()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    state = scaler.state_dict()
+    state.update(scale=1024.0, _growth_tracker=37)
+    scaler.load_state_dict(state)
+    save_optimizer(optimizer, names, str(tmp_path / "opt.safetensors"), scaler)
+    tensors = records.tensors_from_bytes((tmp_path / "opt.safetensors").read_bytes(), "opt")[0]
+
+    fresh_scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    assert load_scaler(fresh_scaler, tensors)
+    assert fresh_scaler.state_dict()["scale"] == 1024.0 and fresh_scaler.state_dict()["_growth_tracker"] == 37
+    fresh = make_optimizer(params, tiny_config.train)
+    load_optimizer(fresh, names, tensors)  # the scaler entries are not taken for LoRA parameters
+    assert all(torch.equal(optimizer.state[p]["exp_avg"], fresh.state[p]["exp_avg"]) for p in params)
+    assert not load_scaler(torch.amp.GradScaler("cpu"), {k: v for k, v in tensors.items() if not k.startswith("_grad")})

@@ -11,8 +11,12 @@
 #   SplitStepLeft SplitStepRight TrainEpoch AccStep LR NumStep History_Cnt PosThreshold
 #   NegThreshold SplitTime
 # and MixedPrecision (no, fp16, bf16), FreshOptimizer (a round number: that round starts AdamW
-# from zero instead of continuing the previous round's state), NUM_PROCESSES, ACCELERATE_ARGS,
-# PYTHON. Relative paths are taken from the folder you run it from.
+# from zero instead of continuing the previous round's state), EvalInterval (n > 0: evaluate the
+# base model before round 0 and every n-th round's LoRA after training it, on the held-out test
+# prompts, with python -m b2diffurl.evaluate; 0 = off), Algorithm (train.algorithm: ppo, pg, dpok,
+# dpo), LogWith (tensorboard and/or wandb: per-round metrics and sample grids under ExpDir/logs),
+# NUM_PROCESSES, ACCELERATE_ARGS, PYTHON.
+# Relative paths are taken from the folder you run it from.
 #
 # Everything is checked before round 0 (types, ranges, the whole k schedule, paths, device, model
 # and reward): a problem is one line naming the variable, and nothing is written.
@@ -61,22 +65,37 @@ fi
 echo "experiment $ExpDir: $StageCnt rounds, k ${Ks[0]}..${Ks[$((StageCnt - 1))]}, $SplitTime branches, $NUM_PROCESSES process(es), config $CONFIG"
 "$PYTHON" -m b2diffurl.driver catchup "$ExpDir" "$SaveInterval"
 
+# Held-out evaluation of round i is due when EvalInterval > 0 and (i + 1) % EvalInterval == 0, and
+# after the last round; its JSON marks it done (python -m b2diffurl.evaluate skips a current one).
+eval_due() { [ "$EvalInterval" -gt 0 ] && { [ $((($1 + 1) % EvalInterval)) -eq 0 ] || [ "$1" -eq $((StageCnt - 1)) ]; }; }
+EvalFile="eval/$EvalSet.json"
+COMMON_FLAGS=(
+    --config="$CONFIG" --config.save_path="$SavePath" --config.exp_name="$ExpName"
+    --config.prompt_file="$PromptFile" --config.sample.num_steps="$NumStep" --config.mixed_precision="$MixedPrecision"
+    --config.split_time="$SplitTime" --config.train.algorithm="$Algorithm" --config.log_with="$LogWith"
+    --config.process.split_step_left="$SplitStepLeft" --config.process.split_step_right="$SplitStepRight"
+)
+if [ "$EvalInterval" -gt 0 ] && [ ! -f "$ExpDir/base/$EvalFile" ]; then
+    echo "||=========== held-out evaluation of the base model ===========||"
+    "${LAUNCH[@]}" -m b2diffurl.evaluate "${COMMON_FLAGS[@]}" --rounds base
+fi
+
 for ((i = 0; i < StageCnt; i++)); do
     Round=$(printf "round_%03d" "$i")
     RoundDir="$ExpDir/$Round"
     if [ -f "$RoundDir/sample.done" ] && [ -f "$RoundDir/select.done" ] && [ -f "$RoundDir/train.done" ]; then
-        continue
+        if ! eval_due "$i" || [ -f "$RoundDir/$EvalFile" ]; then
+            continue
+        fi
     fi
     FLAGS=(
-        --config="$CONFIG"
-        --config.save_path="$SavePath" --config.exp_name="$ExpName" --config.run_name="$Round"
-        --config.seed="$((Seed + i))" --config.split_step="${Ks[$i]}" --config.split_time="$SplitTime"
-        --config.prompt_file="$PromptFile" --config.prompt_random_choose="$RandomPrompt"
-        --config.sample.num_batches_per_epoch="$BatchCnt" --config.sample.num_steps="$NumStep"
+        "${COMMON_FLAGS[@]}" --config.run_name="$Round"
+        --config.seed="$((Seed + i))" --config.split_step="${Ks[$i]}" --config.prompt_random_choose="$RandomPrompt"
+        --config.sample.num_batches_per_epoch="$BatchCnt"
         --config.train.beta1="$Beta1" --config.train.beta2="$Beta2" --config.train.num_epochs="$TrainEpoch"
         --config.train.gradient_accumulation_steps="$AccStep" --config.train.learning_rate="$LR"
         --config.eval.history_cnt="$History_Cnt" --config.eval.pos_threshold="$PosThreshold"
-        --config.eval.neg_threshold="$NegThreshold" --config.mixed_precision="$MixedPrecision"
+        --config.eval.neg_threshold="$NegThreshold"
     )
     if [ "$i" -gt 0 ]; then
         FLAGS+=(--config.resume_from="$ExpDir/$(printf "round_%03d" $((i - 1)))/lora")
@@ -89,5 +108,8 @@ for ((i = 0; i < StageCnt; i++)); do
     [ -f "$RoundDir/select.done" ] || "$PYTHON" run_select.py "${FLAGS[@]}"
     [ -f "$RoundDir/train.done" ] || "${LAUNCH[@]}" run_train.py "${FLAGS[@]}"
     "$PYTHON" -m b2diffurl.driver catchup "$ExpDir" "$SaveInterval" "$Round"
+    if eval_due "$i"; then
+        "${LAUNCH[@]}" -m b2diffurl.evaluate "${COMMON_FLAGS[@]}" --config.run_name="$Round" --rounds "$i"
+    fi
 done
 echo "all $StageCnt rounds finished; per-round table: $ExpDir/progress.csv"

@@ -33,6 +33,10 @@ def main(_):
         pipeline = load_policy(config, accelerator.device)
         metrics = train_round(config, accelerator, pipeline, round_dir)
         state = f"{metrics['seconds']:.1f} s"
+        if accelerator.is_main_process:  # once per round: a rerun that finds train.done logs nothing
+            from b2diffurl import schedule, tracking
+
+            tracking.log_round(config, schedule.round_index(config.run_name)[1], round_dir)
     if accelerator.is_main_process:
         print(
             f"train {config.run_name}: loss {metrics['loss']:.4f}, approx KL {metrics['approx_kl']:.2e}, "

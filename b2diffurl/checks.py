@@ -9,6 +9,7 @@ Light imports only (no torch, unless a check needs the device or open_clip's mod
 driver runs these checks in a fraction of a second.
 """
 
+import copy
 import json
 import math
 import os
@@ -160,6 +161,86 @@ def check_reward(c, prompts):
             c.require(os.path.isfile(reward.clip_pretrained), "reward.clip_pretrained", reward.clip_pretrained, "does not exist: fix the checkpoint path")
 
 
+def _installed(module):
+    """Whether ``module`` can be imported (found, not imported; a bare folder of that name, such as
+    the ./wandb run folder wandb leaves behind, is a namespace package and does not count)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    return spec is not None and spec.origin is not None
+
+
+def check_logging(c):
+    """log_with names known trackers whose package is installed (looked up, never imported: wandb
+    is slow to import); logging_dir is a string; the step of a round's point needs a numbered run_name."""
+    from b2diffurl.tracking import TRACKER_MODULES, TRACKERS, tracker_names
+
+    config = c.config
+    c.require(isinstance(config.logging_dir, str), "logging_dir", config.logging_dir, "must be a folder path (empty: <save_path>/<exp_name>/logs)")
+    log_with = config.log_with
+    if not c.require(isinstance(log_with, str), "log_with", log_with, "must be a string: '', 'tensorboard', 'wandb' or 'tensorboard,wandb'"):
+        return
+    names = tracker_names(log_with)
+    unknown = [name for name in names if name not in TRACKERS]
+    if not c.require(
+        not unknown, "log_with", log_with,
+        "must be '' (no experiment log), 'tensorboard', 'wandb' or 'tensorboard,wandb' (comma-separated)",
+    ):
+        return
+    for name in dict.fromkeys(names):
+        modules, package = TRACKER_MODULES[name]
+        other = "log_with=tensorboard (no account needed)" if name == "wandb" else "log_with='' to log nothing"
+        c.require(
+            any(_installed(m) for m in modules), "log_with", log_with,
+            f"needs the {package} package, which is not installed: pip install {package}, or use {other}",
+        )
+    if names:
+        c.require(
+            re.search(r"\d$", config.run_name) is not None, "run_name", config.run_name,
+            f"must end with the round number (e.g. round_003) when log_with={log_with!r}: it is the step of the round's log",
+        )
+
+
+def eval_prompt_file(config):
+    """The held-out evaluation's prompt file: ``evaluate.prompt_file``, or ``prompt_file`` with its
+    ``_train`` replaced by ``_<evaluate.prompt_set>`` (prompts/template1_train.json -> prompts/template1_test.json);
+    "" when neither gives one."""
+    evaluate = config.evaluate
+    if evaluate.prompt_file:
+        return evaluate.prompt_file
+    stem, ext = os.path.splitext(config.prompt_file)
+    return stem[: -len("_train")] + f"_{evaluate.prompt_set}" + ext if stem.endswith("_train") else ""
+
+
+def check_evaluation(c, with_prompts):
+    """The ``evaluate`` fields; with ``with_prompts``, also its prompt file (returns its prompts, else None)."""
+    config = c.config
+    evaluate = config.evaluate
+    c.require(evaluate.prompt_set in ("test", "train"), "evaluate.prompt_set", evaluate.prompt_set, "must be test or train")
+    valid = {field: c.integer(f"evaluate.{field}", 1) for field in ("images_per_prompt", "batch_size", "is_splits", "grid_prompts")}
+    c.integer("evaluate.seed", 0)
+    c.integer("evaluate.interval", 0, hint=" (0 = no held-out evaluation during training)")
+    if not with_prompts or evaluate.prompt_set not in ("test", "train"):
+        return None
+    path = eval_prompt_file(config)
+    if not path:
+        c.require(
+            False, "evaluate.prompt_file", "", f"is empty and prompt_file={config.prompt_file!r} does not end in _train.json, "
+            f"so the {evaluate.prompt_set} list cannot be derived: set evaluate.prompt_file",
+        )
+        return None
+    probe = copy.deepcopy(config)
+    probe.prompt, probe.prompt_file = "", path
+    inner = Checker(probe)
+    prompts = check_prompts(probe, inner)
+    for problem in inner.problems:  # the prompt file checked is the evaluation's
+        c.problems.append(ConfigError("evaluate.prompt_file", problem.value, problem.text) if problem.field == "prompt_file" else problem)
+    if prompts is not None and valid["images_per_prompt"] and valid["is_splits"]:
+        n = evaluate.images_per_prompt * len(prompts)
+        c.require(evaluate.is_splits <= n, "evaluate.is_splits", evaluate.is_splits, f"exceeds the {n} evaluation images: use at most {n}")
+    return prompts
+
+
 def check_config(config, num_processes=1):
     """Every field a stage reads (all stages: a bad training setting stops sampling before it starts).
 
@@ -213,9 +294,11 @@ def check_config(config, num_processes=1):
     c.number("eval.pos_threshold", allow_inf=True, hint=" (-inf keeps every group's best)")
     c.number("eval.neg_threshold", allow_inf=True, hint=" (inf keeps every group's worst)")
 
+    check_logging(c)
     prompts = check_prompts(config, c)
     check_model(c)
     check_reward(c, prompts)
+    check_evaluation(c, with_prompts=config.evaluate.interval > 0 if _is_int(config.evaluate.interval) else False)
     return c, prompts
 
 

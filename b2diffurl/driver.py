@@ -34,7 +34,7 @@ from b2diffurl.schedule import interval_length
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = "config/stage_process.py"
 
-# official driver variable -> config field (plus MixedPrecision, which the official driver lacks)
+# official driver variable -> config field (plus MixedPrecision, Algorithm, EvalInterval and LogWith, which the official driver lacks)
 DRIVER_VARIABLES = {
     "SaveInterval": "process.save_interval",
     "SavePath": "save_path",
@@ -57,6 +57,9 @@ DRIVER_VARIABLES = {
     "NegThreshold": "eval.neg_threshold",
     "SplitTime": "split_time",
     "MixedPrecision": "mixed_precision",
+    "Algorithm": "train.algorithm",
+    "EvalInterval": "evaluate.interval",
+    "LogWith": "log_with",
 }
 PATH_VARIABLES = ("SavePath", "PromptFile")
 INTEGER = re.compile(r"^[+-]?\d+$")
@@ -191,7 +194,10 @@ def prepare(environ):
     lines = [_as_variable_line(p, shown) for p in problems]
     if lines:
         raise RunProblems(lines)
-    values.update(CONFIG=spec, NUM_PROCESSES=num_processes, FreshOptimizer=fresh, ExpDir=os.path.join(values["SavePath"], values["ExpName"]))
+    values.update(
+        CONFIG=spec, NUM_PROCESSES=num_processes, FreshOptimizer=fresh, ExpDir=os.path.join(values["SavePath"], values["ExpName"]),
+        EvalSet=config.evaluate.prompt_set,
+    )
     values["Ks"] = ks
     return values
 

@@ -1,26 +1,366 @@
-"""Reward of a policy on fixed evaluation seeds: the number a reward-vs-rounds curve plots.
+"""Held-out evaluation of a run's policies: CLIPScore, CLIP Inception Score, reward queries, an image grid.
 
-Samples whole trajectories (no branching) for ``n_batches`` prompt batches seeded by
-(eval_seed, batch index), so two policies are compared on the same prompts and initial noise.
+    python -m b2diffurl.evaluate --config config/stage_process.py --config.exp_name X --rounds base,9,19
+    accelerate launch --multi_gpu --num_processes 8 -m b2diffurl.evaluate --config ... --rounds all
+
+For the base model (``base``) and each requested round's LoRA, samples ``evaluate.images_per_prompt``
+images of every prompt of the evaluation prompt file (default: the template's held-out *test* list,
+paper App. H) with full DDIM (``sample.num_steps`` steps, eta, CFG as in training, no branching) and
+fixed seeds: the (prompt, image) list is cut into batches of ``evaluate.batch_size`` and batch b draws
+its noise from (``evaluate.seed``, b), so every policy is judged on the same noise. Batches are
+sharded over processes. The main process then writes ``<round>/eval/<prompt_set>.json``
+(``base/eval/...`` for the base model; the JSON is written last and is the evaluation's marker) and
+``<prompt_set>_grid.png`` (prompts x seeds). A finished evaluation whose LoRA and settings are
+unchanged is skipped.
+
+The JSON holds ``clipscore_mean`` / ``clipscore_sem`` / ``clipscore_std`` (CLIPScore with the reward's
+open_clip model over all images; standard error = sample std / sqrt(images)), ``inception_score``
+(b2diffurl.metrics: CLIP zero-shot over the ImageNet-1k names, ``evaluate.is_splits`` chunks),
+``reward_queries`` (training images the run had scored up to and including that round: the x axis of
+the paper's Fig. 5; evaluation images are not counted), per-prompt means, the training reward on the
+same images when it is not CLIPScore, and the method (algorithm, branching, BPT schedule).
 """
 
-import torch
+import copy
+import io
+import math
+import os
+import time
 
-from b2diffurl.sampler import batch_generator, batch_prompt_ids, decode_images, encode_prompts, sample_branches
+from b2diffurl import cli
+
+FORMAT_VERSION = 1
+BASE = "base"  # folder of the base model's evaluation inside the experiment
+GRID_SEEDS = 8  # most columns of the image grid
+
+FLAGS = cli.define_config_flag("Evaluation configuration (the run's config: its exp_name, save_path, model, reward).")
+cli.flags.DEFINE_string("rounds", "last", "which policies: comma-separated 'base', round numbers or names, 'all' (every trained round), 'last'.")
 
 
-@torch.no_grad()
-def evaluate_policy(pipeline, reward, prompt_list, sample_config, n_batches, eval_seed=10_000):
-    """Rewards [n_batches * sample.batch_size] of the pipeline's current policy (LoRA as loaded)."""
+# ---------------------------------------------------------------- what to evaluate
+
+def eval_prompt_file(config):
+    from b2diffurl.checks import eval_prompt_file as path
+
+    return path(config)
+
+
+def template_name(prompt_file):
+    """template1 for .../template1_test.json; the file's stem otherwise."""
+    stem = os.path.splitext(os.path.basename(prompt_file))[0]
+    for suffix in ("_test", "_train"):
+        if stem.endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+def method_of(config, split_time):
+    """The run's method as the paper names it (Fig. 7/8, Tables 1-2), from its settings."""
+    process, steps = config.process, config.sample.num_steps
+    bpt = process.split_step_left < steps  # trains a growing interval, not the whole trajectory from round 0
+    branching = split_time > 1
+    label = {(True, True): "B2-DiffuRL", (True, False): "BPT only", (False, True): "BS only", (False, False): "vanilla"}[(bpt, branching)]
+    return {
+        "label": label, "algorithm": config.train.algorithm, "split_time": split_time, "num_steps": steps,
+        "split_step_left": process.split_step_left, "split_step_right": process.split_step_right,
+    }
+
+
+def parse_rounds(spec, exp_dir, run_name):
+    """[(name, r)] of the policies ``spec`` names ('base' has r = -1); round names use run_name's prefix and width."""
+    from b2diffurl.errors import ConfigError
+    from b2diffurl.records import is_done
+    from b2diffurl.schedule import round_index
+
+    prefix, _ = round_index(run_name)
+    width = len(run_name) - len(prefix)
+    trained = sorted(
+        int(name[len(prefix):]) for name in (os.listdir(exp_dir) if os.path.isdir(exp_dir) else [])
+        if name.startswith(prefix) and name[len(prefix):].isdigit() and is_done(os.path.join(exp_dir, name), "train")
+    )
+    wanted = []
+    for part in [p.strip() for p in spec.split(",") if p.strip()]:
+        if part == BASE:
+            wanted.append((BASE, -1))
+        elif part in ("all", "last"):
+            if not trained:
+                raise ConfigError("rounds", spec, f"names trained rounds but {exp_dir} has none: train a round first, or evaluate --rounds base")
+            wanted += [(f"{prefix}{r:0{width}d}", r) for r in (trained if part == "all" else trained[-1:])]
+        else:
+            digits = part[len(prefix):] if part.startswith(prefix) else part
+            if not digits.isdigit():
+                raise ConfigError("rounds", spec, f"has {part!r}: use base, all, last, round numbers (3) or names ({prefix}{3:0{width}d})")
+            r = int(digits)
+            if r not in trained:
+                raise ConfigError("rounds", spec, f"asks for round {r}, which has not finished training in {exp_dir} (no train.done)")
+            wanted.append((f"{prefix}{r:0{width}d}", r))
+    if not wanted:
+        raise ConfigError("rounds", spec, "names no policy: use base, all, last or round numbers")
+    return list(dict.fromkeys(wanted))
+
+
+def reward_queries(exp_dir, name, r):
+    """Training images scored up to and including round r (0 for the base model), from the select markers."""
+    from b2diffurl.records import read_marker
+    from b2diffurl.schedule import round_index
+
+    if r < 0:
+        return 0
+    prefix, _ = round_index(name)
+    width = len(name) - len(prefix)
+    return sum(read_marker(os.path.join(exp_dir, f"{prefix}{i:0{width}d}"), "select")["trajectories"] for i in range(r + 1))
+
+
+def settings(config, prompts):
+    """Everything an evaluation's numbers depend on besides the LoRA: a changed one redoes it."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": config.pretrained.model,
+        "mixed_precision": config.mixed_precision,
+        "prompts": prompts,
+        "evaluate": {k: config.evaluate[k] for k in ("images_per_prompt", "seed", "batch_size", "is_splits", "grid_prompts")},
+        "sample": {k: config.sample[k] for k in ("num_steps", "guidance_scale", "eta")},
+        "reward": config.reward.to_dict(),
+        "label_set": "imagenet-1k",
+    }
+
+
+# ---------------------------------------------------------------- sampling
+
+def eval_batches(n_prompts, images_per_prompt, batch_size):
+    """Prompt indices of every evaluation batch: the (prompt, image) list, prompt-major, cut into batches. -> [LongTensor]."""
+    import torch
+
+    items = torch.arange(n_prompts).repeat_interleave(images_per_prompt)  # [P * n]
+    return list(items.split(batch_size))
+
+
+def sample_images(pipeline, prompts, config, accelerator):
+    """uint8 images [P * n, H, W, 3] in (prompt, image) order on the main process (None elsewhere).
+    Each process samples batches rank, rank + world, ...; the seeds depend only on the batch index."""
+    import torch
+    from accelerate.utils import gather_object
+    from tqdm.auto import tqdm
+
+    from b2diffurl.sampler import batch_generator, decode_images, encode_prompts, sample_branches
+
+    evaluate, sample = config.evaluate, config.sample
+    batches = eval_batches(len(prompts), evaluate.images_per_prompt, evaluate.batch_size)
     negative_embeds = encode_prompts(pipeline, [""])
-    scores = []
-    for batch_idx in range(n_batches):
-        generator = batch_generator(eval_seed, batch_idx)
-        prompt_ids = batch_prompt_ids(batch_idx, sample_config.batch_size, len(prompt_list), 0, generator)
-        prompts = [prompt_list[i] for i in prompt_ids]
+    mine = range(accelerator.process_index, len(batches), accelerator.num_processes)
+    done = []
+    for b in tqdm(mine, desc="evaluating", disable=not accelerator.is_main_process, dynamic_ncols=True, leave=False):
+        embeds = encode_prompts(pipeline, [prompts[i] for i in batches[b]])
         result = sample_branches(
-            pipeline, encode_prompts(pipeline, prompts), negative_embeds, generator, sample_config.num_steps,
-            sample_config.num_steps, 1, sample_config.guidance_scale, sample_config.eta,
+            pipeline, embeds, negative_embeds, batch_generator(evaluate.seed, b), sample.num_steps, sample.num_steps, 1,
+            sample.guidance_scale, sample.eta,
         )
-        scores.append(reward(decode_images(pipeline, result["final_latents"], sample_config.batch_size), prompts))
-    return torch.cat(scores)
+        done.append((b, decode_images(pipeline, result["final_latents"], evaluate.batch_size).numpy()))
+    gathered = gather_object(done) if accelerator.num_processes > 1 else done
+    if not accelerator.is_main_process:
+        return None
+    return torch.cat([torch.from_numpy(images) for _, images in sorted(gathered, key=lambda item: item[0])])
+
+
+# ---------------------------------------------------------------- scoring
+
+class Judge:
+    """The evaluation's models, loaded once per process: CLIP (CLIPScore and the IS classifier), the
+    ImageNet label embeddings, and the training reward when it is not CLIPScore."""
+
+    def __init__(self, config, device):
+        from b2diffurl.metrics import LABEL_TEMPLATE, label_set
+        from b2diffurl.rewards import ClipScore, build_reward
+
+        reward = config.reward
+        self.clip = ClipScore(reward.clip_model, reward.clip_pretrained, reward.batch_size, device, reward.get("precision", "fp32"))
+        self.labels = self.clip.embed_texts([LABEL_TEMPLATE.format(name) for name in label_set("imagenet-1k")])  # [1000, D]
+        self.reward_name = reward.name
+        self.reward = None if reward.name == "clipscore" else build_reward(reward, device)
+
+    def __call__(self, images, prompts, is_splits):
+        """Scores of images [N, H, W, 3] (uint8) with their N prompts: a dict of the JSON's metric keys."""
+        from b2diffurl.metrics import inception_score, mean_and_sem, zero_shot_probs
+
+        features = self.clip.embed_images(images)  # [N, D]
+        clipscores = self.clip.scores_from_features(features, prompts)  # [N]
+        rewards = clipscores if self.reward is None else self.reward(images, prompts)
+        probs = zero_shot_probs(features, self.labels, self.clip.logit_scale)  # [N, 1000]
+        is_mean, is_std = inception_score(probs, is_splits)
+        mean, sem = mean_and_sem(clipscores)
+        reward_mean, reward_sem = mean_and_sem(rewards)
+        per_prompt = {}
+        for i, prompt in enumerate(prompts):
+            entry = per_prompt.setdefault(prompt, {"clipscore": [], "reward": []})
+            entry["clipscore"].append(clipscores[i].item())
+            entry["reward"].append(rewards[i].item())
+        return {
+            "clipscore_mean": mean,
+            "clipscore_sem": sem,
+            "clipscore_std": clipscores.double().std().item() if len(clipscores) > 1 else 0.0,
+            "inception_score": is_mean,
+            "inception_score_std": is_std,
+            "is_splits": is_splits,
+            "is_label_set": "imagenet-1k",
+            "reward": self.reward_name,
+            "reward_mean": reward_mean,
+            "reward_sem": reward_sem,
+            "per_prompt": {p: {k: sum(v) / len(v) for k, v in entry.items()} for p, entry in per_prompt.items()},
+        }
+
+
+def image_grid(images, n_prompts, images_per_prompt, grid_prompts):
+    """uint8 [rows * H, cols * W, 3]: the first ``grid_prompts`` prompts (rows) x up to 8 seeds (columns).
+    images: uint8 [P * n, H, W, 3] in (prompt, image) order."""
+    rows, cols = min(grid_prompts, n_prompts), min(GRID_SEEDS, images_per_prompt)
+    picked = images.view(n_prompts, images_per_prompt, *images.shape[1:])[:rows, :cols]  # [rows, cols, H, W, 3]
+    return picked.permute(0, 2, 1, 3, 4).reshape(rows * images.shape[1], cols * images.shape[2], 3)
+
+
+def png_bytes(image):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image.numpy()).save(buffer, format="png")
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- one policy
+
+def eval_paths(exp_dir, name, prompt_set):
+    folder = os.path.join(exp_dir, name, "eval")
+    return folder, os.path.join(folder, f"{prompt_set}.json"), os.path.join(folder, f"{prompt_set}_grid.png")
+
+
+def lora_sha256(exp_dir, name):
+    """sha256 of a round's LoRA, verified against its train.done ("" for the base model)."""
+    from b2diffurl import records
+
+    if name == BASE:
+        return ""
+    return records.sha256(records.read_verified(os.path.join(exp_dir, name), "train", f"lora/{records.LORA_WEIGHTS_NAME}"))
+
+
+def is_current(json_path, lora, wanted):
+    """True when an evaluation exists for this LoRA and these settings."""
+    from b2diffurl import records
+
+    if not os.path.isfile(json_path):
+        return False
+    try:
+        done = records.read_json(json_path)
+    except records.RecordError:
+        return False
+    return done.get("lora_sha256") == lora and done.get("settings") == wanted
+
+
+def evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prompts, wanted):
+    """Evaluate one policy (the pipeline with its LoRA loaded) and write its JSON and grid; returns the JSON dict (main process)."""
+    from b2diffurl import records
+
+    started = time.time()
+    evaluate = config.evaluate
+    images = sample_images(pipeline, prompts, config, accelerator)
+    if not accelerator.is_main_process:
+        return None
+    item_prompts = [prompts[i] for i in range(len(prompts)) for _ in range(evaluate.images_per_prompt)]
+    scores = judge(images, item_prompts, evaluate.is_splits)
+    for key in ("clipscore_mean", "inception_score", "reward_mean"):
+        if not math.isfinite(scores[key]):
+            from b2diffurl.errors import NonFiniteError
+
+            raise NonFiniteError(f"evaluate {name}: {key} is {scores[key]}: check the images in the grid and the reward model")
+    folder, json_path, grid_path = eval_paths(exp_dir, name, evaluate.prompt_set)
+    os.makedirs(folder, exist_ok=True)
+    grid = image_grid(images, len(prompts), evaluate.images_per_prompt, evaluate.grid_prompts)
+    records.write_bytes(grid_path, png_bytes(grid))
+    split_time = 1 if r < 0 else records.read_marker(os.path.join(exp_dir, name), "sample")["split_time"]
+    result = {
+        "format_version": FORMAT_VERSION,
+        "round": name,
+        "round_index": r,
+        "prompt_set": evaluate.prompt_set,
+        "prompt_file": eval_prompt_file(config),
+        "template": template_name(eval_prompt_file(config)),
+        "reward_queries": reward_queries(exp_dir, name, r),
+        "num_prompts": len(prompts),
+        "images_per_prompt": evaluate.images_per_prompt,
+        "num_images": len(item_prompts),
+        "seed": evaluate.seed,
+        **{k: v for k, v in scores.items() if k != "per_prompt"},
+        "method": {"label": "base model", "algorithm": ""} if r < 0 else method_of(config, split_time),
+        "grid": os.path.basename(grid_path),
+        "grid_prompts": prompts[: min(evaluate.grid_prompts, len(prompts))],
+        "per_prompt": scores["per_prompt"],
+        "lora_sha256": lora_sha256(exp_dir, name),
+        "settings": wanted,
+        "seconds": round(time.time() - started, 2),
+    }
+    records.write_json(json_path, result)  # last: the evaluation is finished iff its JSON exists
+    if config.get("log_with"):
+        from b2diffurl import tracking
+
+        tracking.log_evaluation(config, r, result, grid.numpy())
+    return result
+
+
+def summary_line(result, state):
+    return (
+        f"eval {result['round']} on {result['prompt_set']} ({result['num_prompts']} prompts x {result['images_per_prompt']}): "
+        f"CLIPScore {result['clipscore_mean']:.4f} +- {result['clipscore_sem']:.4f}, IS {result['inception_score']:.3f}, "
+        f"{result['reward_queries']} reward queries ({state})"
+    )
+
+
+# ---------------------------------------------------------------- the command
+
+def check(config, num_processes):
+    """The config and the evaluation's fields and prompt file (all problems at once); returns the prompt list."""
+    from b2diffurl.checks import check_config, check_evaluation
+
+    checker, _ = check_config(config, num_processes)
+    prompts = check_evaluation(checker, with_prompts=True)
+    checker.raise_first()
+    return prompts
+
+
+def main(_):
+    from b2diffurl import records
+    from b2diffurl.models import load_lora, load_policy
+
+    config = FLAGS.config
+    accelerator = cli.make_accelerator(config)
+    prompts = check(config, accelerator.num_processes)
+    exp_dir = os.path.join(config.save_path, config.exp_name)
+    wanted_rounds = parse_rounds(FLAGS.rounds, exp_dir, config.run_name)
+    wanted = settings(config, prompts)
+    accelerator.wait_for_everyone()
+    todo = []
+    for name, r in wanted_rounds:
+        _, json_path, _ = eval_paths(exp_dir, name, config.evaluate.prompt_set)
+        if is_current(json_path, lora_sha256(exp_dir, name), wanted):
+            if accelerator.is_main_process:
+                print(summary_line(records.read_json(json_path), "already done, skipped"))
+        else:
+            todo.append((name, r))
+    accelerator.wait_for_everyone()  # every rank decided before the main one writes
+    if not todo:
+        return
+    config.resume_from = ""  # rounds are loaded below, one after another
+    pipeline = load_policy(config, accelerator.device)
+    judge = Judge(config, accelerator.device) if accelerator.is_main_process else None
+    pipeline.unet.eval()
+    for name, r in todo:
+        if r < 0:
+            pipeline.unet.disable_adapters()  # the base model
+        else:
+            pipeline.unet.enable_adapters()
+            load_lora(pipeline.unet, os.path.join(exp_dir, name, "lora"))
+        result = evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prompts, wanted)
+        if accelerator.is_main_process:
+            print(summary_line(result, f"{result['seconds']:.1f} s"))
+        accelerator.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -100,15 +100,36 @@ class ClipScore:
         with torch.no_grad():
             return self._scores(images, prompts)
 
-    def _scores(self, images, prompts):
+    @property
+    def logit_scale(self):
+        """CLIP's learned softmax temperature (exp of its ``logit_scale``), for zero-shot classification."""
+        return self.model.logit_scale.exp().float().item()
+
+    def embed_texts(self, texts):
+        """L2-normalised text embeddings [P, D] (fp32, on the model's device), ``batch_size`` texts at a time."""
         import torch
 
-        row = {p: i for i, p in enumerate(dict.fromkeys(prompts))}  # each distinct prompt encoded once
-        unique = list(row)
-        text = torch.cat([self._text_features(unique[i : i + self.batch_size]) for i in range(0, len(unique), self.batch_size)])  # [P, D]
+        with torch.no_grad():
+            return torch.cat([self._text_features(texts[i: i + self.batch_size]) for i in range(0, len(texts), self.batch_size)])
+
+    def embed_images(self, images):
+        """L2-normalised image embeddings [N, D] (fp32) of uint8 images [N, H, W, 3], ``batch_size`` at a time."""
+        import torch
+
+        with torch.no_grad():
+            return torch.cat([self._image_features(chunk) for chunk in images.split(self.batch_size)])
+
+    def scores_from_features(self, image_features, prompts):
+        """CLIPScore [N] (fp32, CPU) of image embeddings [N, D] against their N prompts (each distinct prompt encoded once)."""
+        import torch
+
+        row = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
+        text = self.embed_texts(list(row))  # [P, D]
         index = torch.tensor([row[p] for p in prompts], device=text.device)  # [N] -> row of text
-        image = torch.cat([self._image_features(chunk) for chunk in images.split(self.batch_size)])  # [N, D]
-        return (image * text[index]).sum(dim=-1).cpu()  # [N] float32
+        return (image_features.to(text.device) * text[index]).sum(dim=-1).cpu()  # [N] float32
+
+    def _scores(self, images, prompts):
+        return self.scores_from_features(self.embed_images(images), prompts)
 
 
 # Target colours of the colour reward: the CSS / X11 named colours, RGB in 0..255.

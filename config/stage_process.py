@@ -53,6 +53,14 @@ def base_config():
     config.prompt_file = "prompts/template1_train.json"
     # 1: each sample draws its prompt uniformly at random (seeded); 0: go through the list in order.
     config.prompt_random_choose = 1
+    # experiment log of every round (b2diffurl.tracking): "" (off), "tensorboard", "wandb" or
+    # "tensorboard,wandb". Each round logs its reward, selection, training metrics and a grid of its
+    # first 16 images at step = round number. tensorboard needs no network; wandb needs the wandb
+    # package and a login (or WANDB_MODE=offline). run_name must end with the round number.
+    config.log_with = ""
+    # folder of the experiment log (empty: <save_path>/<exp_name>/logs). View it with
+    # `tensorboard --logdir <save_path>/<exp_name>/logs`.
+    config.logging_dir = ""
 
     ###### Pretrained model ######
     config.pretrained = pretrained = ml_collections.ConfigDict()
@@ -159,6 +167,29 @@ def base_config():
     # fp32 because the branches of one latent differ by < 0.01 CLIPScore (paper App. F.1), so fp16
     # rounding could flip which branch is kept as best or worst; "fp16" is faster on a GPU.
     reward.precision = "fp32"
+
+    ###### Held-out evaluation (python -m b2diffurl.evaluate; run_process.sh's EvalInterval) ######
+    config.evaluate = evaluate = ml_collections.ConfigDict()
+    # "test" (the template's held-out prompts, paper App. H / Table 3) or "train".
+    evaluate.prompt_set = "test"
+    # the prompt file to evaluate on; empty: prompt_file with its "_train" replaced by "_<prompt_set>"
+    # (prompts/template1_train.json -> prompts/template1_test.json).
+    evaluate.prompt_file = ""
+    # images per prompt, each from its own fixed seed (the same for the base model and every round).
+    # The paper's Table 3 used 1,600 images per template (e.g. 40 per prompt on template 2's 40 test prompts).
+    evaluate.images_per_prompt = 4
+    # seed of the evaluation noise: batch b of the (prompt, image) list draws from (seed, b).
+    evaluate.seed = 10_000
+    # (prompt, image) items per sampling batch (fixes which noise each image gets: keep it across a run).
+    evaluate.batch_size = 8
+    # Inception Score (CLIP zero-shot over the ImageNet-1k class names, b2diffurl.metrics): number of
+    # equal consecutive chunks of the images; the score is their mean (std over chunks also reported).
+    evaluate.is_splits = 1
+    # prompts (rows) of the image grid; its columns are the first (up to 8) seeds.
+    evaluate.grid_prompts = 8
+    # run_process.sh's EvalInterval: after training round r, evaluate its LoRA on the test prompts when
+    # (r + 1) % interval == 0 and after the last round (and the base model before round 0). 0 = off.
+    evaluate.interval = 0
 
     ###### Rounds (read by run_process.sh) ######
     config.process = process = ml_collections.ConfigDict()

@@ -135,11 +135,9 @@ def eval_batches(n_prompts, images_per_prompt, batch_size):
     return list(items.split(batch_size))
 
 
-def sample_images(pipeline, prompts, config, accelerator):
-    """uint8 images [P * n, H, W, 3] in (prompt, image) order on the main process (None elsewhere).
-    Each process samples batches rank, rank + world, ...; the seeds depend only on the batch index."""
-    import torch
-    from accelerate.utils import gather_object
+def sample_batches(pipeline, prompts, config, batch_indices):
+    """[(b, uint8 images [B, H, W, 3])] of the evaluation batches ``batch_indices`` (see :func:`eval_batches`)
+    with the pipeline's current policy; batch b draws its noise from (evaluate.seed, b)."""
     from tqdm.auto import tqdm
 
     from b2diffurl.sampler import batch_generator, decode_images, encode_prompts, sample_branches
@@ -147,19 +145,32 @@ def sample_images(pipeline, prompts, config, accelerator):
     evaluate, sample = config.evaluate, config.sample
     batches = eval_batches(len(prompts), evaluate.images_per_prompt, evaluate.batch_size)
     negative_embeds = encode_prompts(pipeline, [""])
-    mine = range(accelerator.process_index, len(batches), accelerator.num_processes)
     done = []
-    for b in tqdm(mine, desc="evaluating", disable=not accelerator.is_main_process, dynamic_ncols=True, leave=False):
+    for b in tqdm(batch_indices, desc="evaluating", disable=os.environ.get("RANK", "0") != "0", dynamic_ncols=True, leave=False):
         embeds = encode_prompts(pipeline, [prompts[i] for i in batches[b]])
         result = sample_branches(
             pipeline, embeds, negative_embeds, batch_generator(evaluate.seed, b), sample.num_steps, sample.num_steps, 1,
             sample.guidance_scale, sample.eta,
         )
         done.append((b, decode_images(pipeline, result["final_latents"], evaluate.batch_size).numpy()))
-    gathered = gather_object(done) if accelerator.num_processes > 1 else done
-    if not accelerator.is_main_process:
+    return done
+
+
+def sample_images(pipeline, prompts, config, accelerator=None):
+    """uint8 images [P * n, H, W, 3] in (prompt, image) order, on the main process (None elsewhere).
+    Each process samples batches rank, rank + world, ...; the seeds depend only on the batch index."""
+    import torch
+    from accelerate.utils import gather_object
+
+    evaluate = config.evaluate
+    n_batches = len(eval_batches(len(prompts), evaluate.images_per_prompt, evaluate.batch_size))
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+    done = sample_batches(pipeline, prompts, config, range(rank, n_batches, world))
+    if world > 1:
+        done = gather_object(done)
+    if rank != 0:
         return None
-    return torch.cat([torch.from_numpy(images) for _, images in sorted(gathered, key=lambda item: item[0])])
+    return torch.cat([torch.from_numpy(images) for _, images in sorted(done, key=lambda item: item[0])])
 
 
 # ---------------------------------------------------------------- scoring

@@ -234,7 +234,11 @@ def tiny(config):
 
 
 def ddpo(config):
-    """DDPO baseline: no branching, whole trajectory every round, every trajectory trained on."""
+    """DDPO baseline: no branching, whole trajectory every round, every trajectory trained on.
+
+    Choices the paper does not state, kept from this method's setup: per-prompt normalisation with
+    history (eval.history_cnt 8), 2 epochs per round, thresholds -inf/+inf (every trajectory selected),
+    128 accumulation steps (Table 6's DDPO column)."""
     config.split_step = config.sample.num_steps
     config.split_time = 1
     config.train.gradient_accumulation_steps = 128
@@ -246,18 +250,61 @@ def ddpo(config):
 
 
 def bpt_only(config):
-    """Ablation: backward progressive training without branch-based sampling."""
+    """Ablation (Fig. 7): backward progressive training without branch-based sampling. Not stated by the
+    paper: thresholds -inf/+inf (every trajectory selected, as DDPO), 32 accumulation steps and the
+    history normalisation of the default."""
     config.split_time = 1
     config.eval.pos_threshold = float("-inf")
     config.eval.neg_threshold = float("inf")
     return config
 
 
-PRESETS = {"": lambda config: config, "tiny": tiny, "ddpo": ddpo, "bpt_only": bpt_only}
+def official(config):
+    """The official run_process.sh (HEAD e3a9129) where it differs from the paper's Table 6: 5 branches
+    (Table 6: 3), 64 accumulation steps (Table 6: 32), and the last partial accumulation of a round
+    dropped, as its trainer does. Thresholds +-0.5 and fp32 CLIPScore are the defaults already."""
+    config.split_time = 5
+    config.train.gradient_accumulation_steps = 64
+    config.train.partial_step = "drop"
+    config.eval.pos_threshold, config.eval.neg_threshold = 0.5, -0.5
+    return config
+
+
+def _algorithm(name):
+    def preset(config):
+        config.train.algorithm = name
+        return config
+
+    preset.__doc__ = f"train.algorithm = {name!r} (paper Sec. 4.5, Fig. 8, Table 2); combine with ddpo for the vanilla algorithm."
+    return preset
+
+
+def _template(number):
+    def preset(config):
+        config.prompt_file = f"prompts/template{number}_train.json"
+        return config
+
+    preset.__doc__ = f"prompt template {number} (paper Sec. 4.1, App. H): train on template{number}_train.json, evaluate on its _test list."
+    return preset
+
+
+PRESETS = {
+    "": lambda config: config,
+    "tiny": tiny,
+    "ddpo": ddpo,
+    "bpt_only": bpt_only,
+    "official": official,
+    "pg": _algorithm("pg"),
+    "dpok": _algorithm("dpok"),
+    "dpo": _algorithm("dpo"),
+    "template1": _template(1),
+    "template2": _template(2),
+    "template3": _template(3),
+}
 
 
 def get_config(preset=""):
-    """Base config, then each preset named in ``preset`` ("tiny", "ddpo", "tiny,ddpo", ...)."""
+    """Base config, then each preset named in ``preset``, left to right ("tiny", "ddpo", "template2,ddpo,dpok", ...)."""
     config = base_config()
     for name in [p for p in preset.split(",") if p] or [""]:
         if name not in PRESETS:

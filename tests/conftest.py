@@ -119,3 +119,25 @@ def run_state(exp_dir):
                 data = json.dumps([{k: v for k, v in row.items() if k != "seconds"} for row in rows]).encode()
             state[rel] = hashlib.sha256(data).hexdigest()
     return state
+
+
+def reward_gain(lora_dir, prompts, preset="tiny", images=64):
+    """(mean reward gain, its standard error) of a LoRA over the base model on the same fixed
+    evaluation seeds (b2diffurl.evaluate's sampling), ``images`` images spread over ``prompts``."""
+    from b2diffurl.evaluate import sample_images
+    from b2diffurl.models import load_lora, load_policy
+    from b2diffurl.rewards import build_reward
+    from config.stage_process import get_config
+
+    config = get_config(preset)
+    config.evaluate.images_per_prompt = images // len(prompts)
+    reward = build_reward(config.reward, "cpu")
+    pipeline = load_policy(config, "cpu")
+    item_prompts = [p for p in prompts for _ in range(config.evaluate.images_per_prompt)]
+    base = reward(sample_images(pipeline, prompts, config), item_prompts)
+    load_lora(pipeline.unet, str(lora_dir))
+    trained = reward(sample_images(pipeline, prompts, config), item_prompts)
+    gain = (trained.mean() - base.mean()).item()
+    standard_error = (base.var() / len(base) + trained.var() / len(trained)).sqrt().item()
+    print(f"reward base {base.mean():.4f}, trained {trained.mean():.4f}, gain {gain:.4f}, SE {standard_error:.4f}")
+    return gain, standard_error

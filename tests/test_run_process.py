@@ -9,7 +9,7 @@ import time
 import pytest
 
 from b2diffurl import records
-from conftest import REPO, run_driver, run_stage
+from conftest import REPO, reward_gain, run_driver, run_stage
 
 
 def drive(save_path, **variables):
@@ -43,19 +43,7 @@ def test_the_loop_learns_resumes_and_reruns_for_free(tmp_path):
     assert records.read_json(exp / "round_003" / "samples" / "manifest.json")["seed"] == 14
 
     # It learns: base policy vs the last round's LoRA on the same evaluation seeds and prompt.
-    from b2diffurl.evaluate import evaluate_policy
-    from b2diffurl.models import load_policy
-    from b2diffurl.rewards import build_reward
-    from config.stage_process import get_config
-
-    config = get_config("tiny")
-    reward = build_reward(config.reward, "cpu")
-    base = evaluate_policy(load_policy(config, "cpu"), reward, ["red apple"], config.sample, n_batches=8)
-    config.resume_from = str(exp / f"round_{rounds - 1:03d}" / "lora")
-    trained = evaluate_policy(load_policy(config, "cpu"), reward, ["red apple"], config.sample, n_batches=8)
-    gain = (trained.mean() - base.mean()).item()
-    standard_error = (base.var() / len(base) + trained.var() / len(trained)).sqrt().item()
-    print(f"reward base {base.mean():.4f}, trained {trained.mean():.4f}, gain {gain:.4f}, SE {standard_error:.4f}")
+    gain, standard_error = reward_gain(exp / f"round_{rounds - 1:03d}" / "lora", ["red apple"])
     assert gain > 0.01 and gain > 5 * standard_error
 
     # A rerun right after finishes at once and changes no file.

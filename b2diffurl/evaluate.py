@@ -21,7 +21,6 @@ the paper's Fig. 5; evaluation images are not counted), per-prompt means, the tr
 same images when it is not CLIPScore, and the method (algorithm, branching, BPT schedule).
 """
 
-import copy
 import io
 import math
 import os

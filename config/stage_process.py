@@ -270,22 +270,30 @@ def official(config):
     return config
 
 
-def _algorithm(name):
+def _setting(field, value, doc):
+    """A preset that sets one field (``train.algorithm``, ``prompt_file``) to ``value``."""
+
     def preset(config):
-        config.train.algorithm = name
+        *parents, name = field.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        node[name] = value
         return config
 
-    preset.__doc__ = f"train.algorithm = {name!r} (paper Sec. 4.5, Fig. 8, Table 2); combine with ddpo for the vanilla algorithm."
+    preset.__doc__ = doc
     return preset
+
+
+def _algorithm(name):
+    return _setting("train.algorithm", name, f"train.algorithm = {name!r} (paper Sec. 4.5, Fig. 8, Table 2); with ddpo: the vanilla algorithm.")
 
 
 def _template(number):
-    def preset(config):
-        config.prompt_file = f"prompts/template{number}_train.json"
-        return config
-
-    preset.__doc__ = f"prompt template {number} (paper Sec. 4.1, App. H): train on template{number}_train.json, evaluate on its _test list."
-    return preset
+    return _setting(
+        "prompt_file", f"prompts/template{number}_train.json",
+        f"prompt template {number} (paper Sec. 4.1, App. H): train on template{number}_train.json, evaluate on its _test list.",
+    )
 
 
 PRESETS = {

@@ -39,6 +39,10 @@ DRIVER_CASES = [
     ({"CONFIG": "README.md"}, ["CONFIG=README.md", "not a Python config file"]),
     ({"CONFIG": "{dir}/broken_config.py"}, ["CONFIG={dir}/broken_config.py", "does not load", "NameError"]),
     ({"StageCnt": "abc"}, ["StageCnt=abc must be an integer"]),
+    ({"Algorithm": "sac"}, ["Algorithm=sac is not known", "dpok"]),
+    ({"EvalInterval": "-1"}, ["EvalInterval=-1 must be >= 0"]),
+    ({"EvalInterval": "1", "PromptFile": "{dir}/mine.json"}, ["evaluate.prompt_file=", "does not end in _train.json", "set evaluate.prompt_file"]),
+    ({"LogWith": "mlflow"}, ["LogWith=mlflow must be"]),
     ({"StageCnt": "0"}, ["StageCnt=0 must be >= 1"]),
     ({"StageCnt": "2.5"}, ["StageCnt=2.5 must be an integer"]),
     ({"Seed": "abc"}, ["Seed=abc must be an integer"]),
@@ -93,6 +97,7 @@ def _scratch(folder):
     _json_file(folder, "not json", "not_json.json")
     _json_file(folder, "[]", "empty.json")
     _json_file(folder, "[1, 2]", "numbers.json")
+    _json_file(folder, "[\"red apple\"]", "mine.json")
     (folder / "a_file").write_text("a file, not a folder")
     (folder / "broken_config.py").write_text("def get_config(preset=''):\n    return undefined_name\n")
     (folder / "empty_model").mkdir()

@@ -160,3 +160,31 @@ def test_every_problem_is_reported_at_once(tiny_config):
     tiny_config.seed, tiny_config.train.learning_rate, tiny_config.sample.eta = -1, 0.0, 2.0
     problems = [str(p) for p in check_config(tiny_config)[0].problems]
     assert len(problems) == 3 and problems[0].startswith("seed=-1") and "train.learning_rate=0.0 must be > 0" in problems
+
+
+def test_experiment_presets_combine():
+    from config.stage_process import get_config
+
+    official = get_config("official")
+    assert (official.split_time, official.train.gradient_accumulation_steps, official.train.partial_step) == (5, 64, "drop")
+    assert (official.eval.pos_threshold, official.eval.neg_threshold) == (0.5, -0.5)
+    paper = get_config()
+    assert (paper.split_time, paper.train.gradient_accumulation_steps, paper.train.partial_step) == (3, 32, "scale"), "Table 6 stays the default"
+    assert paper.reward.precision == "fp32"
+    vanilla = get_config("template3,ddpo,dpok")
+    assert vanilla.prompt_file == "prompts/template3_train.json" and vanilla.train.algorithm == "dpok"
+    assert vanilla.split_time == 1 and vanilla.split_step == vanilla.sample.num_steps
+    for name in ("pg", "dpok", "dpo"):
+        assert get_config(name).train.algorithm == name
+    for n in (1, 2, 3):
+        assert get_config(f"template{n}").prompt_file == f"prompts/template{n}_train.json"
+
+
+def test_driver_reads_the_official_preset(tmp_path):
+    from b2diffurl.driver import prepare
+
+    values = prepare({"CONFIG": "config/stage_process.py:tiny,official", "SavePath": str(tmp_path), "B2DIFFURL_CALLER_DIR": str(tmp_path)})
+    assert values["SplitTime"] == 5 and values["AccStep"] == 64 and values["PosThreshold"] == 0.5
+    values = prepare({"CONFIG": "config/stage_process.py:tiny", "SavePath": str(tmp_path), "EvalInterval": "2", "Algorithm": "dpo",
+                      "B2DIFFURL_CALLER_DIR": str(tmp_path)})
+    assert values["EvalInterval"] == 2 and values["Algorithm"] == "dpo" and values["EvalSet"] == "test"

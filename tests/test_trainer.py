@@ -152,23 +152,50 @@ def test_selection_history_is_read_from_disk_and_never_doubled(tiny_config, acce
     assert torch.equal(selected.latents, all_trajectories.latents[extra["indices"]])
 
 
-def test_optimizer_state_round_trip(pipeline, tiny_config, tmp_path):
+def stepped_optimizer(pipeline, config):
+    """(names, params, AdamW after one step on random gradients) of a fresh LoRA on a copy of the UNet."""
     from b2diffurl.models import attach_lora
 
     unet = copy.deepcopy(pipeline.unet)
-    attach_lora(unet, 4, tiny_config.lora.target_modules)
+    attach_lora(unet, 4, config.lora.target_modules)
     named = trainable_parameters(unet)
     names, params = [n for n, _ in named], [p for _, p in named]
-    opt = make_optimizer(params, tiny_config.train)
+    opt = make_optimizer(params, config.train)
     for p in params:
         p.grad = torch.randn_like(p)
     opt.step()
+    return names, params, opt
+
+
+def test_optimizer_state_round_trip(pipeline, tiny_config, tmp_path):
+    names, params, opt = stepped_optimizer(pipeline, tiny_config)
     save_optimizer(opt, names, str(tmp_path / "opt.safetensors"))
     fresh = make_optimizer(params, tiny_config.train)
     load_optimizer(fresh, names, records.tensors_from_bytes((tmp_path / "opt.safetensors").read_bytes(), "opt")[0])
     for p in params:
         for key in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(torch.as_tensor(opt.state[p][key]), torch.as_tensor(fresh.state[p][key]))
+
+
+def test_grad_scaler_state_round_trip(pipeline, tiny_config, tmp_path):
+    """The fp16 loss scale travels with the AdamW state (no restart at 65536 every round)."""
+    from b2diffurl.trainer import load_scaler
+
+    names, params, optimizer = stepped_optimizer(pipeline, tiny_config)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    state = scaler.state_dict()
+    state.update(scale=1024.0, _growth_tracker=37)
+    scaler.load_state_dict(state)
+    save_optimizer(optimizer, names, str(tmp_path / "opt.safetensors"), scaler)
+    tensors = records.tensors_from_bytes((tmp_path / "opt.safetensors").read_bytes(), "opt")[0]
+
+    fresh_scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    assert load_scaler(fresh_scaler, tensors)
+    assert fresh_scaler.state_dict()["scale"] == 1024.0 and fresh_scaler.state_dict()["_growth_tracker"] == 37
+    fresh = make_optimizer(params, tiny_config.train)
+    load_optimizer(fresh, names, tensors)  # the scaler entries are not taken for LoRA parameters
+    assert all(torch.equal(optimizer.state[p]["exp_avg"], fresh.state[p]["exp_avg"]) for p in params)
+    assert not load_scaler(torch.amp.GradScaler("cpu"), {k: v for k, v in tensors.items() if not k.startswith("_grad")})
 
 
 def test_epoch_share_is_an_equal_disjoint_split():

@@ -66,27 +66,32 @@ echo "experiment $ExpDir: $StageCnt rounds, k ${Ks[0]}..${Ks[$((StageCnt - 1))]}
 "$PYTHON" -m b2diffurl.driver catchup "$ExpDir" "$SaveInterval"
 
 # Held-out evaluation of round i is due when EvalInterval > 0 and (i + 1) % EvalInterval == 0, and
-# after the last round; its JSON marks it done (python -m b2diffurl.evaluate skips a current one).
+# after the last round. python -m b2diffurl.evaluate redoes an evaluation only when its LoRA or
+# its settings changed: one call before round 0 brings the base model and every finished due round
+# up to date, then each due round is evaluated right after its training.
 eval_due() { [ "$EvalInterval" -gt 0 ] && { [ $((($1 + 1) % EvalInterval)) -eq 0 ] || [ "$1" -eq $((StageCnt - 1)) ]; }; }
-EvalFile="eval/$EvalSet.json"
 COMMON_FLAGS=(
     --config="$CONFIG" --config.save_path="$SavePath" --config.exp_name="$ExpName"
     --config.prompt_file="$PromptFile" --config.sample.num_steps="$NumStep" --config.mixed_precision="$MixedPrecision"
     --config.split_time="$SplitTime" --config.train.algorithm="$Algorithm" --config.log_with="$LogWith"
     --config.process.split_step_left="$SplitStepLeft" --config.process.split_step_right="$SplitStepRight"
 )
-if [ "$EvalInterval" -gt 0 ] && [ ! -f "$ExpDir/base/$EvalFile" ]; then
-    echo "||=========== held-out evaluation of the base model ===========||"
-    "${LAUNCH[@]}" -m b2diffurl.evaluate "${COMMON_FLAGS[@]}" --rounds base
+# the evaluation's config check sees a valid interval length (every round's k lies in the schedule)
+EVAL_FLAGS=("${COMMON_FLAGS[@]}" --config.split_step="${Ks[$((StageCnt - 1))]}")
+if [ "$EvalInterval" -gt 0 ]; then
+    EvalRounds=base
+    for ((i = 0; i < StageCnt; i++)); do
+        if eval_due "$i" && [ -f "$ExpDir/$(printf "round_%03d" "$i")/train.done" ]; then EvalRounds="$EvalRounds,$i"; fi
+    done
+    echo "||=========== held-out evaluation: $EvalRounds ===========||"
+    "${LAUNCH[@]}" -m b2diffurl.evaluate "${EVAL_FLAGS[@]}" --rounds "$EvalRounds"
 fi
 
 for ((i = 0; i < StageCnt; i++)); do
     Round=$(printf "round_%03d" "$i")
     RoundDir="$ExpDir/$Round"
     if [ -f "$RoundDir/sample.done" ] && [ -f "$RoundDir/select.done" ] && [ -f "$RoundDir/train.done" ]; then
-        if ! eval_due "$i" || [ -f "$RoundDir/$EvalFile" ]; then
-            continue
-        fi
+        continue  # (its evaluation, if due, was brought up to date above)
     fi
     FLAGS=(
         "${COMMON_FLAGS[@]}" --config.run_name="$Round"
@@ -109,7 +114,7 @@ for ((i = 0; i < StageCnt; i++)); do
     [ -f "$RoundDir/train.done" ] || "${LAUNCH[@]}" run_train.py "${FLAGS[@]}"
     "$PYTHON" -m b2diffurl.driver catchup "$ExpDir" "$SaveInterval" "$Round"
     if eval_due "$i"; then
-        "${LAUNCH[@]}" -m b2diffurl.evaluate "${COMMON_FLAGS[@]}" --config.run_name="$Round" --rounds "$i"
+        "${LAUNCH[@]}" -m b2diffurl.evaluate "${EVAL_FLAGS[@]}" --rounds "$i"
     fi
 done
 echo "all $StageCnt rounds finished; per-round table: $ExpDir/progress.csv"

@@ -194,10 +194,7 @@ def prepare(environ):
     lines = [_as_variable_line(p, shown) for p in problems]
     if lines:
         raise RunProblems(lines)
-    values.update(
-        CONFIG=spec, NUM_PROCESSES=num_processes, FreshOptimizer=fresh, ExpDir=os.path.join(values["SavePath"], values["ExpName"]),
-        EvalSet=config.evaluate.prompt_set,
-    )
+    values.update(CONFIG=spec, NUM_PROCESSES=num_processes, FreshOptimizer=fresh, ExpDir=os.path.join(values["SavePath"], values["ExpName"]))
     values["Ks"] = ks
     return values
 

@@ -190,13 +190,18 @@ class Judge:
 
     def __call__(self, images, prompts, is_splits):
         """Scores of images [N, H, W, 3] (uint8) with their N prompts: a dict of the JSON's metric keys."""
+        import torch
+
         from b2diffurl.metrics import inception_score, mean_and_sem, zero_shot_probs
 
         features = self.clip.embed_images(images)  # [N, D]
         clipscores = self.clip.scores_from_features(features, prompts)  # [N]
         rewards = clipscores if self.reward is None else self.reward(images, prompts)
         probs = zero_shot_probs(features, self.labels, self.clip.logit_scale)  # [N, 1000]
-        is_mean, is_std = inception_score(probs, is_splits)
+        # images come in prompt order: a fixed shuffle makes every IS chunk a mix of all prompts
+        # (a chunk of a few prompts would see a narrow p(y) and score low for that reason alone)
+        order = torch.randperm(len(probs), generator=torch.Generator().manual_seed(0))
+        is_mean, is_std = inception_score(probs[order.to(probs.device)], is_splits)
         mean, sem = mean_and_sem(clipscores)
         reward_mean, reward_sem = mean_and_sem(rewards)
         per_prompt = {}

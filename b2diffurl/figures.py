@@ -27,7 +27,8 @@ How numbers are averaged (every figure, table and CSV):
   its evaluation's ``reward_queries`` (0).
 - Bars and tables use each run's *final* evaluation: its highest evaluated round on the prompt set
   (seeds of one group may end at different rounds; a note says so). The "SD" / "SD (base)" entries
-  average the base evaluations of every run given, one value per run.
+  average the distinct base evaluations of the runs given: runs that evaluated the base model with
+  the same settings (same seeds, so the same numbers) count once, with that evaluation's own SE.
 - Tables 1 and 3 have one column per template (``Temp. 1`` for ``template1``; the prompt file's name
   when the evaluation has no template); Table 2 pools every run with the same ``method.algorithm``
   and ``method.label`` (``vanilla`` -> "Vanilla", ``B2-DiffuRL`` -> "Ours+Vanilla"; other labels are
@@ -142,6 +143,7 @@ class Evaluation:
     template: str  # table column: "Temp. 1", or the prompt file's name
     algorithm: str  # method.algorithm, lower case ("" when absent)
     method: str  # method.label ("" when absent)
+    same_as: str = ""  # what makes two evaluations the same: the settings they record (their path when none)
 
 
 @dataclass
@@ -283,7 +285,17 @@ def read_evaluation(path, round_name, index, prompt_set, progress):
         template=template_column(data.get("template"), data.get("prompt_file")),
         algorithm=str(method.get("algorithm") or "").lower(),
         method=str(method.get("label") or ""),
+        same_as=json.dumps(data["settings"], sort_keys=True) if "settings" in data else os.path.abspath(path),
     )
+
+
+def distinct(evaluations):
+    """The evaluations, each identical one once: runs of one template share the base model's evaluation
+    (same settings, same seeds, same numbers), which is one measurement, not one per seed."""
+    seen = {}
+    for evaluation in evaluations:
+        seen.setdefault(evaluation.same_as, evaluation)
+    return list(seen.values())
 
 
 def load_runs(specs, prompt_set):
@@ -353,7 +365,7 @@ def final_bars(groups, metric):
     evaluations span several) then every group that has a final evaluation, None where the metric is missing.
     """
     runs = [run for runs in groups.values() for run in runs]
-    bases = [run.base for run in runs if run.base is not None]
+    bases = distinct(run.base for run in runs if run.base is not None)
     templates = sorted({b.template for b in bases}, key=column_order)
     bars = []
     for template in templates:
@@ -378,19 +390,19 @@ def template_cells(groups, metric):
     """Tables 1 and 3: (rows, columns, cells) with cells dict[(row, column), list[(value, own_se)]].
 
     Rows: "SD" (when any run has a base evaluation) then every group label; columns: the template
-    columns of the evaluations used. A run adds its base evaluation to "SD" and its final one to its label.
+    columns of the evaluations used. Each distinct base evaluation goes to "SD", each run's final one to its label.
     """
     cells, columns, has_base = {}, set(), False
-    for label, runs in groups.items():
-        for run in runs:
-            for row, evaluation in ((BASE_ROW, run.base), (label, run.final)):
-                if evaluation is None:
-                    continue
-                columns.add(evaluation.template)
-                has_base = has_base or row == BASE_ROW
-                value = metric(evaluation)
-                if value is not None:
-                    cells.setdefault((row, evaluation.template), []).append(value)
+    bases = distinct(run.base for runs in groups.values() for run in runs if run.base is not None)
+    entries = [(BASE_ROW, base) for base in bases] + [(label, run.final) for label, runs in groups.items() for run in runs]
+    for row, evaluation in entries:
+        if evaluation is None:
+            continue
+        columns.add(evaluation.template)
+        has_base = has_base or row == BASE_ROW
+        value = metric(evaluation)
+        if value is not None:
+            cells.setdefault((row, evaluation.template), []).append(value)
     rows = ([BASE_ROW] if has_base else []) + list(groups)
     return rows, sorted(columns, key=column_order), cells
 

@@ -363,6 +363,9 @@ def train_round(config, accelerator, pipeline, round_dir):
         if accumulated and train.partial_step == "scale":
             optimizer_step(train.num_epochs - 1)
         elif accumulated:  # "drop": the official code never applies a round's last partial accumulation
+            flags = _all_reduce_mean(accelerator, params, torch.tensor([float(non_finite_loss)]))
+            if flags[0].item() > 0:  # a NaN/inf is never dropped silently
+                raise _non_finite_stop(config, "the loss is NaN/inf", steps_done + skipped_steps + 1, total_steps, train.num_epochs - 1)
             dropped_batches = accumulated
             for p in params:
                 p.grad.zero_()

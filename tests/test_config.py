@@ -187,4 +187,4 @@ def test_driver_reads_the_official_preset(tmp_path):
     assert values["SplitTime"] == 5 and values["AccStep"] == 64 and values["PosThreshold"] == 0.5
     values = prepare({"CONFIG": "config/stage_process.py:tiny", "SavePath": str(tmp_path), "EvalInterval": "2", "Algorithm": "dpo",
                       "B2DIFFURL_CALLER_DIR": str(tmp_path)})
-    assert values["EvalInterval"] == 2 and values["Algorithm"] == "dpo" and values["EvalSet"] == "test"
+    assert values["EvalInterval"] == 2 and values["Algorithm"] == "dpo"

@@ -60,7 +60,7 @@ def test_two_experiments_evaluate_and_plot(tmp_path):
     runs = {"b2diffurl_seed0": "tiny", "ddpo_seed0": "tiny,ddpo"}
     for name, presets in runs.items():
         out = run_driver(tmp_path, config=f"config/stage_process.py:{presets}", ExpName=name, EvalInterval=1, StageCnt=2, BatchCnt=2, Seed=3).stdout
-        assert "held-out evaluation of the base model" in out
+        assert "held-out evaluation: base ===" in out and "eval base on test" in out
     per_round = {"b2diffurl_seed0": 2 * 8 * 3, "ddpo_seed0": 2 * 8}  # trajectories scored per round
     for name in runs:
         exp = tmp_path / name
@@ -79,12 +79,34 @@ def test_two_experiments_evaluate_and_plot(tmp_path):
     base = [records.read_json(tmp_path / name / "base" / "eval" / "test.json")["clipscore_mean"] for name in runs]
     assert base[0] == base[1]
 
-    # a rerun skips the finished evaluations
+    # a rerun checks the finished evaluations (LoRA and settings unchanged) and redoes none
+    evals = sorted((tmp_path / "b2diffurl_seed0").glob("*/eval/*"))
+    stamps = [p.stat().st_mtime_ns for p in evals]
     again = run_driver(tmp_path, config="config/stage_process.py:tiny", ExpName="b2diffurl_seed0", EvalInterval=1, StageCnt=2, BatchCnt=2, Seed=3).stdout
-    assert "eval " not in again and "held-out evaluation" not in again
+    assert "held-out evaluation: base,0,1 ===" in again and again.count("already done, skipped") == 3
+    assert [p.stat().st_mtime_ns for p in evals] == stamps and len(evals) == 6
 
+    # two processes shard the evaluation batches and write the same numbers (float summation order aside)
+    import shutil
     import subprocess
     import sys
+
+    from conftest import accelerate_two_processes
+
+    shutil.copytree(tmp_path / "b2diffurl_seed0", tmp_path / "copy" / "b2diffurl_seed0")
+    os.remove(tmp_path / "copy" / "b2diffurl_seed0" / "round_001" / "eval" / "test.json")
+    proc = subprocess.run(
+        [*accelerate_two_processes(), "-m", "b2diffurl.evaluate", "--config", "config/stage_process.py:tiny",
+         "--config.save_path", str(tmp_path / "copy"), "--config.exp_name", "b2diffurl_seed0", "--rounds", "base,1"],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "eval base on test" in proc.stdout and "already done, skipped" in proc.stdout, "base was current"
+    one = records.read_json(tmp_path / "b2diffurl_seed0" / "round_001" / "eval" / "test.json")
+    two = records.read_json(tmp_path / "copy" / "b2diffurl_seed0" / "round_001" / "eval" / "test.json")
+    assert two["clipscore_mean"] == pytest.approx(one["clipscore_mean"], abs=1e-5)
+    assert two["inception_score"] == pytest.approx(one["inception_score"], abs=1e-5)
+    assert two["reward_queries"] == one["reward_queries"] and two["per_prompt"].keys() == one["per_prompt"].keys()
 
     figures = tmp_path / "figures"
     proc = subprocess.run(

@@ -351,3 +351,22 @@ def test_plot_titles_and_labels(runs, tmp_path, monkeypatch):
         "curve_train_reward.png": ("Training reward vs reward queries", "training reward (round mean)"),
     }
     assert drawn[0][1]["colors"] == {"b2_t1": "C0", "ddpo": "C1", "DPOK": "C2", "BPT only": "C3"}
+
+
+def test_identical_base_evaluations_count_once(tmp_path):
+    """Runs of one template evaluate the base model on the same seeds: one measurement, not n seeds."""
+    from b2diffurl import figures
+
+    paths = []
+    for name in ("a_seed0", "a_seed1", "b_seed0"):
+        run = tmp_path / name
+        write_progress(str(run), [0.3])
+        write_eval(str(run), "base", -1, clip=0.28, inception=1.2, sem=0.003, settings={"seed": 10000})
+        write_eval(str(run), "round_000", 0, clip=0.30 + 0.01 * len(paths), inception=1.1)
+        paths.append(str(run))
+    groups = figures.load_runs(paths, "test")
+    bars = dict(figures.final_bars(groups, lambda e: (e.clipscore, e.clipscore_sem)))
+    base = bars[figures.BASE_BAR]
+    assert base.n == 1 and base.mean == pytest.approx(0.28) and base.se == pytest.approx(0.003)
+    rows, _, cells = figures.template_cells(groups, lambda e: (e.clipscore, e.clipscore_sem))
+    assert len(cells[(figures.BASE_ROW, "Temp. 1")]) == 1 and len(cells[("a", "Temp. 1")]) == 2

@@ -183,7 +183,8 @@ def base_config():
     # (prompt, image) items per sampling batch (fixes which noise each image gets: keep it across a run).
     evaluate.batch_size = 8
     # Inception Score (CLIP zero-shot over the ImageNet-1k class names, b2diffurl.metrics): number of
-    # equal consecutive chunks of the images; the score is their mean (std over chunks also reported).
+    # equal chunks of the images (in a fixed shuffled order, so each chunk mixes all prompts); the
+    # score is their mean (std over chunks also reported).
     evaluate.is_splits = 1
     # prompts (rows) of the image grid; its columns are the first (up to 8) seeds.
     evaluate.grid_prompts = 8

@@ -38,12 +38,6 @@ cli.flags.DEFINE_string("rounds", "last", "which policies: comma-separated 'base
 
 # ---------------------------------------------------------------- what to evaluate
 
-def eval_prompt_file(config):
-    from b2diffurl.checks import eval_prompt_file as path
-
-    return path(config)
-
-
 def template_name(prompt_file):
     """template1 for .../template1_test.json; the file's stem otherwise."""
     stem = os.path.splitext(os.path.basename(prompt_file))[0]
@@ -269,9 +263,11 @@ def is_current(json_path, lora, wanted):
     return done.get("lora_sha256") == lora and done.get("settings") == wanted
 
 
-def evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prompts, wanted):
-    """Evaluate one policy (the pipeline with its LoRA loaded) and write its JSON and grid; returns the JSON dict (main process)."""
+def evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prompts, wanted, lora):
+    """Evaluate one policy (the pipeline with its LoRA loaded; ``lora``: its verified sha256, "" for the
+    base model) and write its JSON and grid; returns the JSON dict (main process)."""
     from b2diffurl import records
+    from b2diffurl.checks import eval_prompt_file
 
     started = time.time()
     evaluate = config.evaluate
@@ -295,8 +291,8 @@ def evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prom
         "round": name,
         "round_index": r,
         "prompt_set": evaluate.prompt_set,
-        "prompt_file": eval_prompt_file(config),
-        "template": template_name(eval_prompt_file(config)),
+        "prompt_file": (prompt_file := eval_prompt_file(config)),
+        "template": template_name(prompt_file),
         "reward_queries": reward_queries(exp_dir, name, r),
         "num_prompts": len(prompts),
         "images_per_prompt": evaluate.images_per_prompt,
@@ -307,7 +303,7 @@ def evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prom
         "grid": os.path.basename(grid_path),
         "grid_prompts": prompts[: min(evaluate.grid_prompts, len(prompts))],
         "per_prompt": scores["per_prompt"],
-        "lora_sha256": lora_sha256(exp_dir, name),
+        "lora_sha256": lora,
         "settings": wanted,
         "seconds": round(time.time() - started, 2),
     }
@@ -353,11 +349,12 @@ def main(_):
     todo = []
     for name, r in wanted_rounds:
         _, json_path, _ = eval_paths(exp_dir, name, config.evaluate.prompt_set)
-        if is_current(json_path, lora_sha256(exp_dir, name), wanted):
+        lora = lora_sha256(exp_dir, name)  # read and verified once per policy
+        if is_current(json_path, lora, wanted):
             if accelerator.is_main_process:
                 print(summary_line(records.read_json(json_path), "already done, skipped"))
         else:
-            todo.append((name, r))
+            todo.append((name, r, lora))
     accelerator.wait_for_everyone()  # every rank decided before the main one writes
     if not todo:
         return
@@ -365,13 +362,13 @@ def main(_):
     pipeline = load_policy(config, accelerator.device)
     judge = Judge(config, accelerator.device) if accelerator.is_main_process else None
     pipeline.unet.eval()
-    for name, r in todo:
+    for name, r, lora in todo:
         if r < 0:
             pipeline.unet.disable_adapters()  # the base model
         else:
             pipeline.unet.enable_adapters()
             load_lora(pipeline.unet, os.path.join(exp_dir, name, "lora"))
-        result = evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prompts, wanted)
+        result = evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prompts, wanted, lora)
         if accelerator.is_main_process:
             print(summary_line(result, f"{result['seconds']:.1f} s"))
         accelerator.wait_for_everyone()

@@ -241,7 +241,7 @@ def _non_finite_stop(config, what, step, total_steps, epoch):
 
 
 def training_units(selected, extra, manifest, objective):
-    """What one epoch shuffles: (trajectories, units [U, tie] of row indices into them, info).
+    """What one epoch shuffles: (units [U, tie] of row indices into ``selected``, info).
 
     Each selected trajectory is a unit of its own, except for DPO: there a unit is a contrastive pair
     [w, l] (:func:`b2diffurl.objectives.contrastive_pairs`) of one branch group, or, without branching
@@ -250,11 +250,11 @@ def training_units(selected, extra, manifest, objective):
     """
     n = len(selected)
     if not objective.paired:
-        return selected, torch.arange(n).view(n, 1), {}
+        return torch.arange(n).view(n, 1), {}
     groups = selected.group_ids if manifest["split_time"] > 1 else selected.prompt_ids
     w, l = contrastive_pairs(groups, extra["normalised"].float())
     units = torch.stack([w, l], dim=1)  # [P, 2]
-    return selected, units, {"dpo_pairs": len(units), "dpo_unpaired": n - 2 * len(units), "dpo_pairs_by": "branch group" if manifest["split_time"] > 1 else "prompt"}
+    return units, {"dpo_pairs": len(units), "dpo_unpaired": n - 2 * len(units), "dpo_pairs_by": "branch group" if manifest["split_time"] > 1 else "prompt"}
 
 
 def train_round(config, accelerator, pipeline, round_dir):
@@ -295,7 +295,7 @@ def train_round(config, accelerator, pipeline, round_dir):
         negative_embeds = encode_prompts(pipeline, [""])  # [1, L, D]
     scheduler.set_timesteps(sample.num_steps, device=device)
     objective = make_objective(train)
-    selected, units, unit_info = training_units(selected, extra, manifest, objective)
+    units, unit_info = training_units(selected, extra, manifest, objective)
     tie = units.shape[1]
     units_per_batch = max(1, train.batch_size // tie)  # a DPO batch of train.batch_size trajectories holds batch_size / 2 pairs
 
@@ -312,15 +312,19 @@ def train_round(config, accelerator, pipeline, round_dir):
     unet.train()
     progress = tqdm(total=total_batches, desc=f"training {config.run_name}", disable=not accelerator.is_main_process, dynamic_ncols=True)
 
+    def reduce_gradients(epoch):
+        """Average the accumulated gradients over processes; stop on every rank if any rank saw a NaN/inf loss."""
+        flags = _all_reduce_mean(accelerator, params, torch.tensor([float(non_finite_loss)]))
+        if flags[0].item() > 0:
+            raise _non_finite_stop(config, "the loss is NaN/inf", steps_done + skipped_steps + 1, total_steps, epoch)
+
     def optimizer_step(epoch):
         nonlocal accumulated, steps_done, skipped_steps, non_finite_loss
         step = steps_done + skipped_steps + 1
         if accumulated < train.gradient_accumulation_steps:  # the round's last, partial step: same scale
             for p in params:
                 p.grad.mul_(train.gradient_accumulation_steps / accumulated)
-        flags = _all_reduce_mean(accelerator, params, torch.tensor([float(non_finite_loss)]))
-        if flags[0].item() > 0:
-            raise _non_finite_stop(config, "the loss is NaN/inf", step, total_steps, epoch)
+        reduce_gradients(epoch)
         grad_norm = float(accelerator.clip_grad_norm_(params, train.max_grad_norm))
         if not math.isfinite(grad_norm) and accelerator.scaler is None:  # under fp16 the scaler skips such steps
             raise _non_finite_stop(config, f"the gradient norm is {grad_norm}", step, total_steps, epoch)
@@ -363,9 +367,7 @@ def train_round(config, accelerator, pipeline, round_dir):
         if accumulated and train.partial_step == "scale":
             optimizer_step(train.num_epochs - 1)
         elif accumulated:  # "drop": the official code never applies a round's last partial accumulation
-            flags = _all_reduce_mean(accelerator, params, torch.tensor([float(non_finite_loss)]))
-            if flags[0].item() > 0:  # a NaN/inf is never dropped silently
-                raise _non_finite_stop(config, "the loss is NaN/inf", steps_done + skipped_steps + 1, total_steps, train.num_epochs - 1)
+            reduce_gradients(train.num_epochs - 1)  # a NaN/inf is never dropped silently
             dropped_batches = accumulated
             for p in params:
                 p.grad.zero_()

@@ -212,6 +212,10 @@ def eval_prompt_file(config):
     return stem[: -len("_train")] + f"_{evaluate.prompt_set}" + ext if stem.endswith("_train") else ""
 
 
+# evaluate.alignment: "" (none) or an independent alignment metric added to the evaluation JSON.
+ALIGNMENT_METRICS = ("", "toyworld")
+
+
 def check_evaluation(c, with_prompts):
     """The ``evaluate`` fields; with ``with_prompts``, also its prompt file (returns its prompts, else None)."""
     config = c.config
@@ -220,6 +224,8 @@ def check_evaluation(c, with_prompts):
     valid = {field: c.integer(f"evaluate.{field}", 1) for field in ("images_per_prompt", "batch_size", "is_splits", "grid_prompts")}
     c.integer("evaluate.seed", 0)
     c.integer("evaluate.interval", 0, hint=" (0 = no held-out evaluation during training)")
+    alignment = evaluate.get("alignment", "")
+    c.require(alignment in ALIGNMENT_METRICS, "evaluate.alignment", alignment, f"is not known: use one of {list(ALIGNMENT_METRICS)}")
     if not with_prompts or evaluate.prompt_set not in ("test", "train"):
         return None
     path = eval_prompt_file(config)
@@ -235,6 +241,16 @@ def check_evaluation(c, with_prompts):
     prompts = check_prompts(probe, inner)
     for problem in inner.problems:  # the prompt file checked is the evaluation's
         c.problems.append(ConfigError("evaluate.prompt_file", problem.value, problem.text) if problem.field == "prompt_file" else problem)
+    if prompts is not None and alignment == "toyworld":
+        from b2diffurl.toyworld.world import parse
+
+        for prompt in prompts:
+            try:
+                parse(prompt)
+            except ValueError:
+                c.require(False, "evaluate.prompt_file", path, f"holds {prompt!r}, not a toy-world caption: "
+                          "evaluate.alignment=toyworld needs the prompts/toy*_test.json captions")
+                break
     if prompts is not None and valid["images_per_prompt"] and valid["is_splits"]:
         n = evaluate.images_per_prompt * len(prompts)
         c.require(evaluate.is_splits <= n, "evaluate.is_splits", evaluate.is_splits, f"exceeds the {n} evaluation images: use at most {n}")

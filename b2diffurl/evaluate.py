@@ -111,7 +111,10 @@ def settings(config, prompts):
         "model": config.pretrained.model,
         "mixed_precision": config.mixed_precision,
         "prompts": prompts,
-        "evaluate": {k: config.evaluate[k] for k in ("images_per_prompt", "seed", "batch_size", "is_splits", "grid_prompts")},
+        "evaluate": {
+            **{k: config.evaluate[k] for k in ("images_per_prompt", "seed", "batch_size", "is_splits", "grid_prompts")},
+            "alignment": config.evaluate.get("alignment", ""),
+        },
         "sample": {k: config.sample[k] for k in ("num_steps", "guidance_scale", "eta")},
         "reward": config.reward.to_dict(),
         "label_set": "imagenet-1k",
@@ -181,6 +184,7 @@ class Judge:
         self.labels = self.clip.embed_texts([LABEL_TEMPLATE.format(name) for name in label_set("imagenet-1k")])  # [1000, D]
         self.reward_name = reward.name
         self.reward = None if reward.name == "clipscore" else build_reward(reward, device)
+        self.alignment = config.evaluate.get("alignment", "")
 
     def __call__(self, images, prompts, is_splits):
         """Scores of images [N, H, W, 3] (uint8) with their N prompts: a dict of the JSON's metric keys."""
@@ -203,6 +207,15 @@ class Judge:
             entry = per_prompt.setdefault(prompt, {"clipscore": [], "reward": []})
             entry["clipscore"].append(clipscores[i].item())
             entry["reward"].append(rewards[i].item())
+        per_prompt = {p: {k: sum(v) / len(v) for k, v in entry.items()} for p, entry in per_prompt.items()}
+        extra = {}
+        if self.alignment == "toyworld":  # the toy world's detector: alignment and diversity (b2diffurl.toyworld.score)
+            from b2diffurl.toyworld.score import toy_metrics
+
+            extra = toy_metrics(images.cpu().numpy(), prompts)
+            for p, value in extra.pop("per_prompt_alignment").items():
+                per_prompt[p]["alignment"] = value
+            extra["alignment"] = self.alignment
         return {
             "clipscore_mean": mean,
             "clipscore_sem": sem,
@@ -214,7 +227,8 @@ class Judge:
             "reward": self.reward_name,
             "reward_mean": reward_mean,
             "reward_sem": reward_sem,
-            "per_prompt": {p: {k: sum(v) / len(v) for k, v in entry.items()} for p, entry in per_prompt.items()},
+            **extra,
+            "per_prompt": per_prompt,
         }
 
 
@@ -316,9 +330,13 @@ def evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prom
 
 
 def summary_line(result, state):
+    alignment = ""
+    if "alignment_mean" in result:
+        alignment = (f"alignment {result['alignment_mean']:.1%} +- {result['alignment_sem']:.1%}, "
+                     f"background entropy {result['background_entropy']:.2f} bits, ")
     return (
         f"eval {result['round']} on {result['prompt_set']} ({result['num_prompts']} prompts x {result['images_per_prompt']}): "
-        f"CLIPScore {result['clipscore_mean']:.4f} +- {result['clipscore_sem']:.4f}, IS {result['inception_score']:.3f}, "
+        f"{alignment}CLIPScore {result['clipscore_mean']:.4f} +- {result['clipscore_sem']:.4f}, IS {result['inception_score']:.3f}, "
         f"{result['reward_queries']} reward queries ({state})"
     )
 

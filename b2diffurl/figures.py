@@ -37,7 +37,9 @@ How numbers are averaged (every figure, table and CSV):
 Outputs in ``--out`` (created if missing; one that lacks data is skipped with a note):
 ``curve_<prompt_set>.png`` / ``.csv``, ``curve_train_reward.png`` / ``.csv``, ``bars_<prompt_set>.png``,
 ``tables.md``, ``table1_diversity.csv``, ``table2_algorithms.csv``, ``table3_generalization.csv``,
-``summary.csv``. A bad argument or file ends in one ``error: ...`` line on stderr and exit status 2,
+``summary.csv``; for toy-world evaluations (``evaluate.alignment = "toyworld"``) also
+``curve_<prompt_set>_alignment.png`` / ``.csv``, ``curve_<prompt_set>_background_entropy.png`` / ``.csv``,
+``table_toy_alignment.csv``, ``table_toy_background_entropy.csv`` and their sections in ``tables.md``. A bad argument or file ends in one ``error: ...`` line on stderr and exit status 2,
 with nothing written.
 """
 
@@ -144,6 +146,10 @@ class Evaluation:
     algorithm: str  # method.algorithm, lower case ("" when absent)
     method: str  # method.label ("" when absent)
     same_as: str = ""  # what makes two evaluations the same: the settings they record (their path when none)
+    # the toy world's independent metrics (evaluate.alignment = "toyworld"), None when absent
+    alignment: float | None = None
+    alignment_sem: float | None = None
+    background_entropy: float | None = None
 
 
 @dataclass
@@ -286,6 +292,9 @@ def read_evaluation(path, round_name, index, prompt_set, progress):
         algorithm=str(method.get("algorithm") or "").lower(),
         method=str(method.get("label") or ""),
         same_as=json.dumps(data["settings"], sort_keys=True) if "settings" in data else os.path.abspath(path),
+        alignment=number(data.get("alignment_mean"), path, "alignment_mean"),
+        alignment_sem=number(data.get("alignment_sem"), path, "alignment_sem"),
+        background_entropy=number(data.get("background_entropy"), path, "background_entropy"),
     )
 
 
@@ -355,6 +364,23 @@ def inception_of(evaluation):
 def clipscore_of(evaluation):
     """Evaluation -> (clipscore_mean, clipscore_sem)."""
     return evaluation.clipscore, evaluation.clipscore_sem
+
+
+def alignment_of(evaluation):
+    """Evaluation -> (alignment_mean, alignment_sem) of the toy world's detector, or None."""
+    return None if evaluation.alignment is None else (evaluation.alignment, evaluation.alignment_sem)
+
+
+def background_entropy_of(evaluation):
+    """Evaluation -> (background_entropy, None) of the toy world (no per-run SE), or None."""
+    return None if evaluation.background_entropy is None else (evaluation.background_entropy, None)
+
+
+def metric_curve(metric):
+    """Run -> dict[int, tuple[float, float | None]] of ``metric`` (Evaluation -> (value, own_se) | None)."""
+    def curve(run):
+        return {e.reward_queries: value for e in run.evals if (value := metric(e)) is not None}
+    return curve
 
 
 def final_bars(groups, metric):
@@ -609,6 +635,25 @@ def plan_outputs(groups, prompt_set):
     else:
         notes.append(f"curve_{prompt_set}.png skipped: no run has eval/{prompt_set}.json files")
 
+    toy_metrics = (("alignment", alignment_of, "held-out alignment (toy-world detector)"),
+                   ("background_entropy", background_entropy_of, "background entropy (bits, diversity)"))
+    toy_sections = []
+    for key, metric, ylabel in toy_metrics:
+        points, point_notes = group_curves(groups, metric_curve(metric), "eval")
+        if not points:
+            continue
+        notes += [f"curve_{prompt_set}_{key}: {n}" for n in point_notes]
+        outputs.append((f"curve_{prompt_set}_{key}.png", functools.partial(
+            plot_curves, curves=points, colors=colors, title=f"{ylabel[0].upper()}{ylabel[1:]} vs reward queries",
+            ylabel=ylabel, band_note="mean ± 1 SE over seeds")))
+        outputs.append((f"curve_{prompt_set}_{key}.csv", curve_csv(points)))
+        rows, columns, cells = template_cells(groups, metric)
+        stats = grid_stats(rows, columns, cells)
+        toy_sections.append(markdown_table(f"Toy world: {ylabel} (final evaluation, {prompt_set} prompts)",
+                                           "Method", rows, columns, stats,
+                                           "mean ± standard error over seeds; a cell of one run shows its own SE when it has one."))
+        outputs.append((f"table_toy_{key}.csv", table_csv(rows, columns, stats)))
+
     rewards, reward_notes = group_curves(groups, train_curve, "round")
     notes += [f"curve_train_reward: {n}" for n in reward_notes]
     if rewards:
@@ -656,6 +701,7 @@ def plan_outputs(groups, prompt_set):
         sections.append(markdown_table(f"Table 3: generalization (CLIPScore, final evaluation, {what})",
                                        "Method", rows, columns, stats, cell_note))
         outputs.append(("table3_generalization.csv", table_csv(rows, columns, stats)))
+        sections += toy_sections
         outputs.append(("tables.md", "# B2-DiffuRL tables\n\n" + "\n".join(sections)))
         outputs.append(("summary.csv", summary_csv(groups, prompt_set)))
     else:

@@ -370,3 +370,34 @@ def test_identical_base_evaluations_count_once(tmp_path):
     assert base.n == 1 and base.mean == pytest.approx(0.28) and base.se == pytest.approx(0.003)
     rows, _, cells = figures.template_cells(groups, lambda e: (e.clipscore, e.clipscore_sem))
     assert len(cells[(figures.BASE_ROW, "Temp. 1")]) == 1 and len(cells[("a", "Temp. 1")]) == 2
+
+
+def test_toy_world_alignment_and_diversity_curves_and_tables(tmp_path, capsys):
+    """Evaluations with the toy world's keys get alignment and background-entropy curves and tables,
+    averaged over seeds like CLIPScore; runs without them (the runs fixture) get none."""
+    root = str(tmp_path / "runs")
+    for seed, (aligned, entropy) in enumerate([((0.50, 0.60, 0.70), (2.4, 2.3, 2.2)), ((0.54, 0.66, 0.74), (2.5, 2.2, 2.0))]):
+        run_dir = os.path.join(root, f"toy_seed{seed}")
+        write_progress(run_dir, [0.2, 0.25, 0.3])
+        write_eval(run_dir, "base", -1, clip=0.3, inception=1.1, template="toy2", alignment_mean=0.40, alignment_sem=0.03,
+                   background_entropy=2.5)
+        for r in range(3):
+            write_eval(run_dir, f"round_{r:03d}", r, clip=0.3, inception=1.1, template="toy2",
+                       alignment_mean=aligned[r], alignment_sem=0.03, background_entropy=entropy[r])
+    out = tmp_path / "out"
+    assert figures.main([os.path.join(root, "toy_seed0"), os.path.join(root, "toy_seed1"), "--out", str(out)]) == 0
+    curve = {int(r["reward_queries"]): r for r in read_csv(out / "curve_test_alignment.csv")}
+    assert float(curve[0]["mean"]) == pytest.approx(0.40) and float(curve[0]["se"]) == 0  # the same base in both seeds
+    assert float(curve[QUERIES[2]]["mean"]) == pytest.approx(0.72) and float(curve[QUERIES[2]]["se"]) == pytest.approx(0.02)
+    entropy = {int(r["reward_queries"]): float(r["mean"]) for r in read_csv(out / "curve_test_background_entropy.csv")}
+    assert entropy[QUERIES[1]] == pytest.approx(2.25)
+    table = read_csv(out / "table_toy_alignment.csv")
+    assert_cell(table, "toy", "toy2", 0.72, 0.02, 2)
+    assert_png(out / "curve_test_alignment.png")
+    assert "Toy world: held-out alignment" in (out / "tables.md").read_text()
+
+
+def test_no_toy_outputs_without_toy_metrics(runs, tmp_path):
+    out = tmp_path / "out"
+    assert figures.main(argv_for(runs, out)) == 0
+    assert not (out / "curve_test_alignment.png").exists() and "Toy world" not in (out / "tables.md").read_text()

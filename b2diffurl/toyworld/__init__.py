@@ -1,6 +1,12 @@
-"""A toy text-to-image world small enough to learn in on a CPU (issue 8, in progress).
+"""A toy text-to-image world small enough to learn in on a CPU (README "The toy world").
 
-``world``: the deterministic renderer of captioned scenes, the caption templates and their
-train / held-out prompt lists. The models trained on it (VAE, text encoder, UNet, CLIP reward,
-attribute metric) are not built yet.
+- ``world``: the deterministic renderer of captioned scenes, the three caption templates and their
+  train / held-out prompt lists.
+- ``detect``: the colour-blob object detector (no learned model) behind the alignment metric.
+- ``score``: held-out alignment and diversity (background / size entropy) of generated images.
+- ``models``: the Stable-Diffusion-shaped architectures (VAE, UNet, CLIP text encoder + tokenizer)
+  and the reward's open_clip config; the built weights are committed in ``model/``.
+- ``training``: pretraining loops (VAE, UNet + text encoder, CLIP reward).
+- ``build``: ``python -m b2diffurl.toyworld build``, checksums and quality.json.
+- ``benchmark``: B2-DiffuRL vs BPT-only vs DDPO at equal reward queries -> docs/RESULTS.md.
 """

@@ -1,5 +1,11 @@
 """The toy world's command line.
 
+    python -m b2diffurl.toyworld build [--force]      train the toy model and CLIP reward (~40 min on 2 cores)
+                                                      into b2diffurl/toyworld/model/ with quality.json and SHA256SUMS
+    python -m b2diffurl.toyworld verify               check the committed model against SHA256SUMS, print quality.json
+    python -m b2diffurl.toyworld benchmark [--seeds 1 2 3] [--rounds 8] [--eval-interval 2]
+                                                      B2-DiffuRL vs BPT-only vs DDPO at equal reward queries,
+                                                      writes docs/RESULTS.md and docs/figures/toy_benchmark/
     python -m b2diffurl.toyworld prompts              write prompts/toy{1,2,3}_{train,test}.json
     python -m b2diffurl.toyworld grid OUT.png CAPTION [CAPTION ...] [--per-caption 4] [--size 64] [--seed 0]
                                                       rendered samples of captions, one row per caption
@@ -40,10 +46,72 @@ def grid(out, captions, per_caption, size, seed):
     print(f"wrote {out} ({len(captions)} captions x {per_caption} scenes)")
 
 
+def build_or_verify(args):
+    from b2diffurl.toyworld import build, models
+
+    out = args.out or models.MODEL_DIR
+    if args.command == "build":
+        sizes = dict(dataset_size=args.dataset_size, vae_steps=args.vae_steps, unet_steps=args.unet_steps, clip_steps=args.clip_steps)
+        bad = [f"--{k.replace('_', '-')}={v}" for k, v in sizes.items() if v < 1]
+        if bad:
+            print(f"error: {', '.join(bad)} must be >= 1", file=sys.stderr)
+            return 2
+        if os.path.isdir(out) and not args.force:
+            print(f"error: {out} exists: pass --force to rebuild it", file=sys.stderr)
+            return 2
+        summary = build.build(out, seed=args.seed, force=args.force, **sizes)
+        print(f"wrote {out}")
+    else:
+        problems = build.verify(out)
+        for line in problems:
+            print(f"error: {line}", file=sys.stderr)
+        if problems:
+            return 1
+        with open(os.path.join(out, build.QUALITY_FILE)) as f:
+            summary = json.load(f)
+        print(f"{out}: every file matches {build.CHECKSUMS_FILE}")
+    build.print_summary(summary)
+    return 0
+
+
+def run_benchmark(args):
+    from b2diffurl.toyworld import benchmark, build
+
+    bad = [f"{flag}={value}" for flag, value in (("--rounds", args.rounds), ("--eval-interval", args.eval_interval)) if value < 1]
+    bad += [f"--seeds {s}" for s in args.seeds if s < 0]
+    if len(set(args.seeds)) != len(args.seeds):
+        bad.append(f"--seeds {' '.join(map(str, args.seeds))} (repeated)")
+    if bad:
+        print(f"error: {', '.join(bad)}: rounds and the interval must be >= 1, seeds distinct and >= 0", file=sys.stderr)
+        return 2
+    prompt_file = args.prompt_file or build.toy_config().prompt_file
+    if not os.path.isfile(os.path.join(REPO_ROOT, prompt_file)) or not prompt_file.endswith("_train.json"):
+        print(f"error: --prompt-file={prompt_file!r} is not a prompts/toy*_train.json file", file=sys.stderr)
+        return 2
+    benchmark.benchmark(args.save_path, args.seeds, args.rounds, args.eval_interval, prompt_file)
+    return 0
+
+
 def main(argv):
     parser = argparse.ArgumentParser(prog="python -m b2diffurl.toyworld", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("prompts", help="write the train and held-out prompt lists under prompts/")
+    b = commands.add_parser("build", help="train the toy model and its CLIP reward from fixed seeds")
+    b.add_argument("--out", default=None, help="output folder (default: the committed b2diffurl/toyworld/model)")
+    b.add_argument("--force", action="store_true", help="replace an existing output folder")
+    b.add_argument("--dataset-size", type=int, default=40_000)
+    b.add_argument("--vae-steps", type=int, default=1800)
+    b.add_argument("--unet-steps", type=int, default=5000)
+    b.add_argument("--clip-steps", type=int, default=700)
+    b.add_argument("--seed", type=int, default=0)
+    m = commands.add_parser("benchmark", help="B2-DiffuRL vs BPT-only vs DDPO on the toy world; writes docs/RESULTS.md")
+    m.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    m.add_argument("--rounds", type=int, default=8)
+    m.add_argument("--eval-interval", type=int, default=2)
+    m.add_argument("--prompt-file", default="", help="training prompts (default: the toy preset's)")
+    m.add_argument("--save-path", default="./model/toy_benchmark", help="folder of the run folders (resumable)")
+    v = commands.add_parser("verify", help="check the built model's files against SHA256SUMS and print its quality")
+    v.add_argument("--out", default=None)
     g = commands.add_parser("grid", help="render samples of captions into one PNG")
     g.add_argument("out")
     g.add_argument("captions", nargs="+")
@@ -54,6 +122,10 @@ def main(argv):
     if args.command == "prompts":
         write_prompts()
         return 0
+    if args.command == "benchmark":
+        return run_benchmark(args)
+    if args.command in ("build", "verify"):
+        return build_or_verify(args)
     for caption in args.captions:
         try:
             parse(caption)

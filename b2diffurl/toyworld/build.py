@@ -1,0 +1,264 @@
+"""Build the toy world's models from fixed seeds and measure them: ``python -m b2diffurl.toyworld build``.
+
+Order: render the dataset, train the VAE (and set its latent scaling), encode the dataset, train
+UNet + text encoder, train the CLIP reward on rendered images and VAE reconstructions, save everything
+(weights in fp16 safetensors: the committed files stay small; the stages load them in fp32), then
+reload the saved model exactly as the stages do and write ``quality.json``:
+
+- VAE: reconstruction MSE, and how often the detector still reads reconstructions right;
+- detector vs the renderer's ground truth (true caption accepted, one-attribute-off caption refused);
+- CLIP reward: top-1 caption accuracy among each template's captions, on fresh rendered images;
+- base model: held-out alignment (detector) and diversity of its samples on each template's test list,
+  sampled as the stages sample (DDIM, the toy preset's steps, eta and guidance).
+
+``SHA256SUMS`` lists every file of the folder. The default settings take about 40 minutes on 2 CPU cores.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from b2diffurl.toyworld import models
+from b2diffurl.toyworld.training import (
+    decode_latents, encode_latents, hard_negative, render_dataset, set_scaling_factor, train_clip, train_diffusion,
+    train_vae, world_captions,
+)
+from b2diffurl.toyworld.world import all_captions, prompt_lists
+
+QUALITY_FILE = "quality.json"
+CHECKSUMS_FILE = "SHA256SUMS"
+# evaluation of the base model in quality.json: images per held-out prompt, per template
+BASE_IMAGES_PER_PROMPT = {1: 32, 2: 16, 3: 2}
+BASE_EVAL_SEED = 20_000
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksum_lines(folder):
+    """``<sha256>  <relative path>`` of every file under ``folder`` but SHA256SUMS, sorted."""
+    lines = []
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, folder)
+            if rel != CHECKSUMS_FILE:
+                lines.append(f"{sha256_file(path)}  {rel}")
+    return sorted(lines, key=lambda line: line.split("  ", 1)[1])
+
+
+def verify(folder=models.MODEL_DIR):
+    """Problems (one line each) of the built model folder against its SHA256SUMS; [] when intact."""
+    listed = os.path.join(folder, CHECKSUMS_FILE)
+    if not os.path.isfile(listed):
+        return [f"{listed} is missing: rebuild with `python -m b2diffurl.toyworld build`"]
+    with open(listed) as f:
+        wanted = dict(reversed(line.rstrip("\n").split("  ", 1)) for line in f if line.strip())
+    problems = []
+    for rel, digest in wanted.items():
+        path = os.path.join(folder, rel)
+        if not os.path.isfile(path):
+            problems.append(f"{path} is missing")
+        elif sha256_file(path) != digest:
+            problems.append(f"{path} does not match its checksum in {CHECKSUMS_FILE}")
+    return problems
+
+
+def toy_config():
+    """The ``toy`` preset of config/stage_process.py (the settings the stages run the model with)."""
+    from b2diffurl.driver import REPO_ROOT, load_config
+
+    return load_config(os.path.join(REPO_ROOT, "config", "stage_process.py") + ":toy")
+
+
+def save_half(module_state, path):
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().to(torch.float16).contiguous() for k, v in module_state.items()}, path)
+
+
+def save_model(out_dir, vae, unet, text_encoder, tokenizer, clip):
+    """The diffusers folder (fp16 weights) and clip/ (open_clip config + fp16 weights)."""
+    from diffusers import StableDiffusionPipeline
+
+    pipeline = StableDiffusionPipeline(
+        vae=vae, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=models.make_scheduler(),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipeline.to(torch.float16)
+    pipeline.save_pretrained(out_dir)
+    pipeline.to(torch.float32)
+    clip_dir = os.path.join(out_dir, "clip")
+    os.makedirs(clip_dir)
+    config_path, weights_path = models.clip_paths(out_dir)
+    with open(config_path, "w") as f:
+        json.dump(models.CLIP_CONFIG, f, indent=1)
+        f.write("\n")
+    save_half(clip.state_dict(), weights_path)
+
+
+# ---------------------------------------------------------------- measurements
+
+def detector_quality(images, caption_index, captions, seed):
+    """Detector vs the renderer's ground truth on rendered images: fraction of true captions accepted,
+    fraction of one-attribute-off captions refused."""
+    from b2diffurl.toyworld.detect import aligned
+
+    rng = np.random.default_rng(seed)
+    accepted = [aligned(img, captions[i]) for img, i in zip(images.numpy(), caption_index.tolist())]
+    refused = [not aligned(img, hard_negative(captions[i], rng)) for img, i in zip(images.numpy(), caption_index.tolist())]
+    return float(np.mean(accepted)), float(np.mean(refused))
+
+
+def clip_top1(scorer, images, caption_index, captions):
+    """Per template: fraction of images whose own caption scores highest among the template's captions."""
+    features = scorer.embed_images(images)  # [N, D]
+    result = {}
+    for template in (1, 2, 3):
+        names = all_captions(template)
+        text = scorer.embed_texts(names)  # [C, D]
+        rows = [k for k, i in enumerate(caption_index.tolist()) if captions[i] in set(names)]
+        best = (features[rows] @ text.T).argmax(dim=1).tolist()
+        result[f"template{template}"] = float(np.mean([names[b] == captions[caption_index[k]] for k, b in zip(rows, best)]))
+    return result
+
+
+def base_alignment(pipeline, config, template, images_per_prompt=None, seed=BASE_EVAL_SEED):
+    """Alignment and diversity of the base model on a template's held-out prompts
+    (:func:`b2diffurl.toyworld.score.toy_metrics` keys, ``per_prompt_alignment`` dropped)."""
+    from b2diffurl.evaluate import sample_images
+    from b2diffurl.toyworld.score import toy_metrics
+
+    _, test = prompt_lists(template)
+    config = config.copy_and_resolve_references()
+    config.evaluate.images_per_prompt = images_per_prompt or BASE_IMAGES_PER_PROMPT[template]
+    config.evaluate.seed = seed
+    images = sample_images(pipeline, test, config)
+    prompts = [p for p in test for _ in range(config.evaluate.images_per_prompt)]
+    metrics = toy_metrics(images.numpy(), prompts)
+    metrics.pop("per_prompt_alignment")
+    metrics.update(num_prompts=len(test), images_per_prompt=config.evaluate.images_per_prompt, seed=seed)
+    return metrics
+
+
+def measure(folder, held_images, held_index, recon_images, summary):
+    """Reload the saved model as the stages do and fill ``summary`` with the quality numbers."""
+    from b2diffurl.models import load_pipeline
+    from b2diffurl.rewards import ClipScore
+
+    captions = world_captions()
+    config = toy_config()
+    scorer = ClipScore(*models.clip_paths(folder), batch_size=256)
+    summary["clip_top1_rendered"] = clip_top1(scorer, held_images, held_index, captions)
+    summary["clip_top1_vae_reconstructions"] = clip_top1(scorer, recon_images, held_index, captions)
+    pipeline = load_pipeline(folder)
+    summary["sampling"] = {k: config.sample[k] for k in ("num_steps", "guidance_scale", "eta")}
+    summary["base_alignment"] = {f"template{t}": base_alignment(pipeline, config, t) for t in (1, 2, 3)}
+    return summary
+
+
+# ---------------------------------------------------------------- the command
+
+def build(out_dir=models.MODEL_DIR, dataset_size=40_000, vae_steps=1800, unet_steps=5000, clip_steps=700, seed=0, force=False):
+    """Train every model, save to ``out_dir`` with quality.json and SHA256SUMS; returns the summary dict."""
+    from b2diffurl.toyworld.detect import aligned
+
+    if os.path.isdir(out_dir) and not force:
+        raise FileExistsError(f"{out_dir} exists: pass --force to rebuild it (the committed model is replaced)")
+    torch.manual_seed(seed)
+    started = time.time()
+    timings = {}
+
+    def lap(name, since):
+        timings[name] = round(time.time() - since, 1)
+        print(f"{name}: {timings[name]:.0f} s", flush=True)
+        return time.time()
+
+    t = time.time()
+    captions = world_captions()
+    images, caption_index = render_dataset(dataset_size, seed)
+    held_images, held_index = render_dataset(1200, seed + 1)  # never trained on: for the measurements
+    t = lap("render", t)
+
+    torch.manual_seed(seed)
+    vae = models.make_vae()
+    vae_mse = train_vae(vae, images, vae_steps, seed=seed)
+    means, stds = encode_latents(vae, images)
+    scaling = set_scaling_factor(vae, means)
+    held_means, _ = encode_latents(vae, held_images)
+    recon_held = decode_latents(vae, held_means)
+    held_mse = float(((recon_held.float() - held_images.float()) / 127.5).pow(2).mean())
+    detector_on_recon = float(np.mean([aligned(im, captions[i]) for im, i in zip(recon_held.numpy(), held_index.tolist())]))
+    t = lap("vae", t)
+
+    torch.manual_seed(seed + 1)
+    tokenizer = models.make_tokenizer()
+    unet, text_encoder = models.make_unet(), models.make_text_encoder(len(tokenizer))
+    alphas_cumprod = models.make_scheduler().alphas_cumprod
+    unet, text_encoder, unet_loss = train_diffusion(
+        unet, text_encoder, tokenizer, alphas_cumprod, means, stds, caption_index, captions, unet_steps, scaling, seed=seed + 1,
+    )
+    t = lap("unet", t)
+
+    torch.manual_seed(seed + 2)
+    clip = models.make_clip()
+    import open_clip
+
+    tokenize = open_clip.get_tokenizer(models.CLIP_NAME)
+    half = len(images) // 2  # half of the CLIP's images are VAE reconstructions
+    clip_images = torch.cat([images[:half], decode_latents(vae, means[half:])])
+    clip_loss = train_clip(clip, tokenize, clip_images, caption_index, captions, clip_steps, seed=seed + 2)
+    t = lap("clip", t)
+
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".toy-build-", dir=parent)
+    try:
+        save_model(tmp, vae, unet, text_encoder, tokenizer, clip)
+        accepted, refused = detector_quality(held_images, held_index, captions, seed + 3)
+        summary = {
+            "settings": dict(dataset_size=dataset_size, vae_steps=vae_steps, unet_steps=unet_steps, clip_steps=clip_steps, seed=seed),
+            "vae": {"train_mse": vae_mse, "held_out_mse": held_mse, "scaling_factor": scaling, "detector_on_reconstructions": detector_on_recon},
+            "unet_train_loss": unet_loss,
+            "clip_train_loss": clip_loss,
+            "detector": {"true_caption_accepted": accepted, "one_attribute_off_refused": refused, "images": len(held_index)},
+        }
+        measure(tmp, held_images, held_index, recon_held, summary)
+        t = lap("measure", t)
+        summary["seconds"] = {**timings, "total": round(time.time() - started, 1)}
+        summary["machine"] = f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+        with open(os.path.join(tmp, QUALITY_FILE), "w") as f:
+            json.dump(summary, f, indent=1)
+            f.write("\n")
+        with open(os.path.join(tmp, CHECKSUMS_FILE), "w") as f:
+            f.write("\n".join(checksum_lines(tmp)) + "\n")
+        if os.path.isdir(out_dir):
+            shutil.rmtree(out_dir)
+        os.rename(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary
+
+
+def print_summary(summary):
+    vae, det = summary["vae"], summary["detector"]
+    print(f"VAE: held-out MSE {vae['held_out_mse']:.4f} ([-1, 1] pixels); detector right on {vae['detector_on_reconstructions']:.1%} of reconstructions")
+    print(f"detector on {det['images']} rendered images: true caption accepted {det['true_caption_accepted']:.1%}, "
+          f"one-attribute-off caption refused {det['one_attribute_off_refused']:.1%}")
+    top1 = summary["clip_top1_rendered"]
+    print("CLIP reward top-1 caption (among the template's captions), rendered: " + ", ".join(f"{k} {v:.1%}" for k, v in top1.items()))
+    for name, m in summary["base_alignment"].items():
+        print(f"base model, {name} held-out ({m['num_prompts']} prompts x {m['images_per_prompt']}): alignment "
+              f"{m['alignment_mean']:.1%} +- {m['alignment_sem']:.1%}, background entropy {m['background_entropy']:.2f} bits")
+    print(f"total {summary['seconds']['total'] / 60:.1f} min")

@@ -1,0 +1,143 @@
+"""The toy world's models (issue 8): tokenizer, training helpers, metrics, and the committed weights
+against the quality they state (b2diffurl/toyworld/model/quality.json)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from b2diffurl.toyworld import build, models
+from b2diffurl.toyworld.score import background_of, entropy_bits, toy_metrics
+from b2diffurl.toyworld.training import hard_negative, render_dataset, world_captions
+from b2diffurl.toyworld.world import BACKGROUNDS, all_captions, parse, render, sample_scene, shows
+from conftest import run_driver
+
+
+@pytest.fixture(scope="module")
+def quality():
+    with open(os.path.join(models.MODEL_DIR, build.QUALITY_FILE)) as f:
+        return json.load(f)
+
+
+def test_every_world_word_is_one_token():
+    tokenizer = models.make_tokenizer()
+    for word in models.world_words():
+        assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1, word
+    longest = max(world_captions(), key=lambda c: len(c.split()))
+    ids = tokenizer(longest).input_ids
+    assert len(ids) == len(longest.split()) + 2 <= models.MAX_TOKENS
+    assert tokenizer.decode(ids, skip_special_tokens=True).strip() == longest
+
+
+def test_hard_negatives_differ_in_one_named_attribute_and_are_false():
+    rng = np.random.default_rng(0)
+    for template in (1, 2, 3):
+        captions = set(all_captions(template))
+        for caption in all_captions(template)[:60]:
+            negative = hard_negative(caption, rng)
+            assert negative in captions and negative != caption
+            assert not shows(sample_scene(caption, rng), negative), (caption, negative)
+
+
+def test_dataset_is_deterministic_and_covers_the_templates():
+    images, index = render_dataset(300, seed=3)
+    again, index_again = render_dataset(300, seed=3)
+    assert torch.equal(images, again) and torch.equal(index, index_again)
+    assert images.shape == (300, 32, 32, 3) and images.dtype == torch.uint8
+    captions = world_captions()
+    templates = [len(parse(captions[i])[0]) + (captions[i][0] != "a") for i in index.tolist()]
+    assert min(np.bincount(templates)[1:]) > 60  # roughly a third each
+
+
+def test_background_and_metrics_on_rendered_images():
+    rng = np.random.default_rng(1)
+    prompts = ["two red squares"] * 30 + ["a blue circle"] * 30
+    scenes = [sample_scene(p, rng) for p in prompts]
+    images = np.stack([render(s) for s in scenes])
+    assert [background_of(im) for im in images] == [s.background for s in scenes]
+    metrics = toy_metrics(images, prompts)
+    assert metrics["alignment_mean"] == 1.0 and metrics["alignment_sem"] == 0.0
+    expected = np.mean([entropy_bits([s.background for s in scenes[:30]]), entropy_bits([s.background for s in scenes[30:]])])
+    assert metrics["background_entropy"] == pytest.approx(expected) and 1.5 < expected <= np.log2(len(BACKGROUNDS))
+    assert 0.5 < metrics["size_entropy"] <= 1.0  # only "a blue circle" has a size; both sizes drawn
+    # the wrong prompt for every image: alignment 0
+    assert toy_metrics(images, ["three red squares"] * 30 + ["a blue square"] * 30)["alignment_mean"] == 0.0
+    assert entropy_bits(["x"] * 5) == 0.0 and entropy_bits(["a", "b"]) == 1.0
+
+
+def test_committed_model_matches_its_checksums(quality):
+    assert build.verify() == []
+    size = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(models.MODEL_DIR) for f in files)
+    assert size <= 25 * 2**20, f"committed toy model is {size / 2**20:.1f} MB"
+    assert quality["settings"]["seed"] == 0
+
+
+def test_checksum_mismatch_is_reported(tmp_path):
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(models.MODEL_DIR, copy)
+    assert build.verify(str(copy)) == []
+    with open(copy / "vae" / "config.json", "a") as f:
+        f.write(" ")
+    (problem,) = build.verify(str(copy))
+    assert "vae/config.json does not match" in problem
+
+
+def test_committed_model_loads_with_stock_diffusers_and_draws_objects():
+    """StableDiffusionPipeline.from_pretrained, nothing of ours: a red circle comes out red and round."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    from b2diffurl.toyworld.detect import detect
+
+    pipeline = StableDiffusionPipeline.from_pretrained(models.MODEL_DIR, safety_checker=None, requires_safety_checker=False)
+    pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
+    pipeline.set_progress_bar_config(disable=True)
+    out = pipeline(["a red circle"] * 8, num_inference_steps=20, guidance_scale=5.0, output_type="np",
+                   generator=torch.Generator().manual_seed(0))
+    images = (out.images * 255).round().astype(np.uint8)
+    assert images.shape == (8, 32, 32, 3)
+    seen = [[(o.colour, o.shape) for o in detect(im).objects] for im in images]
+    assert sum(("red", "circle") in s for s in seen) >= 5, seen
+
+
+def test_clip_reward_ranks_the_right_caption_first(quality):
+    """Top-1 caption accuracy of the committed CLIP on fresh rendered images is near the stated one."""
+    from b2diffurl.rewards import ClipScore
+
+    scorer = ClipScore(*models.clip_paths(), batch_size=256)
+    images, index = render_dataset(300, seed=123)
+    top1 = build.clip_top1(scorer, images, index, world_captions())
+    for template, stated in quality["clip_top1_rendered"].items():
+        assert top1[template] > stated - 0.12, (template, top1[template], stated)
+        assert stated > 0.5
+
+
+def test_base_alignment_is_what_quality_json_states(quality):
+    """Sampled as the stages sample (same seeds): the stated held-out alignment, within float noise."""
+    from b2diffurl.models import load_pipeline
+
+    pipeline = load_pipeline(models.MODEL_DIR)
+    config = build.toy_config()
+    for template in ("template1", "template2"):
+        stated = quality["base_alignment"][template]
+        measured = build.base_alignment(pipeline, config, int(template[-1]))
+        assert measured["alignment_mean"] == pytest.approx(stated["alignment_mean"], abs=0.03), template
+        assert measured["background_entropy"] == pytest.approx(stated["background_entropy"], abs=0.1), template
+
+
+@pytest.mark.slow
+def test_toy_rounds_raise_held_out_alignment(tmp_path):
+    """The loop on the toy preset (reward: the toy CLIP) raises held-out alignment, measured by the
+    detector that never saw the reward, above the base model's by several standard errors."""
+    proc = run_driver(tmp_path, config="config/stage_process.py:toy", ExpName="toy", StageCnt=4, EvalInterval=4, timeout=1500)
+    assert "alignment" in proc.stdout
+    exp = tmp_path / "toy"
+    base = json.loads((exp / "base" / "eval" / "test.json").read_text())
+    last = json.loads((exp / "round_003" / "eval" / "test.json").read_text())
+    gain = last["alignment_mean"] - base["alignment_mean"]
+    se = (base["alignment_sem"] ** 2 + last["alignment_sem"] ** 2) ** 0.5
+    assert gain > 3 * se, f"alignment {base['alignment_mean']:.3f} -> {last['alignment_mean']:.3f} (SE of the gain {se:.3f})"
+    assert last["background_entropy"] > 1.0, "the unnamed attributes did not collapse"

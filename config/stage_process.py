@@ -249,16 +249,16 @@ def toy(config):
     config.prompt_file = "prompts/toy2_train.json"
     config.sample.batch_size = 8
     config.sample.num_batches_per_epoch = 4
-    config.train.learning_rate = 1e-3
+    config.train.learning_rate = 5e-3
     config.train.gradient_accumulation_steps = 4
     config.train.forward_chunk = 64
     config.reward.clip_model, config.reward.clip_pretrained = clip_paths()
     config.reward.batch_size = 128
     config.evaluate.alignment = "toyworld"
-    config.evaluate.images_per_prompt = 16
+    config.evaluate.images_per_prompt = 32
     config.evaluate.batch_size = 32
     config.evaluate.interval = 1
-    config.process.stage_cnt = 6
+    config.process.stage_cnt = 4
     config.process.split_step_left = 14
     config.process.split_step_right = 20
     return config

@@ -2,6 +2,7 @@
 
     python -m b2diffurl.toyworld build [--force]      train the toy model and CLIP reward (~40 min on 2 cores)
                                                       into b2diffurl/toyworld/model/ with quality.json and SHA256SUMS
+    python -m b2diffurl.toyworld remeasure            redo quality.json of the built weights (metrics changed)
     python -m b2diffurl.toyworld verify               check the committed model against SHA256SUMS, print quality.json
     python -m b2diffurl.toyworld benchmark [--seeds 1 2 3] [--rounds 8] [--eval-interval 2]
                                                       B2-DiffuRL vs BPT-only vs DDPO at equal reward queries,
@@ -61,6 +62,12 @@ def build_or_verify(args):
             return 2
         summary = build.build(out, seed=args.seed, force=args.force, **sizes)
         print(f"wrote {out}")
+    elif args.command == "remeasure":
+        if not os.path.isfile(os.path.join(out, build.QUALITY_FILE)):
+            print(f"error: {out} holds no {build.QUALITY_FILE}: build it first", file=sys.stderr)
+            return 2
+        summary = build.remeasure(out)
+        print(f"rewrote {os.path.join(out, build.QUALITY_FILE)}")
     else:
         problems = build.verify(out)
         for line in problems:
@@ -110,6 +117,8 @@ def main(argv):
     m.add_argument("--eval-interval", type=int, default=2)
     m.add_argument("--prompt-file", default="", help="training prompts (default: the toy preset's)")
     m.add_argument("--save-path", default="./model/toy_benchmark", help="folder of the run folders (resumable)")
+    r = commands.add_parser("remeasure", help="redo quality.json of the built weights (after a change of the metrics)")
+    r.add_argument("--out", default=None)
     v = commands.add_parser("verify", help="check the built model's files against SHA256SUMS and print its quality")
     v.add_argument("--out", default=None)
     g = commands.add_parser("grid", help="render samples of captions into one PNG")
@@ -124,7 +133,7 @@ def main(argv):
         return 0
     if args.command == "benchmark":
         return run_benchmark(args)
-    if args.command in ("build", "verify"):
+    if args.command in ("build", "verify", "remeasure"):
         return build_or_verify(args)
     for caption in args.captions:
         try:

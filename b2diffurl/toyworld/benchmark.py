@@ -116,7 +116,7 @@ def write_results(save_path, labels, seeds, rounds, eval_interval, prompt_file, 
         "",
         "## Setup",
         "",
-        f"- Model: the committed toy world (`b2diffurl/toyworld/model`, built by `python -m b2diffurl.toyworld build`), "
+        "- Model: the committed toy world (`b2diffurl/toyworld/model`, built by `python -m b2diffurl.toyworld build`), "
         "reward: its CLIP (CLIPScore), held-out metric: the colour-blob detector (`b2diffurl.toyworld.score`), which never saw the reward.",
         f"- Training prompts `{prompt_file}`, held-out evaluation on `{test_file}` "
         f"({base['num_prompts']} prompts x {base['images_per_prompt']} images, fixed seeds, the same for every policy).",

@@ -2,7 +2,7 @@
 
 No learned model: each object colour's pixels (RGB distance below :data:`COLOUR_TOLERANCE`) are split
 into 4-connected blobs; a blob of at least :data:`MIN_AREA` of the image is an object, its shape read
-from the corners of its bounding box (:func:`shape_of`) and its position from its centroid. :func:`aligned` then applies the renderer's own ground-truth rule
+from its pixel distribution (:func:`shape_of`) and its position from its centroid. :func:`aligned` then applies the renderer's own ground-truth rule
 (:func:`b2diffurl.toyworld.world.shows`) to what was detected. Its accuracy on rendered images is
 pinned by tests/test_toyworld.py.
 """
@@ -13,7 +13,7 @@ from b2diffurl.toyworld.world import COLOURS, Object, Scene, shows
 
 COLOUR_TOLERANCE = 60.0  # RGB distance (0..441) within which a pixel has an object colour
 MIN_AREA = 0.01  # smallest blob, as a fraction of the image (10 pixels at 32 x 32)
-SQUARE_FILL = 0.9  # bounding-box fill from which a blob is a square rather than a circle
+SQUARE_CORNERS = -0.2  # 4-fold moment below which a blob is a square rather than a circle (see shape_of)
 
 
 def _blobs(mask):
@@ -38,18 +38,25 @@ def _blobs(mask):
     return blobs
 
 
+def corner_moment(ys, xs):
+    """sum r^4 cos(4 theta) / sum r^4 over a blob's pixels (polar coordinates about its centroid):
+    about -0.45 for an axis-aligned square (its far pixels lie on the diagonals), about 0 for a disc.
+    Unlike the bounding-box fill it survives the soft, rounded corners of decoded images."""
+    dy, dx = ys - ys.mean(), xs - xs.mean()
+    r4 = (dx**2 + dy**2) ** 2
+    return float((r4 * np.cos(4 * np.arctan2(dy, dx))).sum() / max(r4.sum(), 1e-12))
+
+
 def shape_of(ys, xs):
     """circle, square or triangle of a blob (pixel index arrays). An upright triangle has far fewer
-    pixels in the top third of its bounding box than in the bottom third; a square fills its bounding
-    box (at least SQUARE_FILL of it), a circle about pi/4 of it (up to ~0.88 for the smallest circles,
-    whose pixels lose only the box's corners)."""
-    top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
+    pixels in the top third of its bounding box than in the bottom third; a square's
+    :func:`corner_moment` is below SQUARE_CORNERS, a circle's near 0."""
+    top, bottom = ys.min(), ys.max()
     third = (bottom - top + 1) / 3
     upper, lower = (ys < top + third).sum(), (ys > bottom - third).sum()
     if upper < 0.6 * lower:
         return "triangle"
-    fill = len(ys) / ((bottom - top + 1) * (right - left + 1))
-    return "square" if fill >= SQUARE_FILL else "circle"
+    return "square" if corner_moment(ys, xs) < SQUARE_CORNERS else "circle"
 
 
 def detect(image):

@@ -52,8 +52,9 @@ def judge_images(images, prompts):
 
 def toy_metrics(images, prompts):
     """The JSON keys of the toy metrics of images [N, H, W, 3] with their N prompts: alignment
-    mean / sem (over images), background and size entropy (bits, mean over prompts), and per-prompt
-    alignment."""
+    mean / sem (over images), background and size entropy (bits, mean over prompts), per-prompt
+    alignment, and each image's 0/1 (``aligned``, in image order: evaluations on the same seeds
+    compare image by image, a paired difference with a much smaller standard error)."""
     judged = judge_images(images, prompts)
     flags = np.array([a for a, _, _ in judged], dtype=np.float64)
     by_prompt = {}
@@ -71,4 +72,14 @@ def toy_metrics(images, prompts):
         "background_entropy": float(np.mean([entropy_bits(e["background"]) for e in by_prompt.values()])) if n else float("nan"),
         "size_entropy": float(np.mean(sizes)) if sizes else None,
         "per_prompt_alignment": {p: float(np.mean(e["aligned"])) for p, e in by_prompt.items()},
+        "aligned": [int(a) for a in flags],
     }
+
+
+def paired_gain(before, after):
+    """(mean, standard error) of the per-image alignment change between two evaluations on the same
+    seeds (their ``aligned`` lists, same length and image order)."""
+    if len(before) != len(after) or len(before) < 2:
+        raise ValueError(f"paired_gain needs two equal lists of at least 2 images (got {len(before)} and {len(after)})")
+    diff = np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64)
+    return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))

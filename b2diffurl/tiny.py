@@ -61,7 +61,7 @@ def tiny_tokenizer_vocab():
 
 def _build_components(seed):
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     vocab = tiny_tokenizer_vocab()
@@ -106,11 +106,18 @@ def _build_components(seed):
             pad_token_id=vocab["<|endoftext|>"],
         )
     )
+    return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=sd14_scheduler())
+
+
+def sd14_scheduler():
+    """SD v1.4's scheduler as its file has it (PNDM; the stages switch to DDIM with the same schedule)."""
+    from diffusers import PNDMScheduler
+
     pndm_keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "set_alpha_to_one", "steps_offset", "skip_prk_steps")
     scheduler = PNDMScheduler(**{k: SD14_SCHEDULER[k] for k in pndm_keys})
     # SD v1.4's file also carries clip_sample=False, read when the loader switches to DDIM.
     scheduler.register_to_config(clip_sample=SD14_SCHEDULER["clip_sample"])
-    return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
+    return scheduler
 
 
 def _save_tiny_clip(out_dir, seed):

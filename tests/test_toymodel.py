@@ -12,7 +12,7 @@ from b2diffurl.toyworld import build, models
 from b2diffurl.toyworld.score import background_of, entropy_bits, toy_metrics
 from b2diffurl.toyworld.training import hard_negative, render_dataset, world_captions
 from b2diffurl.toyworld.world import BACKGROUNDS, all_captions, parse, render, sample_scene, shows
-from conftest import run_driver
+from conftest import REPO, run_driver
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +131,44 @@ def test_base_alignment_is_what_quality_json_states(quality):
         assert measured["background_entropy"] == pytest.approx(stated["background_entropy"], abs=0.1), template
 
 
+def test_toy_preset_is_valid_and_combines():
+    from b2diffurl.checks import check_config
+    from b2diffurl.driver import REPO_ROOT, load_config
+
+    for presets in ("toy", "toy,ddpo", "toy,bpt_only", "toy,dpok"):
+        config = load_config(os.path.join(REPO_ROOT, "config", "stage_process.py") + f":{presets}")
+        check_config(config)[0].raise_first()
+        assert config.pretrained.model == models.MODEL_DIR and config.evaluate.alignment == "toyworld"
+
+
+def test_toyworld_alignment_needs_toy_prompts():
+    from b2diffurl.checks import Checker, check_evaluation
+
+    def problems(config):
+        checker = Checker(config)
+        check_evaluation(checker, with_prompts=True)
+        return [str(p) for p in checker.problems]
+
+    config = build.toy_config()
+    assert problems(config) == []
+    config.evaluate.alignment = "detector"
+    (message,) = problems(config)
+    assert "evaluate.alignment" in message and "detector" in message and "toyworld" in message
+    config.evaluate.alignment = "toyworld"
+    config.prompt_file = os.path.join("prompts", "template2_train.json")
+    (message,) = problems(config)
+    assert "not a toy-world caption" in message and "\n" not in message
+
+
+def test_paired_gain():
+    from b2diffurl.toyworld.score import paired_gain
+
+    gain, se = paired_gain([0, 0, 1, 1], [1, 0, 1, 1])
+    assert gain == pytest.approx(0.25) and se == pytest.approx(0.25)  # diffs 1,0,0,0: std 0.5 / 2
+    with pytest.raises(ValueError, match="equal lists"):
+        paired_gain([0, 1], [1])
+
+
 @pytest.mark.slow
 def test_toy_rounds_raise_held_out_alignment(tmp_path):
     """Two rounds of the loop on the toy preset (reward: the toy CLIP) raise held-out alignment, measured
@@ -138,7 +176,13 @@ def test_toy_rounds_raise_held_out_alignment(tmp_path):
     (paired: the same evaluation seeds, image by image)."""
     from b2diffurl.toyworld.score import paired_gain
 
-    proc = run_driver(tmp_path, config="config/stage_process.py:toy", ExpName="toy", StageCnt=2, EvalInterval=2, timeout=1500)
+    # the toy preset, evaluated on 64 seeds per held-out prompt (640 images) for a tighter standard error
+    config = tmp_path / "toy64.py"
+    config.write_text(
+        f"import sys\nsys.path.insert(0, {REPO!r})\nfrom config.stage_process import get_config as preset_config\n\n\n"
+        "def get_config(preset='toy'):\n    config = preset_config(preset)\n    config.evaluate.images_per_prompt = 64\n    return config\n"
+    )
+    proc = run_driver(tmp_path, config=f"{config}:toy", ExpName="toy", StageCnt=2, EvalInterval=2, timeout=1500)
     assert "alignment" in proc.stdout
     exp = tmp_path / "toy"
     base = json.loads((exp / "base" / "eval" / "test.json").read_text())
@@ -146,3 +190,23 @@ def test_toy_rounds_raise_held_out_alignment(tmp_path):
     gain, se = paired_gain(base["aligned"], last["aligned"])
     assert gain > 3 * se and gain > 0.04, f"alignment {base['alignment_mean']:.3f} -> {last['alignment_mean']:.3f} (paired SE {se:.3f})"
     assert last["background_entropy"] > 0.8 * base["background_entropy"], "the unnamed attributes did not collapse"
+
+
+def test_benchmark_comparison_lines(tmp_path):
+    """The numbers docs/RESULTS.md states: mean +- SE over seeds of each method's final evaluation, and
+    B2-DiffuRL's alignment difference in SE of the difference."""
+    from b2diffurl.toyworld import benchmark
+
+    finals = {"B2-DiffuRL": [0.80, 0.84], "DDPO": [0.70, 0.72]}
+    for label, values in finals.items():
+        for seed, value in zip((1, 2), values):
+            for name, alignment in (("base", 0.6), ("round_001", 0.65), ("round_003", value)):
+                folder = tmp_path / benchmark.run_name(label, seed) / name / "eval"
+                folder.mkdir(parents=True)
+                (folder / "test.json").write_text(json.dumps({
+                    "alignment_mean": alignment, "background_entropy": 2.0, "clipscore_mean": 0.9, "reward_queries": 384}))
+    lines = benchmark.comparison_lines(str(tmp_path), list(finals), [1, 2])
+    assert lines[0].startswith("- B2-DiffuRL (384 reward queries): alignment 82.0% ± 2.0%")
+    assert lines[1].startswith("- DDPO (384 reward queries): alignment 71.0% ± 1.0%")
+    # difference 0.11, SE sqrt(0.02^2 + 0.01^2) = 0.02236 -> +4.9 SE
+    assert lines[2] == "- B2-DiffuRL - DDPO, final alignment: +11.0% (+4.9 SE)"

@@ -7,6 +7,9 @@
     python -m b2diffurl.toyworld benchmark [--seeds 1 2 3] [--rounds 8] [--eval-interval 2]
                                                       B2-DiffuRL vs BPT-only vs DDPO at equal reward queries,
                                                       writes docs/RESULTS.md and docs/figures/toy_benchmark/
+    python -m b2diffurl.toyworld compare RUN_DIR [--out PNG]
+                                                      the base model's evaluation grid beside the last
+                                                      evaluated round's (same seeds), one PNG
     python -m b2diffurl.toyworld prompts              write prompts/toy{1,2,3}_{train,test}.json
     python -m b2diffurl.toyworld grid OUT.png CAPTION [CAPTION ...] [--per-caption 4] [--size 64] [--seed 0]
                                                       rendered samples of captions, one row per caption
@@ -81,6 +84,27 @@ def build_or_verify(args):
     return 0
 
 
+def compare(run_dir, out, prompt_set="test"):
+    """Write base | last round evaluation grids side by side (rows: prompts, columns: seeds)."""
+    import re
+
+    import numpy as np
+    from PIL import Image
+
+    base = os.path.join(run_dir, "base", "eval", f"{prompt_set}_grid.png")
+    rounds = sorted(d for d in os.listdir(run_dir) if re.match(r"^round_\d+$", d)
+                    and os.path.isfile(os.path.join(run_dir, d, "eval", f"{prompt_set}_grid.png"))) if os.path.isdir(run_dir) else []
+    if not os.path.isfile(base) or not rounds:
+        print(f"error: {run_dir} lacks base/eval/{prompt_set}_grid.png or an evaluated round: run it with EvalInterval >= 1", file=sys.stderr)
+        return 2
+    left = np.asarray(Image.open(base).convert("RGB"))
+    right = np.asarray(Image.open(os.path.join(run_dir, rounds[-1], "eval", f"{prompt_set}_grid.png")).convert("RGB"))
+    gap = np.full((left.shape[0], 8, 3), 255, dtype=np.uint8)
+    Image.fromarray(np.concatenate([left, gap, right], axis=1)).save(out)
+    print(f"wrote {out}: base model (left) and {rounds[-1]} (right), same seeds")
+    return 0
+
+
 def run_benchmark(args):
     from b2diffurl.toyworld import benchmark, build
 
@@ -119,6 +143,10 @@ def main(argv):
     m.add_argument("--save-path", default="./model/toy_benchmark", help="folder of the run folders (resumable)")
     r = commands.add_parser("remeasure", help="redo quality.json of the built weights (after a change of the metrics)")
     r.add_argument("--out", default=None)
+    c = commands.add_parser("compare", help="base model's evaluation grid beside the last evaluated round's (same seeds)")
+    c.add_argument("run_dir", help="<save_path>/<exp_name>, e.g. model/runs/toy")
+    c.add_argument("--out", default=None, help="PNG to write (default: RUN_DIR/base_vs_last.png)")
+    c.add_argument("--prompt-set", default="test")
     v = commands.add_parser("verify", help="check the built model's files against SHA256SUMS and print its quality")
     v.add_argument("--out", default=None)
     g = commands.add_parser("grid", help="render samples of captions into one PNG")
@@ -131,6 +159,8 @@ def main(argv):
     if args.command == "prompts":
         write_prompts()
         return 0
+    if args.command == "compare":
+        return compare(args.run_dir, args.out or os.path.join(args.run_dir, "base_vs_last.png"), args.prompt_set)
     if args.command == "benchmark":
         return run_benchmark(args)
     if args.command in ("build", "verify", "remeasure"):

@@ -35,6 +35,8 @@ METHODS = {
     "BPT-only": (",bpt_only", {"BatchCnt": TRAJECTORIES_PER_ROUND // BATCH_SIZE}),
     "DDPO": (",ddpo", {"BatchCnt": TRAJECTORIES_PER_ROUND // BATCH_SIZE, "AccStep": 4}),
 }
+# run_process.sh's Seed of benchmark seed s (round r uses Seed + r: seeds this far apart share no round seed)
+SEED_STRIDE = 1000
 RESULTS = os.path.join(REPO_ROOT, "docs", "RESULTS.md")
 FIGURES = os.path.join(REPO_ROOT, "docs", "figures", "toy_benchmark")
 DISCUSSION = "## Discussion"
@@ -48,7 +50,7 @@ def run_one(save_path, label, seed, rounds, eval_interval, prompt_file, log):
     """One method x seed through run_process.sh; returns its wall seconds (0 when nothing was left to do)."""
     presets, variables = METHODS[label]
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHON=sys.executable, CONFIG=f"config/stage_process.py:toy{presets}",
-               SavePath=save_path, ExpName=run_name(label, seed), Seed=str(seed), StageCnt=str(rounds),
+               SavePath=save_path, ExpName=run_name(label, seed), Seed=str(SEED_STRIDE * seed), StageCnt=str(rounds),
                EvalInterval=str(eval_interval), PromptFile=prompt_file, **{k: str(v) for k, v in variables.items()})
     started = time.time()
     with open(log, "a") as out:
@@ -121,7 +123,7 @@ def write_results(save_path, labels, seeds, rounds, eval_interval, prompt_file, 
         f"- Training prompts `{prompt_file}`, held-out evaluation on `{test_file}` "
         f"({base['num_prompts']} prompts x {base['images_per_prompt']} images, fixed seeds, the same for every policy).",
         f"- {rounds} rounds per run, {TRAJECTORIES_PER_ROUND} reward queries per round for every method, "
-        f"{len(seeds)} seeds ({', '.join(map(str, seeds))}), evaluation every {eval_interval} rounds and after the last.",
+        f"{len(seeds)} seeds ({', '.join(map(str, seeds))}; run_process.sh's Seed = {SEED_STRIDE} x seed), evaluation every {eval_interval} rounds and after the last.",
         "- Methods (config presets): " + "; ".join(f"{label}: `toy{METHODS[label][0]}`"
                                                    + (f" with {', '.join(f'{k}={v}' for k, v in METHODS[label][1].items())}" if METHODS[label][1] else "")
                                                    for label in labels) + ".",
@@ -134,6 +136,12 @@ def write_results(save_path, labels, seeds, rounds, eval_interval, prompt_file, 
         f"- Base model: alignment {base['alignment_mean']:.1%} ± {base['alignment_sem']:.1%} (SE over images), "
         f"background entropy {base['background_entropy']:.2f} bits, CLIPScore {base['clipscore_mean']:.4f}",
         *comparison_lines(save_path, labels, seeds),
+        "",
+        "## Images",
+        "",
+        f"Held-out prompts, base model (left) and {labels[0]} seed {seeds[0]}'s last round (right), on the same seeds:",
+        "",
+        f"![base vs final]({rel}/grid_base_vs_final.png)",
         "",
         "## Curves",
         "",
@@ -182,6 +190,9 @@ def benchmark(save_path, seeds, rounds, eval_interval, prompt_file, methods=tupl
     proc = subprocess.run([sys.executable, "-m", "b2diffurl.figures", *runs, "--out", FIGURES], cwd=REPO_ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"error: figures failed: {proc.stderr.strip()}")
+    from b2diffurl.toyworld.__main__ import compare
+
+    compare(os.path.join(save_path, run_name(methods[0], seeds[0])), os.path.join(FIGURES, "grid_base_vs_final.png"))
     tables = open(os.path.join(FIGURES, "tables.md")).read()
     write_results(save_path, list(methods), seeds, rounds, eval_interval, prompt_file, timings, tables)
     print(f"wrote {RESULTS} and {FIGURES}/")

@@ -138,14 +138,9 @@ def make_unet():
 
 def make_scheduler():
     """SD v1.4's noise schedule (PNDM in its file, as SD v1.4 ships; the stages switch to DDIM)."""
-    from diffusers import PNDMScheduler
+    from b2diffurl.tiny import sd14_scheduler
 
-    from b2diffurl.tiny import SD14_SCHEDULER
-
-    keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "set_alpha_to_one", "steps_offset", "skip_prk_steps")
-    scheduler = PNDMScheduler(**{k: SD14_SCHEDULER[k] for k in keys})
-    scheduler.register_to_config(clip_sample=SD14_SCHEDULER["clip_sample"])
-    return scheduler
+    return sd14_scheduler()
 
 
 def make_clip():

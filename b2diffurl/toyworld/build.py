@@ -14,7 +14,6 @@ reload the saved model exactly as the stages do and write ``quality.json``:
 ``SHA256SUMS`` lists every file of the folder. The default settings take about 40 minutes on 2 CPU cores.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ import time
 import numpy as np
 import torch
 
+from b2diffurl.records import file_sha256
 from b2diffurl.toyworld import models
 from b2diffurl.toyworld.training import (
     decode_latents, encode_latents, hard_negative, render_dataset, set_scaling_factor, train_clip, train_diffusion,
@@ -38,14 +38,6 @@ BASE_IMAGES_PER_PROMPT = {1: 32, 2: 16, 3: 2}
 BASE_EVAL_SEED = 20_000
 
 
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def checksum_lines(folder):
     """``<sha256>  <relative path>`` of every file under ``folder`` but SHA256SUMS, sorted."""
     lines = []
@@ -54,7 +46,7 @@ def checksum_lines(folder):
             path = os.path.join(root, name)
             rel = os.path.relpath(path, folder)
             if rel != CHECKSUMS_FILE:
-                lines.append(f"{sha256_file(path)}  {rel}")
+                lines.append(f"{file_sha256(path)}  {rel}")
     return sorted(lines, key=lambda line: line.split("  ", 1)[1])
 
 
@@ -70,7 +62,7 @@ def verify(folder=models.MODEL_DIR):
         path = os.path.join(folder, rel)
         if not os.path.isfile(path):
             problems.append(f"{path} is missing")
-        elif sha256_file(path) != digest:
+        elif file_sha256(path) != digest:
             problems.append(f"{path} does not match its checksum in {CHECKSUMS_FILE}")
     return problems
 
@@ -110,15 +102,21 @@ def save_model(out_dir, vae, unet, text_encoder, tokenizer, clip):
 
 # ---------------------------------------------------------------- measurements
 
+def accepted_rate(images, caption_index, captions):
+    """Fraction of uint8 images [N, H, W, 3] whose own caption the detector accepts."""
+    from b2diffurl.toyworld.detect import aligned
+
+    return float(np.mean([aligned(img, captions[i]) for img, i in zip(images.numpy(), caption_index.tolist())]))
+
+
 def detector_quality(images, caption_index, captions, seed):
     """Detector vs the renderer's ground truth on rendered images: fraction of true captions accepted,
     fraction of one-attribute-off captions refused."""
     from b2diffurl.toyworld.detect import aligned
 
     rng = np.random.default_rng(seed)
-    accepted = [aligned(img, captions[i]) for img, i in zip(images.numpy(), caption_index.tolist())]
     refused = [not aligned(img, hard_negative(captions[i], rng)) for img, i in zip(images.numpy(), caption_index.tolist())]
-    return float(np.mean(accepted)), float(np.mean(refused))
+    return accepted_rate(images, caption_index, captions), float(np.mean(refused))
 
 
 def clip_top1(scorer, images, caption_index, captions):
@@ -128,7 +126,8 @@ def clip_top1(scorer, images, caption_index, captions):
     for template in (1, 2, 3):
         names = all_captions(template)
         text = scorer.embed_texts(names)  # [C, D]
-        rows = [k for k, i in enumerate(caption_index.tolist()) if captions[i] in set(names)]
+        wanted = set(names)
+        rows = [k for k, i in enumerate(caption_index.tolist()) if captions[i] in wanted]
         best = (features[rows] @ text.T).argmax(dim=1).tolist()
         result[f"template{template}"] = float(np.mean([names[b] == captions[caption_index[k]] for k, b in zip(rows, best)]))
     return result
@@ -215,6 +214,12 @@ def build(out_dir=models.MODEL_DIR, dataset_size=40_000, vae_steps=1800, unet_st
     clip_loss = train_clip(clip, tokenize, clip_images, caption_index, captions, clip_steps, seed=seed + 2)
     t = lap("clip", t)
 
+    losses = {"VAE": vae_mse, "UNet + text encoder": unet_loss, "CLIP": clip_loss}
+    bad = [f"{name} loss {value}" for name, value in losses.items() if not np.isfinite(value)]
+    if bad:  # nothing is written: a diverged model must not replace the committed one
+        from b2diffurl.errors import NonFiniteError
+
+        raise NonFiniteError(f"toy build diverged ({', '.join(bad)}): nothing saved; lower the learning rates or change --seed")
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".toy-build-", dir=parent)
@@ -239,8 +244,6 @@ def write_quality(folder, summary, timings=None, started=None):
     """Measure the saved model in ``folder`` (see the module docstring), write quality.json and SHA256SUMS."""
     from diffusers import AutoencoderKL
 
-    from b2diffurl.toyworld.detect import aligned
-
     t = time.time()
     seed = summary["settings"]["seed"]
     captions = world_captions()
@@ -249,8 +252,7 @@ def write_quality(folder, summary, timings=None, started=None):
     held_means, _ = encode_latents(vae, held_images)
     recon_held = decode_latents(vae, held_means)
     summary["vae"]["held_out_mse"] = float(((recon_held.float() - held_images.float()) / 127.5).pow(2).mean())
-    summary["vae"]["detector_on_reconstructions"] = float(
-        np.mean([aligned(im, captions[i]) for im, i in zip(recon_held.numpy(), held_index.tolist())]))
+    summary["vae"]["detector_on_reconstructions"] = accepted_rate(recon_held, held_index, captions)
     accepted, refused = detector_quality(held_images, held_index, captions, seed + 3)
     summary["detector"] = {"true_caption_accepted": accepted, "one_attribute_off_refused": refused, "images": len(held_index)}
     measure(folder, held_images, held_index, recon_held, summary)

@@ -10,10 +10,10 @@
   near log2(6) = 2.58 bits; a run that collapses to one background scores 0.
 """
 
-import math
-
 import numpy as np
+import torch
 
+from b2diffurl.metrics import mean_and_sem
 from b2diffurl.toyworld.detect import detect
 from b2diffurl.toyworld.world import BACKGROUNDS, SIZES, parse, shows
 
@@ -65,11 +65,11 @@ def toy_metrics(images, prompts):
         if size is not None:
             entry["size"].append(size)
     sizes = [entropy_bits(e["size"]) for e in by_prompt.values() if len(e["size"]) > 1]
-    n = len(flags)
+    mean, sem = mean_and_sem(torch.from_numpy(flags))  # raises for no images
     return {
-        "alignment_mean": float(flags.mean()) if n else float("nan"),
-        "alignment_sem": float(flags.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
-        "background_entropy": float(np.mean([entropy_bits(e["background"]) for e in by_prompt.values()])) if n else float("nan"),
+        "alignment_mean": mean,
+        "alignment_sem": sem,
+        "background_entropy": float(np.mean([entropy_bits(e["background"]) for e in by_prompt.values()])),
         "size_entropy": float(np.mean(sizes)) if sizes else None,
         "per_prompt_alignment": {p: float(np.mean(e["aligned"])) for p, e in by_prompt.items()},
         "aligned": [int(a) for a in flags],
@@ -81,5 +81,4 @@ def paired_gain(before, after):
     seeds (their ``aligned`` lists, same length and image order)."""
     if len(before) != len(after) or len(before) < 2:
         raise ValueError(f"paired_gain needs two equal lists of at least 2 images (got {len(before)} and {len(after)})")
-    diff = np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64)
-    return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
+    return mean_and_sem(torch.tensor(after, dtype=torch.float64) - torch.tensor(before, dtype=torch.float64))

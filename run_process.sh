@@ -16,7 +16,9 @@
 # prompts, with python -m b2diffurl.evaluate; 0 = off), Algorithm (train.algorithm: ppo, pg, dpok,
 # dpo), LogWith (tensorboard and/or wandb: per-round metrics and sample grids under ExpDir/logs),
 # NUM_PROCESSES, ACCELERATE_ARGS, PYTHON.
-# Relative paths are taken from the folder you run it from.
+# SaveInterval here keeps the interval latents (samples/, selected.safetensors) of every n-th round
+# once it is trained; 0 (the default) keeps none, 1 keeps all. Relative paths are taken from the
+# folder you run it from.
 #
 # Everything is checked before round 0 (types, ranges, the whole k schedule, paths, device, model
 # and reward): a problem is one line naming the variable, and nothing is written.

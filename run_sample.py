@@ -9,6 +9,8 @@ Writes <save_path>/<exp_name>/<run_name>/{samples/,images/,prompts.json,sample.d
 (format: b2diffurl/records.py). A finished round is skipped; an interrupted one resumes.
 """
 
+import time
+
 from b2diffurl import cli
 
 FLAGS = cli.define_config_flag("Sampling configuration.")
@@ -28,9 +30,10 @@ def main(_):
     summary = finished_summary(config, accelerator)
     state = "already done, skipped"
     if summary is None:
+        started = time.perf_counter()
         pipeline = load_policy(config, accelerator.device)
         pipeline.unet.eval()
-        summary = sample_round(config, accelerator, pipeline)
+        summary = sample_round(config, accelerator, pipeline, load_seconds=time.perf_counter() - started)
         state = f"{summary['seconds']:.1f} s"
     if accelerator.is_main_process:
         print(

@@ -9,6 +9,7 @@ work is done once, by the main process.
 """
 
 import os
+import time
 
 from b2diffurl import cli
 
@@ -31,7 +32,9 @@ def main(_):
             from b2diffurl.rewards import build_reward
             from b2diffurl.selection import select_round
 
-            summary = select_round(config, build_reward(config.reward, accelerator.device), round_dir, exp_dir)
+            started = time.perf_counter()
+            reward = build_reward(config.reward, accelerator.device)
+            summary = select_round(config, reward, round_dir, exp_dir, load_seconds=time.perf_counter() - started)
             state = f"{summary['seconds']:.1f} s"
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:

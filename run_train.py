@@ -8,6 +8,8 @@ Reads the round's selected.safetensors (stage 2) and samples/manifest.json; star
 resume_from's LoRA and AdamW state; writes lora/ and metrics.json, then train.done.
 """
 
+import time
+
 from b2diffurl import cli
 
 FLAGS = cli.define_config_flag("Training configuration.")
@@ -30,8 +32,9 @@ def main(_):
         from b2diffurl.models import load_policy
         from b2diffurl.trainer import train_round
 
+        started = time.perf_counter()
         pipeline = load_policy(config, accelerator.device)
-        metrics = train_round(config, accelerator, pipeline, round_dir)
+        metrics = train_round(config, accelerator, pipeline, round_dir, load_seconds=time.perf_counter() - started)
         state = f"{metrics['seconds']:.1f} s"
         if accelerator.is_main_process:  # once per round: a rerun that finds train.done logs nothing
             from b2diffurl import schedule, tracking

@@ -24,6 +24,8 @@ ALGORITHMS = ("ppo", "pg", "dpok", "dpo")  # b2diffurl.objectives.OBJECTIVES (ke
 PARTIAL_STEPS = ("scale", "drop")  # train.partial_step
 REWARD_NAMES = ("clipscore", "colour")  # b2diffurl.rewards.REWARDS (kept in step by a test)
 REWARD_PRECISIONS = ("fp32", "fp16", "bf16")  # b2diffurl.rewards.PRECISIONS (kept in step by a test)
+LATENT_DTYPES = ("fp16", "bf16", "fp32")  # sample.latent_dtype (b2diffurl.models.STORAGE_DTYPES, kept in step by a test)
+ATTENTIONS = ("sdpa", "math")  # runtime.attention (b2diffurl.models.ATTENTION_PROCESSORS, kept in step by a test)
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".bin", ".pth")
 
 
@@ -278,6 +280,17 @@ def check_config(config, num_processes=1):
         c.require(config.sample.eta <= 1, "sample.eta", config.sample.eta, "must lie in (0, 1]: above 1 the DDIM variance is undefined (the paper uses 1.0)")
     c.number("sample.guidance_scale", 1.0, hint=" (1.0 = no guidance)")
     c.integer("sample.batch_size", 1)
+    c.integer("sample.decode_batch_size", 0, hint=" (0 decodes a whole batch at once)")
+    c.require(
+        config.sample.latent_dtype in LATENT_DTYPES, "sample.latent_dtype", config.sample.latent_dtype,
+        f"must be one of {', '.join(LATENT_DTYPES)} (fp16 halves the interval latents on disk, exactly recomputable)",
+    )
+    for name in ("channels_last", "compile_unet"):
+        c.flag(f"runtime.{name}")
+    c.require(
+        config.runtime.attention in ATTENTIONS, "runtime.attention", config.runtime.attention,
+        f"must be one of {', '.join(ATTENTIONS)} (sdpa: torch's fused attention; math: the plain reference)",
+    )
     if c.integer("sample.num_batches_per_epoch", 1):
         c.require(
             config.sample.num_batches_per_epoch % num_processes == 0, "sample.num_batches_per_epoch", config.sample.num_batches_per_epoch,
@@ -301,6 +314,7 @@ def check_config(config, num_processes=1):
     c.number("train.beta1", 0.0, hint=" (the advantage weight of positive samples)")
     c.number("train.beta2", 0.0, hint=" (the advantage weight of negative samples)")
     c.flag("train.fresh_optimizer")
+    c.flag("train.gradient_checkpointing")
     c.require(train.partial_step in PARTIAL_STEPS, "train.partial_step", train.partial_step, f"must be one of {', '.join(PARTIAL_STEPS)} (scale applies the last partial accumulation, drop discards it)")
     c.number("train.dpok_reward_weight", 0.0, hint=" (DPOK's weight of the policy term; the DPOK paper uses 10)")
     c.number("train.dpok_kl_weight", 0.0, hint=" (DPOK's weight of the KL to the base model; the DPOK paper uses 0.01)")
@@ -322,7 +336,7 @@ def check_process(c):
     """The driver's settings (``process.*``): the whole BPT schedule must fit ``sample.num_steps``."""
     config = c.config
     c.integer("process.stage_cnt", 1)
-    c.integer("process.save_interval", 1, hint=" (1 keeps every round's samples/)")
+    c.integer("process.save_interval", 0, hint=" (0 keeps no round's interval latents, 1 keeps every round's)")
     steps = config.sample.num_steps
     if c.integer("process.split_step_left", 1) and c.integer("process.split_step_right", 1) and _is_int(steps) and steps >= 1:
         left, right = config.process.split_step_left, config.process.split_step_right

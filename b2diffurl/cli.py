@@ -84,7 +84,9 @@ def _lost_peer(err):
 
 
 def quiet_libraries():
-    """Keep the libraries' info chatter (and per-component load bars) out of the stage logs."""
+    """Keep the libraries' info chatter out of the stage logs. diffusers and transformers are not
+    imported here (selection needs neither: importing them costs a second or two of start-up); the
+    model loader quiets them when it imports them (:func:`b2diffurl.models.quiet_model_libraries`)."""
     import logging
 
     from absl import logging as absl_logging
@@ -92,13 +94,6 @@ def quiet_libraries():
     absl_logging.set_verbosity(absl_logging.WARNING)
     for name in ("diffusers", "transformers", "open_clip", "root"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    import diffusers
-    import transformers
-
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
 
 
 def make_accelerator(config):

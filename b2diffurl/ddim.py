@@ -78,7 +78,7 @@ def gaussian_log_prob(x, mean, std):
     return log_density.mean(dim=tuple(range(1, x.ndim)))
 
 
-def ddim_step_with_logprob(scheduler, model_output, timestep, sample, eta, prev_sample=None, generator=None):
+def ddim_step_with_logprob(scheduler, model_output, timestep, sample, eta, prev_sample=None, generator=None, round_to=None):
     """One DDIM step x_t -> x_{t-1} with the log-prob of x_{t-1}.
 
     scheduler: a DDIMScheduler after ``set_timesteps`` (epsilon prediction, no dynamic thresholding).
@@ -87,6 +87,8 @@ def ddim_step_with_logprob(scheduler, model_output, timestep, sample, eta, prev_
     eta: > 0 (the step must be stochastic to have a density).
     prev_sample: x_{t-1} [B, C, H, W] to score; drawn with ``generator`` (CPU generator: noise is
         drawn on the CPU, so a seed gives the same sample on any device) when None.
+    round_to: a torch dtype (fp16, bf16) the drawn x_{t-1} is rounded to (and returned in fp32) before
+        its log-prob is taken, so a latent stored in that dtype has exactly the recorded log-prob.
     Returns (prev_sample [B, C, H, W] fp32, log_prob [B] fp32, pred_original_sample [B, C, H, W] fp32).
     """
     if eta <= 0:
@@ -96,6 +98,8 @@ def ddim_step_with_logprob(scheduler, model_output, timestep, sample, eta, prev_
         device = "cpu" if generator is None else generator.device
         noise = torch.randn(sample.shape, generator=generator, dtype=torch.float32, device=device)
         prev_sample = mean + std * noise.to(sample.device)
+        if round_to is not None:
+            prev_sample = prev_sample.to(round_to).float()
     else:
         prev_sample = prev_sample.float()
     log_prob = gaussian_log_prob(prev_sample.detach(), mean, std)

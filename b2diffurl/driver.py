@@ -285,10 +285,19 @@ def progress_table(exp_dir):
     return out.getvalue()
 
 
+INTERVAL_LATENTS = ("samples", "selected.safetensors")  # what a trained round no longer needs (process.save_interval)
+
+
+def keeps_latents(r, save_interval):
+    """Whether round r keeps its interval latents once trained: every save_interval-th round (0: none)."""
+    return save_interval > 0 and r % save_interval == 0
+
+
 def catch_up(exp_dir, save_interval):
     """Make the run folder what an uninterrupted run would have left, whatever stop came before:
-    no temporary files or folders of finished stages, ``samples/`` only in every
-    ``save_interval``-th finished round, and ``progress.csv`` rebuilt from the finished rounds' markers."""
+    no temporary files or folders of finished stages, the interval latents (``samples/`` and
+    ``selected.safetensors``) only in every ``save_interval``-th finished round (none for 0), and
+    ``progress.csv`` rebuilt from the finished rounds' markers."""
     if not os.path.isdir(exp_dir):
         return
     records.purge_temporary_files(exp_dir, recursive=False)
@@ -298,8 +307,13 @@ def catch_up(exp_dir, save_interval):
         for stage in records.STAGES:
             if records.is_done(round_dir, stage) and os.path.isdir(records.stage_tmp_dir(round_dir, stage)):
                 shutil.rmtree(records.stage_tmp_dir(round_dir, stage))
-        if r % save_interval and round_finished(round_dir) and os.path.isdir(os.path.join(round_dir, "samples")):
-            shutil.rmtree(os.path.join(round_dir, "samples"))  # trained: nothing reads the interval latents any more
+        if not keeps_latents(r, save_interval) and round_finished(round_dir):
+            for name in INTERVAL_LATENTS:  # trained: nothing reads the interval latents any more
+                path = os.path.join(round_dir, name)
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                elif os.path.isfile(path):
+                    os.remove(path)
     path = os.path.join(exp_dir, "progress.csv")
     table = progress_table(exp_dir)
     current = open(path).read() if os.path.isfile(path) else None

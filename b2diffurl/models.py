@@ -12,11 +12,25 @@ import torch
 from b2diffurl.ddim import check_scheduler_config
 from b2diffurl.records import LORA_WEIGHTS_NAME
 DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+STORAGE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}  # sample.latent_dtype
+ATTENTION_PROCESSORS = ("sdpa", "math")  # runtime.attention (see apply_runtime)
 
 
 def inference_dtype(mixed_precision):
     """dtype of the frozen weights for ``config.mixed_precision`` ("no", "fp16", "bf16")."""
     return DTYPES[mixed_precision]
+
+
+def quiet_model_libraries():
+    """diffusers' and transformers' info chatter and per-component load bars off (their import resets
+    the levels that :func:`b2diffurl.cli.quiet_libraries` set, so this runs after it)."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def load_pipeline(model, revision="main", device="cpu", dtype=torch.float32, build_tiny=False):
@@ -27,6 +41,7 @@ def load_pipeline(model, revision="main", device="cpu", dtype=torch.float32, bui
     """
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
+    quiet_model_libraries()
     if build_tiny and not os.path.isdir(model):
         from b2diffurl.tiny import build_tiny_pipeline
 
@@ -112,8 +127,31 @@ def load_lora(unet, lora_dir):
         raise NonFiniteError(f"the LoRA in {lora_dir} holds NaN/inf weights: resume from an earlier round's lora/ folder")
 
 
+def storage_dtype(name):
+    """torch dtype of the interval latents on disk for ``config.sample.latent_dtype``."""
+    return STORAGE_DTYPES[name]
+
+
+def set_attention(unet, attention):
+    """The UNet's attention implementation (``config.runtime.attention``): "sdpa" (torch's
+    scaled_dot_product_attention, fused kernels) or "math" (diffusers' plain AttnProcessor)."""
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    processors = {"sdpa": AttnProcessor2_0, "math": AttnProcessor}
+    if attention not in processors:
+        raise ValueError(f"runtime.attention={attention!r} is not known; choose from {list(ATTENTION_PROCESSORS)}")
+    unet.set_attn_processor(processors[attention]())
+
+
+def set_channels_last(pipeline):
+    """UNet and VAE weights in channels-last layout (``config.runtime.channels_last``)."""
+    for part in (pipeline.unet, pipeline.vae):
+        part.to(memory_format=torch.channels_last)
+
+
 def load_policy(config, device):
-    """Pipeline + LoRA for a round: the base model with round r-1's LoRA (``config.resume_from``) if any."""
+    """Pipeline + LoRA for a round: the base model with round r-1's LoRA (``config.resume_from``) if any,
+    run as ``config.runtime`` says (attention, memory layout, torch.compile of the UNet: speed only)."""
     pipeline = load_pipeline(
         config.pretrained.model,
         config.pretrained.revision,
@@ -121,9 +159,15 @@ def load_policy(config, device):
         inference_dtype(config.mixed_precision),
         build_tiny=config.pretrained.build_tiny,
     )
+    runtime = config.runtime
+    set_attention(pipeline.unet, runtime.attention)
+    if runtime.channels_last:
+        set_channels_last(pipeline)
     attach_lora(pipeline.unet, config.lora.rank, config.lora.target_modules)
     if config.resume_from:
         load_lora(pipeline.unet, config.resume_from)
+    if runtime.compile_unet:
+        pipeline.unet.compile()  # in place: the module (its config, adapters, parameters) stays the same object
     return pipeline
 
 

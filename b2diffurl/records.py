@@ -44,7 +44,8 @@ TMP_SUFFIX = re.compile(r"\.tmp-\d+$")
 class Trajectories:
     """N trajectories over the training interval of k steps (the last k DDIM steps).
 
-    latents:    [N, k+1, C, H, W] fp32; latents[:, j] is x before interval step j, latents[:, j+1] after it
+    latents:    [N, k+1, C, H, W] in ``sample.latent_dtype`` (fp16 by default); latents[:, j] is x before
+                interval step j, latents[:, j+1] after it (the sampling chain itself ran on these values)
     log_probs:  [N, k] fp32; log p_old(latents[:, j+1] | latents[:, j]) recorded at sampling
     timesteps:  [N, k] int64; training timestep of interval step j (e.g. 301, 251, ..., 1)
     prompt_ids: [N] int64; index into the manifest's prompt_list
@@ -77,6 +78,24 @@ class Trajectories:
         import torch
 
         return Trajectories(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Trajectories)})
+
+
+# bytes per trajectory of each tensor besides the latents: log_probs fp32 [k], timesteps int64 [k],
+# prompt_ids and group_ids int64; selected.safetensors adds indices int64, scores and normalised fp32
+TRAJECTORY_FIELD_BYTES = {"log_probs": 4, "timesteps": 8}
+TRAJECTORY_ID_BYTES = 8 + 8
+SELECTED_EXTRA_BYTES = 8 + 4 + 4
+
+
+def trajectory_nbytes(k, latent_shape, latent_itemsize, selected=False):
+    """Tensor bytes of one trajectory in a samples/ batch file (or in selected.safetensors, ``selected``):
+    k+1 latents of ``latent_shape`` [C, H, W] at ``latent_itemsize`` bytes, plus its k log-probs and
+    timesteps and its ids. File headers (a few hundred bytes per file) are not counted."""
+    latent = latent_itemsize
+    for size in latent_shape:
+        latent *= size
+    per_step = sum(TRAJECTORY_FIELD_BYTES.values())
+    return (k + 1) * latent + k * per_step + TRAJECTORY_ID_BYTES + (SELECTED_EXTRA_BYTES if selected else 0)
 
 
 # ---------------------------------------------------------------- fault injection (tests)

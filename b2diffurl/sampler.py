@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from b2diffurl import records
 from b2diffurl.errors import NonFiniteError
-from b2diffurl.models import predict_noise
+from b2diffurl.models import predict_noise, storage_dtype
+from b2diffurl.perf import stage_memory
 from b2diffurl.ddim import ddim_step_with_logprob
 from b2diffurl.schedule import branch_step
 
@@ -57,12 +58,18 @@ def encode_prompts(pipeline, prompts):
 
 
 @torch.no_grad()
-def sample_branches(pipeline, prompt_embeds, negative_embeds, generator, num_steps, split_step, split_time, guidance_scale, eta):
+def sample_branches(
+    pipeline, prompt_embeds, negative_embeds, generator, num_steps, split_step, split_time, guidance_scale, eta,
+    latent_dtype=torch.float32,
+):
     """Sample one prompt batch with branching at step T - k.
 
     prompt_embeds: [B, L, D]; negative_embeds: [1, L, D] (the empty prompt).
+    latent_dtype: dtype the interval latents are stored in. From the branch point on, the chain is
+    rounded to it after every step and each log-prob is that of the rounded latent, so the stored
+    latents reproduce the recorded log-probs exactly.
     Returns a dict with
-      latents [N, k+1, C, H, W], log_probs [N, k], timesteps [N, k], final_latents [N, C, H, W],
+      latents [N, k+1, C, H, W] (latent_dtype), log_probs [N, k] fp32, timesteps [N, k], final_latents [N, C, H, W] fp32,
     where N = B * split_time and row b * split_time + j is branch j of prompt b.
     """
     unet, scheduler = pipeline.unet, pipeline.scheduler
@@ -74,18 +81,21 @@ def sample_branches(pipeline, prompt_embeds, negative_embeds, generator, num_ste
     latents = latents * scheduler.init_noise_sigma
     interval_latents, log_probs = [], []
     for i, t in enumerate(scheduler.timesteps):
+        in_interval = i >= start
         if i == start:
-            latents = latents.repeat_interleave(split_time, dim=0)
+            latents = latents.to(latent_dtype).float().repeat_interleave(split_time, dim=0)
             prompt_embeds = prompt_embeds.repeat_interleave(split_time, dim=0)
             interval_latents.append(latents)
         noise_pred = predict_noise(unet, latents, t, prompt_embeds, negative_embeds, guidance_scale)
-        latents, log_prob, _ = ddim_step_with_logprob(scheduler, noise_pred, t, latents, eta, generator=generator)
-        if i >= start:
+        latents, log_prob, _ = ddim_step_with_logprob(
+            scheduler, noise_pred, t, latents, eta, generator=generator, round_to=latent_dtype if in_interval else None,
+        )
+        if in_interval:
             interval_latents.append(latents)
             log_probs.append(log_prob)
     n = latents.shape[0]
     return {
-        "latents": torch.stack(interval_latents, dim=1),
+        "latents": torch.stack(interval_latents, dim=1).to(latent_dtype),  # lossless: every entry is already rounded
         "log_probs": torch.stack(log_probs, dim=1),
         "timesteps": scheduler.timesteps[start:].to(torch.long).repeat(n, 1),
         "final_latents": latents,
@@ -94,10 +104,10 @@ def sample_branches(pipeline, prompt_embeds, negative_embeds, generator, num_ste
 
 @torch.no_grad()
 def decode_images(pipeline, latents, chunk_size=8):
-    """Final latents [N, C, h, w] -> uint8 RGB images [N, H, W, 3], decoded ``chunk_size`` at a time."""
+    """Final latents [N, C, h, w] -> uint8 RGB images [N, H, W, 3], decoded ``chunk_size`` at a time (0: all at once)."""
     vae = pipeline.vae
     images = []
-    for part in latents.split(chunk_size):
+    for part in latents.split(chunk_size or len(latents)):
         decoded = vae.decode(part.to(vae.dtype) / vae.config.scaling_factor).sample
         images.append(((decoded.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).cpu())
     return torch.cat(images).permute(0, 2, 3, 1)
@@ -206,13 +216,14 @@ def _png_bytes(image):
     return buffer.getvalue()
 
 
-def sample_round(config, accelerator, pipeline):
+def sample_round(config, accelerator, pipeline, load_seconds=0.0):
     """Stage 1: sample this process's share of the round's batches into the round folder.
 
     Batches are sharded round-robin over processes; batches already complete in the temporary
     folder of an interrupted run with the same settings are kept once their files verify against
     their record (randomness is per batch, so the result is the same); the others are sampled
-    again. Call :func:`finished_summary` first. Returns the stage's marker (dict).
+    again. Call :func:`finished_summary` first. ``load_seconds`` (the model load the caller timed) goes
+    into the summary. Returns the stage's marker (dict).
     """
     out = records.round_dir(config)
     started = time.time()
@@ -232,10 +243,10 @@ def sample_round(config, accelerator, pipeline):
             prompt_embeds = encode_prompts(pipeline, [prompt_list[i] for i in prompt_ids])
             result = sample_branches(
                 pipeline, prompt_embeds, negative_embeds, generator, sample.num_steps, config.split_step,
-                config.split_time, sample.guidance_scale, sample.eta,
+                config.split_time, sample.guidance_scale, sample.eta, storage_dtype(sample.latent_dtype),
             )
             _check_finite(result, config, batch_idx)
-            images = decode_images(pipeline, result["final_latents"], sample.batch_size)
+            images = decode_images(pipeline, result["final_latents"], sample.decode_batch_size)
             first = batch_idx * per_batch
             files = {}
             for row, image in enumerate(images.numpy()):
@@ -276,7 +287,9 @@ def sample_round(config, accelerator, pipeline):
             "images": sum(name.startswith("images/") for name in files),
             "bytes_written": sum(os.path.getsize(os.path.join(tmp, name)) for name in files),
             "seconds": round(time.time() - started, 2),
+            "load_seconds": round(load_seconds, 2),
             "num_processes": accelerator.num_processes,
+            **stage_memory(),
         }
         records.finish_stage(out, STAGE, summary, files)
     accelerator.wait_for_everyone()

@@ -16,6 +16,7 @@ import torch
 
 from b2diffurl import records
 from b2diffurl.errors import NonFiniteError, RecordError
+from b2diffurl.perf import stage_memory
 from b2diffurl.schedule import ROUND_NAME, round_index
 
 STAGE = "select"
@@ -119,7 +120,7 @@ def check_rewards(scores, config, round_dir):
         )
 
 
-def select_round(config, reward, round_dir, exp_dir):
+def select_round(config, reward, round_dir, exp_dir, load_seconds=0.0):
     """Score, normalise and select; writes scores.json and selected.safetensors, then the marker.
 
     Every file read is verified against the marker of the stage that wrote it (this round's
@@ -165,5 +166,8 @@ def select_round(config, reward, round_dir, exp_dir):
         "reward_std": scores.std().item() if len(scores) > 1 else 0.0,
         "history_rounds": len(history_dirs),
         "seconds": round(time.time() - started, 2),
+        "load_seconds": round(load_seconds, 2),
+        "bytes_written": sum(os.path.getsize(os.path.join(tmp, name)) for name in files),
+        **stage_memory(),
     }
     return records.finish_stage(round_dir, STAGE, summary, files)

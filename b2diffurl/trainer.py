@@ -25,6 +25,7 @@ from b2diffurl import records
 from b2diffurl.ddim import gaussian_log_prob, step_mean_std
 from b2diffurl.errors import NonFiniteError
 from b2diffurl.models import predict_noise, save_lora
+from b2diffurl.perf import stage_memory
 from b2diffurl.objectives import advantages_from_scores, contrastive_pairs, gaussian_kl, make_objective, policy_stats
 from b2diffurl.sampler import encode_prompts
 
@@ -206,6 +207,20 @@ def backward_batch(policy, pairs, prompt_embeds, advantages, objective, clip_ran
     return stats
 
 
+def used_prompt_embeds(pipeline, prompt_list, prompt_ids):
+    """Text embeddings [P, L, D] indexed by prompt id, of the prompts ``prompt_ids`` [N] uses (the
+    others stay zero: a round's selected trajectories use few of the list's prompts, and encoding all
+    of them would cost more than the training at small sizes)."""
+    used = torch.unique(prompt_ids)  # [U]
+    if len(used) == 0:  # nothing selected: only the shape is needed
+        blank = encode_prompts(pipeline, [""])
+        return blank.new_zeros((len(prompt_list), *blank.shape[1:]))
+    encoded = encode_prompts(pipeline, [prompt_list[i] for i in used.tolist()])  # [U, L, D]
+    embeds = encoded.new_zeros((len(prompt_list), *encoded.shape[1:]))
+    embeds[used.to(encoded.device)] = encoded
+    return embeds
+
+
 def lora_checksum(params):
     """Two float64 numbers that differ when the LoRA weights differ (compared across ranks). -> [2]"""
     flat = torch.cat([p.detach().flatten().double().cpu() for p in params])
@@ -240,6 +255,19 @@ def _non_finite_stop(config, what, step, total_steps, epoch):
     )
 
 
+def check_interval_latents(round_dir):
+    """A round whose interval latents were deleted after an earlier training (process.save_interval)
+    is retrained only from its sampling: say so instead of naming one missing file after another."""
+    if not os.path.exists(os.path.join(round_dir, "samples")) and not os.path.exists(os.path.join(round_dir, "selected.safetensors")):
+        from b2diffurl.errors import RecordError
+
+        raise RecordError(
+            f"{round_dir} holds no interval latents (samples/, selected.safetensors): they were deleted once the round "
+            f"was trained (process.save_interval, SaveInterval, keeps every n-th round's; 0 keeps none). To train it again, "
+            f"delete {records.marker_path(round_dir, 'sample')} and rerun: the round is redone from its sampling (same seeds)"
+        )
+
+
 def training_units(selected, extra, manifest, objective):
     """What one epoch shuffles: (units [U, tie] of row indices into ``selected``, info).
 
@@ -257,7 +285,7 @@ def training_units(selected, extra, manifest, objective):
     return units, {"dpo_pairs": len(units), "dpo_unpaired": n - 2 * len(units), "dpo_pairs_by": "branch group" if manifest["split_time"] > 1 else "prompt"}
 
 
-def train_round(config, accelerator, pipeline, round_dir):
+def train_round(config, accelerator, pipeline, round_dir, load_seconds=0.0):
     """Stage 3 for one round; writes lora/ (weights + optimizer) and metrics.json, then the marker.
 
     Inputs are verified against their stages' markers. Loss, gradient norm and the LoRA are checked
@@ -281,6 +309,7 @@ def train_round(config, accelerator, pipeline, round_dir):
     optimizer = accelerator.prepare(optimizer)
     scaler_resumed = accelerator.scaler is not None and state is not None and load_scaler(accelerator.scaler, state)
 
+    check_interval_latents(round_dir)
     manifest = records.read_verified_json(round_dir, "sample", "samples/manifest.json")
     tensors, _ = records.read_verified_tensors(round_dir, "select", "selected.safetensors")
     selected, extra = records.trajectories_from_tensors(tensors)
@@ -291,7 +320,7 @@ def train_round(config, accelerator, pipeline, round_dir):
             f"train.adv_clip_max={train.adv_clip_max}); nothing was saved: use finite values"
         )
     with torch.no_grad():
-        prompt_embeds = encode_prompts(pipeline, manifest["prompt_list"])  # [P, L, D]
+        prompt_embeds = used_prompt_embeds(pipeline, manifest["prompt_list"], selected.prompt_ids)  # [P, L, D]
         negative_embeds = encode_prompts(pipeline, [""])  # [1, L, D]
     scheduler.set_timesteps(sample.num_steps, device=device)
     objective = make_objective(train)
@@ -310,6 +339,8 @@ def train_round(config, accelerator, pipeline, round_dir):
     non_finite_loss = 0
     generator = torch.Generator().manual_seed(config.seed * 1000 + accelerator.process_index)
     unet.train()
+    if train.gradient_checkpointing:  # activations recomputed in backward: less memory, same gradient
+        unet.enable_gradient_checkpointing()
     progress = tqdm(total=total_batches, desc=f"training {config.run_name}", disable=not accelerator.is_main_process, dynamic_ncols=True)
 
     def reduce_gradients(epoch):
@@ -397,6 +428,8 @@ def train_round(config, accelerator, pipeline, round_dir):
         "num_processes": accelerator.num_processes,
         "lora_checksum_by_rank": checksums.tolist(),
         "seconds": round(time.time() - started, 2),
+        "load_seconds": round(load_seconds, 2),
+        **stage_memory(),
     }
     if objective.needs_reference:
         metrics["kl_reference"] = totals[3].item() / pairs_total
@@ -415,8 +448,9 @@ def train_round(config, accelerator, pipeline, round_dir):
                 optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer, names, os.path.join(tmp, "lora", OPTIMIZER_NAME),
                 accelerator.scaler,
             ),
-            "metrics.json": records.write_json(os.path.join(tmp, "metrics.json"), metrics),
         }
+        metrics["bytes_written"] = sum(os.path.getsize(os.path.join(tmp, name)) for name in files)  # LoRA + AdamW state
+        files["metrics.json"] = records.write_json(os.path.join(tmp, "metrics.json"), metrics)
         records.finish_stage(round_dir, STAGE, metrics, files)
     accelerator.wait_for_everyone()
     return metrics

@@ -91,6 +91,14 @@ def base_config():
     sample.batch_size = 8
     # prompt batches per round, in total over all processes (sharded across ranks).
     sample.num_batches_per_epoch = 32
+    # dtype of the interval latents on disk: "fp16" (default), "bf16" or "fp32". From the branch point on
+    # the sampling chain itself is rounded to this dtype after every step, and each recorded log-prob is
+    # that of the rounded latent, so training recomputes it exactly (ratio 1 at the first step) while
+    # the files are half the size of fp32. fp16 rounds a latent by < 0.05% (a few percent of the
+    # smallest DDIM step's std); bf16's 8-bit mantissa rounds 8x coarser.
+    sample.latent_dtype = "fp16"
+    # final latents decoded by the VAE per call, on the sampling device (0: all of a batch at once).
+    sample.decode_batch_size = 8
 
     ###### Training ######
     config.train = train = ml_collections.ConfigDict()
@@ -142,8 +150,28 @@ def base_config():
     # silent reset. run_process.sh sets it for one round with FreshOptimizer=<round>.
     train.fresh_optimizer = False
     # (trajectory, timestep) pairs per UNet forward/backward (x2 rows with CFG). Memory only: the
-    # gradient is the same for any value. 8 fits SD v1.4 in fp16 on a 24 GB GPU.
-    train.forward_chunk = 8
+    # gradient is the same for any value. Measured at 512 x 512 in half precision, one pair adds 3.0 GiB
+    # of activations (docs/PERFORMANCE.md): 4 pairs (12 GiB + 2.2 GiB of fp16 weights) fit a 24 GB card
+    # with room to spare, 8 would not.
+    train.forward_chunk = 4
+    # recompute each UNet block's activations in the backward pass instead of storing them (diffusers'
+    # enable_gradient_checkpointing): measured 1.5 instead of 3.0 GiB per pair at 512 x 512, for 1.3x the
+    # time per pair. The gradient is the same (tests/test_performance.py). For cards under 16 GB.
+    train.gradient_checkpointing = False
+
+    ###### How the UNet runs (speed only: same math, no effect on resuming) ######
+    config.runtime = runtime = ml_collections.ConfigDict()
+    # UNet (and VAE) weights and activations in channels-last memory layout (often faster convolutions
+    # with fp16/bf16 on recent GPUs; measured 0.85x the speed on the CPU, docs/PERFORMANCE.md).
+    runtime.channels_last = False
+    # torch.compile the UNet (nn.Module.compile, in place). Measured on the CPU: 75 s (sampling) and
+    # 175 s (training) of compiling per stage and batch shape, then 0.44x / 0.65x the speed; unmeasured
+    # on a GPU (docs/PERFORMANCE.md says how to measure it).
+    runtime.compile_unet = False
+    # attention implementation of the UNet: "sdpa" (torch's scaled_dot_product_attention: flash /
+    # memory-efficient kernels) or "math" (diffusers' plain AttnProcessor: materialises the attention
+    # matrix; measured at 512 x 512: 2.2x the training memory and 1.6x the time of sdpa).
+    runtime.attention = "sdpa"
 
     ###### Evaluation & selection ######
     config.eval = evaluation = ml_collections.ConfigDict()
@@ -201,10 +229,11 @@ def base_config():
     process.stage_cnt = 100
     process.split_step_left = 14
     process.split_step_right = 20
-    # keep the samples/ folder (the interval latents, the largest output) of every save_interval-th
-    # round; the others' samples/ are deleted once the round is trained. Images, scores, the selected
-    # trajectories, the LoRA and the metrics of every round are always kept. 1 keeps everything.
-    process.save_interval = 1
+    # keep the interval latents (samples/ and selected.safetensors, the largest outputs, read only by
+    # selection and training) of every save_interval-th round (rounds 0, n, 2n, ...); the other rounds'
+    # are deleted once the round is trained. 0 (default) keeps none, 1 keeps every round's. Images,
+    # prompts, scores, the LoRA, the optimizer state and the metrics of every round are always kept.
+    process.save_interval = 0
     return config
 
 

@@ -49,7 +49,7 @@ DRIVER_CASES = [
     ({"Seed": "-1"}, ["Seed=-1 must be >= 0"]),
     ({"NUM_PROCESSES": "abc"}, ["NUM_PROCESSES=abc must be an integer"]),
     ({"NUM_PROCESSES": "0"}, ["NUM_PROCESSES=0 must be >= 1"]),
-    ({"SaveInterval": "0"}, ["SaveInterval=0 must be >= 1"]),
+    ({"SaveInterval": "-1"}, ["SaveInterval=-1 must be >= 0 (0 keeps no round's interval latents, 1 keeps every round's)"]),
     ({"SaveInterval": "x"}, ["SaveInterval=x must be an integer"]),
     ({"BatchCnt": "0"}, ["BatchCnt=0 must be >= 1"]),
     ({"BatchCnt": "3", "NUM_PROCESSES": "2"}, ["BatchCnt=3 does not divide over 2 processes", "multiple of 2"]),
@@ -232,6 +232,7 @@ STAGE_CASES = [
     (["--config", "config/stage_process.py:nope"], ["--config=config/stage_process.py:nope", "unknown preset 'nope'"]),
     (["--config", "config/missing.py"], ["--config=config/missing.py", "does not exist"]),
     (["--config.train.learning_rate", "-1"], ["train.learning_rate=-1.0 must be > 0"]),
+    (["--config.sample.latent_dtype", "fp8"], ["sample.latent_dtype='fp8' must be one of fp16, bf16, fp32"]),
 ]
 
 

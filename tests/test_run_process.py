@@ -32,15 +32,17 @@ def test_the_loop_learns_resumes_and_reruns_for_free(tmp_path):
     prompt_file = tmp_path / "red.json"
     prompt_file.write_text(json.dumps(["red apple"]))
     rounds = 6
-    out = drive(tmp_path, PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11)
+    out = drive(tmp_path, PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11, SaveInterval=1)
     exp = tmp_path / "learn"
     summary_lines = [line for line in out.splitlines() if line.startswith("round_")]
     assert len(summary_lines) == rounds and all(" | reward " in line for line in summary_lines)
     table = (exp / "progress.csv").read_text().splitlines()
     assert table[0].startswith("round,run_name,k,") and len(table) == rounds + 1
     assert [row.split(",")[2] for row in table[1:]] == ["2", "2", "3", "3", "4", "4"]  # BPT k_r
+    # SaveInterval=1 keeps every round's interval latents (the default, 0, keeps none: test_toymodel)
     assert records.read_json(exp / "round_000" / "samples" / "manifest.json")["seed"] == 11
     assert records.read_json(exp / "round_003" / "samples" / "manifest.json")["seed"] == 14
+    assert (exp / "round_005" / "selected.safetensors").is_file()
 
     # It learns: base policy vs the last round's LoRA on the same evaluation seeds and prompt.
     gain, standard_error = reward_gain(exp / f"round_{rounds - 1:03d}" / "lora", ["red apple"])
@@ -49,7 +51,7 @@ def test_the_loop_learns_resumes_and_reruns_for_free(tmp_path):
     # A rerun right after finishes at once and changes no file.
     before = snapshot(exp)
     started = time.time()
-    again = drive(tmp_path, PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11)
+    again = drive(tmp_path, PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11, SaveInterval=1)
     assert time.time() - started < 15 and "round_" not in again.replace("per-round table", "")
     assert snapshot(exp) == before
 
@@ -61,7 +63,7 @@ def test_the_loop_learns_resumes_and_reruns_for_free(tmp_path):
     import shutil
 
     shutil.rmtree(last / "lora")
-    resumed = drive(tmp_path, PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11)
+    resumed = drive(tmp_path, PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11, SaveInterval=1)
     assert "sample round_" not in resumed and "select round_" not in resumed and "train round_005" in resumed
     after = snapshot(exp)
     assert {p: v for p, v in after.items() if "round_005" not in p and "progress.csv" not in p} == {
@@ -75,8 +77,10 @@ def test_two_processes_train_identical_loras(tmp_path):
     drive(tmp_path, StageCnt=2, NUM_PROCESSES=2, ACCELERATE_ARGS="--main_process_port 0", ExpName="ddp", SaveInterval=2)
     # SaveInterval=2 keeps the interval latents of rounds 0, 2, ... only; everything else stays.
     assert os.path.isdir(tmp_path / "ddp" / "round_000" / "samples")
+    assert os.path.isfile(tmp_path / "ddp" / "round_000" / "selected.safetensors")
     assert not os.path.exists(tmp_path / "ddp" / "round_001" / "samples")
-    assert os.path.isfile(tmp_path / "ddp" / "round_001" / "selected.safetensors")
+    assert not os.path.exists(tmp_path / "ddp" / "round_001" / "selected.safetensors")
+    assert os.path.isfile(tmp_path / "ddp" / "round_001" / "scores.json")
     for r in range(2):
         metrics = records.read_json(tmp_path / "ddp" / f"round_{r:03d}" / "metrics.json")
         assert metrics["num_processes"] == 2, "2 ranks must have trained"

@@ -190,6 +190,11 @@ def test_toy_rounds_raise_held_out_alignment(tmp_path):
     gain, se = paired_gain(base["aligned"], last["aligned"])
     assert gain > 3 * se and gain > 0.04, f"alignment {base['alignment_mean']:.3f} -> {last['alignment_mean']:.3f} (paired SE {se:.3f})"
     assert last["background_entropy"] > 0.8 * base["background_entropy"], "the unnamed attributes did not collapse"
+    # the default SaveInterval (0): no round keeps its interval latents once trained; the rest stays
+    for folder in (exp / "round_000", exp / "round_001"):
+        assert not (folder / "samples").exists() and not (folder / "selected.safetensors").exists()
+        assert (folder / "images" / "00000.png").is_file() and (folder / "scores.json").is_file()
+        assert (folder / "lora" / "pytorch_lora_weights.safetensors").is_file() and (folder / "metrics.json").is_file()
 
 
 def test_benchmark_comparison_lines(tmp_path):

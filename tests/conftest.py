@@ -40,6 +40,27 @@ def pipeline(tiny_dir):
     return load_pipeline(tiny_dir)
 
 
+def run_round(config, accelerator, r, resume_from=""):
+    """One full round in process (round_<r>, seed + r); returns (round folder, select summary, train
+    metrics, the pipeline it sampled and trained with)."""
+    import copy
+
+    from b2diffurl.models import load_policy
+    from b2diffurl.records import round_dir
+    from b2diffurl.rewards import build_reward
+    from b2diffurl.sampler import sample_round
+    from b2diffurl.selection import select_round
+    from b2diffurl.trainer import train_round
+
+    config = copy.deepcopy(config)
+    config.run_name, config.seed, config.resume_from = f"round_{r:03d}", config.seed + r, resume_from
+    out = round_dir(config)
+    pipeline = load_policy(config, accelerator.device)
+    sample_round(config, accelerator, pipeline)
+    selected = select_round(config, build_reward(config.reward, "cpu"), out, os.path.dirname(out))
+    return out, selected, train_round(config, accelerator, pipeline, out), pipeline
+
+
 def run_stage(script, *flags, launcher=(), check=True, timeout=300, env=None):
     """Run a stage script as a user would (own process, offline); returns the CompletedProcess."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -92,9 +113,13 @@ def reference_run(tmp_path_factory):
     return save_path, save_path / REFERENCE_RUN["ExpName"]
 
 
+# what a stage measures about its own run (markers, metrics.json): differs from run to run
+MEASURED = ("seconds", "load_seconds", "peak_memory_bytes")
+
+
 def run_state(exp_dir):
     """Everything about a run folder that must not depend on how often it was stopped:
-    {relative path: content digest}, with the run's timings (``seconds``) left out."""
+    {relative path: content digest}, with the run's measurements (:data:`MEASURED`) left out."""
     import csv
     import hashlib
     import io
@@ -111,7 +136,8 @@ def run_state(exp_dir):
                     content = json.loads(data)
                 except ValueError:  # a damaged marker: compared as bytes
                     content = {"bytes": data.hex()}
-                content.pop("seconds", None)
+                for key in MEASURED:
+                    content.pop(key, None)
                 content.get("files", {}).pop("metrics.json", None)  # it holds the seconds
                 data = json.dumps(content, sort_keys=True).encode()
             elif name == "progress.csv":

@@ -5,15 +5,12 @@ import copy
 import os
 import struct
 
+import conftest
 import pytest
 import torch
 
 from b2diffurl import records
 from b2diffurl.models import load_lora, load_policy, set_attention, set_channels_last
-from b2diffurl.records import round_dir
-from b2diffurl.rewards import build_reward
-from b2diffurl.sampler import sample_round
-from b2diffurl.selection import select_round
 from b2diffurl.trainer import OPTIMIZER_NAME, Policy, backward_batch, interval_pairs, train_round, trainable_parameters
 
 # The stated bf16 tolerance of the on-policy ratio at the first step: the sampler and the trainer run
@@ -24,13 +21,9 @@ BF16_RATIO_TOLERANCE = 1e-2
 
 
 def run_round(config, accelerator, r, resume_from=""):
-    config = copy.deepcopy(config)
-    config.run_name, config.seed, config.resume_from = f"round_{r:03d}", config.seed + r, resume_from
-    out = round_dir(config)
-    pipeline = load_policy(config, accelerator.device)
-    sample_round(config, accelerator, pipeline)
-    select_round(config, build_reward(config.reward, "cpu"), out, os.path.dirname(out))
-    return out, pipeline, train_round(config, accelerator, pipeline, out)
+    """One full round in process; returns (round folder, the pipeline, train metrics)."""
+    out, _, metrics, pipeline = conftest.run_round(config, accelerator, r, resume_from)
+    return out, pipeline, metrics
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 import copy
 import os
 
+import conftest
 import pytest
 import torch
 
@@ -13,7 +14,7 @@ from b2diffurl.records import round_dir
 from b2diffurl.sampler import sample_round
 from b2diffurl.selection import select_round
 from b2diffurl.trainer import (
-    OPTIMIZER_NAME, epoch_share, interval_pairs, load_optimizer, make_optimizer, save_optimizer, train_round,
+    OPTIMIZER_NAME, epoch_share, interval_pairs, load_optimizer, make_optimizer, save_optimizer,
     trainable_parameters,
 )
 
@@ -27,14 +28,7 @@ def accelerator():
 
 def run_round(config, accelerator, r, resume_from=""):
     """One full round in process; returns (round folder, select summary, train metrics)."""
-    config = copy.deepcopy(config)
-    config.run_name, config.seed, config.resume_from = f"round_{r:03d}", config.seed + r, resume_from
-    out = round_dir(config)
-    pipeline = load_policy(config, accelerator.device)
-    sample_round(config, accelerator, pipeline)
-    selected = select_round(config, build_reward(config.reward, "cpu"), out, os.path.dirname(out))
-    metrics = train_round(config, accelerator, pipeline, out)
-    return out, selected, metrics
+    return conftest.run_round(config, accelerator, r, resume_from)[:3]
 
 
 def test_two_rounds_on_policy_and_continuous(tiny_config, accelerator):

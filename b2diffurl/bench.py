@@ -137,9 +137,9 @@ def build_models(folder, resolution, seed=0):
 
 # ---------------------------------------------------------------- running the stages
 
-def stage_flags(setting, pipeline_dir, clip_path, save_path):
-    """The stage scripts' flags for one round of ``setting`` (the default config otherwise)."""
-    flags = {
+def setting_overrides(setting, pipeline_dir, clip_path, save_path):
+    """{config field: value} of one round of ``setting`` (the default config otherwise)."""
+    return {
         "pretrained.model": pipeline_dir,
         "reward.clip_model": CLIP_ARCH,
         "reward.clip_pretrained": clip_path,
@@ -161,7 +161,12 @@ def stage_flags(setting, pipeline_dir, clip_path, save_path):
         "runtime.attention": setting.attention,
         "runtime.compile_unet": setting.compile_unet,
     }
-    return [f"--config={os.path.join(REPO_ROOT, 'config', 'stage_process.py')}"] + [f"--config.{k}={v}" for k, v in flags.items()]
+
+
+def stage_flags(setting, pipeline_dir, clip_path, save_path):
+    """The stage scripts' flags for one round of ``setting``."""
+    overrides = setting_overrides(setting, pipeline_dir, clip_path, save_path)
+    return [f"--config={os.path.join(REPO_ROOT, 'config', 'stage_process.py')}"] + [f"--config.{k}={v}" for k, v in overrides.items()]
 
 
 def run_measured(argv, env=None):
@@ -195,19 +200,15 @@ STAGE_IMPORTS = {
 
 
 def setting_config(setting, pipeline_dir, clip_path, save_path):
-    """The config the stages get for ``setting`` (as :func:`stage_flags` passes it), for in-process work."""
+    """The config the stages get for ``setting`` (what :func:`stage_flags` passes them), for in-process work."""
+    from b2diffurl.driver import set_field
+
     sys.path.insert(0, REPO_ROOT)
     from config.stage_process import get_config
 
     config = get_config()
-    for flag in stage_flags(setting, pipeline_dir, clip_path, save_path)[1:]:
-        field, _, value = flag[len("--config."):].partition("=")
-        *parents, name = field.split(".")
-        node = config
-        for part in parents:
-            node = node[part]
-        current = node[name]
-        node[name] = (value == "True") if isinstance(current, bool) else type(current)(value)
+    for field, value in setting_overrides(setting, pipeline_dir, clip_path, save_path).items():
+        set_field(config, field, value)
     return config
 
 
@@ -243,8 +244,9 @@ def _proc_status(field):
 
 
 def _timed(fn, repeats):
-    """Seconds per call of ``fn``: the fastest of ``repeats`` calls after one warm-up (the hardware's
-    limit; on a shared machine the median wanders by tens of percent), synchronising a GPU."""
+    """(seconds per call of ``fn``, seconds of its first call): the fastest of ``repeats`` calls after
+    one warm-up call (the hardware's limit; on a shared machine the median wanders by tens of
+    percent; torch.compile compiles in the warm-up), synchronising a GPU."""
     import torch
 
     def sync():
@@ -254,14 +256,14 @@ def _timed(fn, repeats):
     started = time.perf_counter()
     fn()
     sync()
-    _timed.warmup = time.perf_counter() - started  # the first call (torch.compile compiles here)
+    first = time.perf_counter() - started
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         fn()
         sync()
         times.append(time.perf_counter() - started)
-    return min(times)
+    return min(times), first
 
 
 def bare_rates(setting, pipeline_dir, clip_path, parts=("sample", "train", "clip")):
@@ -293,9 +295,10 @@ def bare_rates(setting, pipeline_dir, clip_path, parts=("sample", "train", "clip
             x, embeds, t = inputs(n)
             mark = _memory_mark()
             with torch.no_grad():
-                out[f"sample_{label}_seconds"] = _timed(lambda: predict_noise(unet, x, t, embeds, negative, config.sample.guidance_scale), setting.repeats)
+                out[f"sample_{label}_seconds"], out[f"sample_{label}_first_call_seconds"] = _timed(
+                    lambda: predict_noise(unet, x, t, embeds, negative, config.sample.guidance_scale), setting.repeats,
+                )
             out[f"sample_{label}_rows"] = rows * n
-            out[f"sample_{label}_first_call_seconds"] = _timed.warmup
             out[f"sample_{label}_activation_bytes"] = _memory_peak_since(mark)
     if "train" in parts:
         unet.train()
@@ -311,9 +314,8 @@ def bare_rates(setting, pipeline_dir, clip_path, parts=("sample", "train", "clip
                 p.grad = None
 
         mark = _memory_mark()
-        out["train_seconds"] = _timed(forward_backward, setting.repeats)
+        out["train_seconds"], out["train_first_call_seconds"] = _timed(forward_backward, setting.repeats)
         out["train_rows"] = rows * setting.forward_chunk
-        out["train_first_call_seconds"] = _timed.warmup
         out["train_activation_bytes"] = _memory_peak_since(mark)  # what forward+backward adds to the loaded model
     pipeline = unet = None  # freed before CLIP loads
     if "clip" in parts:
@@ -325,7 +327,7 @@ def bare_rates(setting, pipeline_dir, clip_path, parts=("sample", "train", "clip
         size = size[0] if isinstance(size, (tuple, list)) else size
         pixels = torch.randn(n, 3, size, size, generator=generator).to(device, scorer.dtype)
         with torch.no_grad():
-            out["clip_seconds"] = _timed(lambda: scorer.model.encode_image(pixels), 1 if device == "cpu" else setting.repeats)
+            out["clip_seconds"], _ = _timed(lambda: scorer.model.encode_image(pixels), 1 if device == "cpu" else setting.repeats)
         out["clip_rows"] = n
     return out
 
@@ -385,12 +387,14 @@ def analyse(setting, stages, bare, round_dir, imports):
     from config.stage_process import get_config
 
     s, k = setting, setting.split_step
+    default = get_config()  # the benchmark changes no sampling or training setting but the setting's own
+    guidance = default.sample.guidance_scale
     select, train = stages["select"], stages["train"]
     trajectories = select["marker"]["trajectories"]
-    forwards = s.num_batches * sampling_forwards(s.batch_size, s.split_time, s.num_steps, k, 5.0)
+    forwards = s.num_batches * sampling_forwards(s.batch_size, s.split_time, s.num_steps, k, guidance)
     ideal_sample = s.num_batches * ((s.num_steps - k) * bare["sample_pre_branch_seconds"] + k * bare["sample_branches_seconds"])
     pairs = train["marker"]["pairs"]
-    train_forwards = training_forwards(pairs, 5.0)
+    train_forwards = training_forwards(pairs, guidance)
     ideal_train = train_forwards * bare["train_seconds"] / bare["train_rows"]
     ideal_select = trajectories * bare["clip_seconds"] / bare["clip_rows"]
     rows = {
@@ -410,10 +414,9 @@ def analyse(setting, stages, bare, round_dir, imports):
     latent_shape = manifest["latent_shape"][1:]
     selected = select["marker"]["selected"]
     predicted = trajectories * records.trajectory_nbytes(k, latent_shape, 2) + selected * records.trajectory_nbytes(k, latent_shape, 2, selected=True)
-    measured = sum(_payload(os.path.join(round_dir, "samples", b["file"])) for b in manifest["batches"])
-    measured += _payload(os.path.join(round_dir, "selected.safetensors"))
+    measured = sum(records.safetensors_payload(os.path.join(round_dir, "samples", b["file"])) for b in manifest["batches"])
+    measured += records.safetensors_payload(os.path.join(round_dir, "selected.safetensors"))
     image_bytes = sum(os.path.getsize(os.path.join(round_dir, records.image_name(i))) for i in range(trajectories)) / trajectories
-    default = get_config()
     d_sample, d_process = default.sample, default.process
     per_round = d_sample.batch_size * d_sample.num_batches_per_epoch * default.split_time
     fraction = selected / trajectories
@@ -440,15 +443,6 @@ def analyse(setting, stages, bare, round_dir, imports):
         total += training_forwards(round_pairs, d_sample.guidance_scale) / rows["train"]["rate"] + fixed
     projection = {"rounds": rounds, "reward_queries": rounds * per_round, "hours": total / 3600, "fixed_seconds_per_round": fixed}
     return {"rows": rows, "disk": disk, "projection": projection}
-
-
-def _payload(path):
-    """Tensor bytes of a safetensors file (less its length field and JSON header)."""
-    import struct
-
-    with open(path, "rb") as f:
-        (header,) = struct.unpack("<Q", f.read(8))
-    return os.path.getsize(path) - 8 - header
 
 
 # ---------------------------------------------------------------- the report
@@ -514,9 +508,16 @@ def run(setting, workdir, models_root=BENCH_DIR):
 
     pipeline_dir, clip_path = build_models(model_dir(setting.resolution, models_root), setting.resolution)
     os.makedirs(workdir, exist_ok=True)
+    # The bare UNet is timed in one process before the stages and one after, and the faster of the
+    # two counts: on a shared machine one process can run 10-40% slower than the next.
+    print("bench: bare UNet ...", flush=True)
+    before = _worker(setting, pipeline_dir, clip_path, ("sample", "train"))
     stages, round_dir = run_stages(setting, pipeline_dir, clip_path, workdir)
     print("bench: bare UNet and CLIP ...", flush=True)
     bare = _worker(setting, pipeline_dir, clip_path, ("sample", "train", "clip"))
+    for key in ("sample_pre_branch_seconds", "sample_branches_seconds", "train_seconds"):
+        bare[key] = min(bare[key], before[key])
+    bare["bare_before_stages"] = before
     imports = {stage: import_seconds(STAGE_IMPORTS[stage]) for stage, _ in STAGES}
     result = {
         "setting": asdict(setting), "device": _device_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -525,7 +526,7 @@ def run(setting, workdir, models_root=BENCH_DIR):
     result["analysis"] = analyse(setting, stages, bare, round_dir, imports)
     path = os.path.join(workdir, f"bench_{setting.name}.json")
     with open(path, "w") as f:
-        json.dump(result, f, indent=1)
+        json.dump(result, f, indent=1, allow_nan=False)
     return result, path
 
 
@@ -682,7 +683,7 @@ def main(argv):
             text.append(memory_report(setting, result["memory"]))
         path = os.path.join(args.workdir, f"bench_{setting.name}_{setting.resolution}px_{'levers' if args.levers is not None else 'memory'}.json")
         with open(path, "w") as f:
-            json.dump(result, f, indent=1)
+            json.dump(result, f, indent=1, allow_nan=False)
         print(f"device: {result['device']}\n\n" + "\n\n".join(text) + f"\n\nfull result: {path}")
         return 0
     result, path = run(setting, args.workdir, args.models)

@@ -164,7 +164,7 @@ def prepare(environ):
             shown[field] = given[variable]
         else:
             value = _absolute(default, REPO_ROOT) if variable in PATH_VARIABLES and default else default
-        _set(config, field, value)
+        set_field(config, field, value)
         values[variable] = value
 
     num_processes, problem = _parse("NUM_PROCESSES", given.get("NUM_PROCESSES", "1"), 1)
@@ -199,7 +199,8 @@ def prepare(environ):
     return values
 
 
-def _set(config, field, value):
+def set_field(config, field, value):
+    """Set the dotted ``field`` of ``config`` (an int given for a float field becomes a float)."""
     *parents, name = field.split(".")
     node = config
     for part in parents:

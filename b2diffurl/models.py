@@ -13,7 +13,7 @@ from b2diffurl.ddim import check_scheduler_config
 from b2diffurl.records import LORA_WEIGHTS_NAME
 DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 STORAGE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}  # sample.latent_dtype
-ATTENTION_PROCESSORS = ("sdpa", "math")  # runtime.attention (see apply_runtime)
+ATTENTION_PROCESSORS = ("sdpa", "math")  # runtime.attention (see set_attention)
 
 
 def inference_dtype(mixed_precision):
@@ -137,10 +137,9 @@ def set_attention(unet, attention):
     scaled_dot_product_attention, fused kernels) or "math" (diffusers' plain AttnProcessor)."""
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-    processors = {"sdpa": AttnProcessor2_0, "math": AttnProcessor}
-    if attention not in processors:
+    if attention not in ATTENTION_PROCESSORS:
         raise ValueError(f"runtime.attention={attention!r} is not known; choose from {list(ATTENTION_PROCESSORS)}")
-    unet.set_attn_processor(processors[attention]())
+    unet.set_attn_processor(AttnProcessor2_0() if attention == "sdpa" else AttnProcessor())
 
 
 def set_channels_last(pipeline):

@@ -32,21 +32,16 @@ def training_forwards(pairs, guidance_scale):
     return cfg_factor(guidance_scale) * pairs
 
 
-def peak_memory():
-    """(bytes, kind) of this process's peak memory: CUDA max allocated on a GPU, else peak RSS."""
+def stage_memory():
+    """{"peak_memory_bytes", "peak_memory_kind"} of this process, for a stage's summary: CUDA max
+    allocated on a GPU, else the peak RSS."""
     import resource
 
     import torch
 
     if torch.cuda.is_available():
-        return int(torch.cuda.max_memory_allocated()), "cuda_max_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "peak_rss"
-
-
-def stage_memory():
-    """{"peak_memory_bytes", "peak_memory_kind"} of this process, for a stage's summary."""
-    peak, kind = peak_memory()
-    return {"peak_memory_bytes": peak, "peak_memory_kind": kind}
+        return {"peak_memory_bytes": int(torch.cuda.max_memory_allocated()), "peak_memory_kind": "cuda_max_allocated"}
+    return {"peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "peak_memory_kind": "peak_rss"}
 
 
 def disk_per_round(trajectories, k, latent_shape, latent_itemsize, selected_fraction, image_bytes, keep_latents):

@@ -98,6 +98,18 @@ def trajectory_nbytes(k, latent_shape, latent_itemsize, selected=False):
     return (k + 1) * latent + k * per_step + TRAJECTORY_ID_BYTES + (SELECTED_EXTRA_BYTES if selected else 0)
 
 
+def safetensors_payload(path):
+    """Tensor bytes of a safetensors file: its size less the 8-byte header length and the JSON header."""
+    with open(path, "rb") as f:
+        (header,) = struct.unpack("<Q", f.read(8))
+    return os.path.getsize(path) - 8 - header
+
+
+def files_nbytes(folder, files):
+    """Total size of ``files`` (paths relative to ``folder``): a stage summary's ``bytes_written``."""
+    return sum(os.path.getsize(os.path.join(folder, name)) for name in files)
+
+
 # ---------------------------------------------------------------- fault injection (tests)
 
 FAULT_VARIABLE = "B2DIFFURL_FAULT"

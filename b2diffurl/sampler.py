@@ -285,7 +285,7 @@ def sample_round(config, accelerator, pipeline, load_seconds=0.0):
             "split_step": config.split_step,
             "split_time": config.split_time,
             "images": sum(name.startswith("images/") for name in files),
-            "bytes_written": sum(os.path.getsize(os.path.join(tmp, name)) for name in files),
+            "bytes_written": records.files_nbytes(tmp, files),
             "seconds": round(time.time() - started, 2),
             "load_seconds": round(load_seconds, 2),
             "num_processes": accelerator.num_processes,

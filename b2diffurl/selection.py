@@ -167,7 +167,7 @@ def select_round(config, reward, round_dir, exp_dir, load_seconds=0.0):
         "history_rounds": len(history_dirs),
         "seconds": round(time.time() - started, 2),
         "load_seconds": round(load_seconds, 2),
-        "bytes_written": sum(os.path.getsize(os.path.join(tmp, name)) for name in files),
+        "bytes_written": records.files_nbytes(tmp, files),
         **stage_memory(),
     }
     return records.finish_stage(round_dir, STAGE, summary, files)

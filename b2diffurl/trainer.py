@@ -211,13 +211,12 @@ def used_prompt_embeds(pipeline, prompt_list, prompt_ids):
     """Text embeddings [P, L, D] indexed by prompt id, of the prompts ``prompt_ids`` [N] uses (the
     others stay zero: a round's selected trajectories use few of the list's prompts, and encoding all
     of them would cost more than the training at small sizes)."""
+    encoder = pipeline.text_encoder
+    shape = (len(prompt_list), pipeline.tokenizer.model_max_length, encoder.config.hidden_size)
+    embeds = torch.zeros(shape, dtype=encoder.dtype, device=encoder.device)
     used = torch.unique(prompt_ids)  # [U]
-    if len(used) == 0:  # nothing selected: only the shape is needed
-        blank = encode_prompts(pipeline, [""])
-        return blank.new_zeros((len(prompt_list), *blank.shape[1:]))
-    encoded = encode_prompts(pipeline, [prompt_list[i] for i in used.tolist()])  # [U, L, D]
-    embeds = encoded.new_zeros((len(prompt_list), *encoded.shape[1:]))
-    embeds[used.to(encoded.device)] = encoded
+    if len(used):
+        embeds[used.to(encoder.device)] = encode_prompts(pipeline, [prompt_list[i] for i in used.tolist()])  # [U, L, D]
     return embeds
 
 
@@ -449,7 +448,7 @@ def train_round(config, accelerator, pipeline, round_dir, load_seconds=0.0):
                 accelerator.scaler,
             ),
         }
-        metrics["bytes_written"] = sum(os.path.getsize(os.path.join(tmp, name)) for name in files)  # LoRA + AdamW state
+        metrics["bytes_written"] = records.files_nbytes(tmp, files)  # LoRA + AdamW state
         files["metrics.json"] = records.write_json(os.path.join(tmp, "metrics.json"), metrics)
         records.finish_stage(round_dir, STAGE, metrics, files)
     accelerator.wait_for_everyone()

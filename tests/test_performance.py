@@ -3,7 +3,6 @@ checkpointing, the runtime switches (tiny model, CPU), and the paper-scale bench
 
 import copy
 import os
-import struct
 
 import conftest
 import pytest
@@ -41,13 +40,6 @@ def fresh_accelerator():
     AcceleratorState._reset_state(reset_partial_state=True)
 
 
-def safetensors_payload(path):
-    """Bytes of a safetensors file's tensors (the file less its 8-byte length and JSON header)."""
-    with open(path, "rb") as f:
-        (header,) = struct.unpack("<Q", f.read(8))
-    return os.path.getsize(path) - 8 - header
-
-
 def test_latents_are_stored_in_fp16_and_their_log_probs_are_exact(tiny_config):
     from accelerate import Accelerator
 
@@ -64,8 +56,8 @@ def test_latents_are_stored_in_fp16_and_their_log_probs_are_exact(tiny_config):
     k, shape = tiny_config.split_step, manifest["latent_shape"][1:]
     per_batch = tiny_config.sample.batch_size * tiny_config.split_time
     for batch in manifest["batches"]:
-        assert safetensors_payload(os.path.join(out, "samples", batch["file"])) == per_batch * records.trajectory_nbytes(k, shape, 2)
-    assert safetensors_payload(os.path.join(out, "selected.safetensors")) == len(selected) * records.trajectory_nbytes(k, shape, 2, selected=True)
+        assert records.safetensors_payload(os.path.join(out, "samples", batch["file"])) == per_batch * records.trajectory_nbytes(k, shape, 2)
+    assert records.safetensors_payload(os.path.join(out, "selected.safetensors")) == len(selected) * records.trajectory_nbytes(k, shape, 2, selected=True)
     assert records.trajectory_nbytes(k, shape, 2) < records.trajectory_nbytes(k, shape, 4) * 0.55
 
 

@@ -12,8 +12,9 @@
 #   NegThreshold SplitTime
 # and MixedPrecision (no, fp16, bf16), FreshOptimizer (a round number: that round starts AdamW
 # from zero instead of continuing the previous round's state), EvalInterval (n > 0: evaluate the
-# base model before round 0 and every n-th round's LoRA after training it, on the held-out test
-# prompts, with python -m b2diffurl.evaluate; 0 = off), Algorithm (train.algorithm: ppo, pg, dpok,
+# base model before round 0 and every n-th round's LoRA after training it, on the prompt sets of
+# evaluate.prompt_sets (the training and the held-out prompts), with python -m b2diffurl.evaluate;
+# 0 = off), Algorithm (train.algorithm: ppo, pg, dpok,
 # dpo), LogWith (tensorboard and/or wandb: per-round metrics and sample grids under ExpDir/logs),
 # NUM_PROCESSES, ACCELERATE_ARGS, PYTHON.
 # SaveInterval here keeps the interval latents (samples/, selected.safetensors) of every n-th round
@@ -67,7 +68,7 @@ fi
 echo "experiment $ExpDir: $StageCnt rounds, k ${Ks[0]}..${Ks[$((StageCnt - 1))]}, $SplitTime branches, $NUM_PROCESSES process(es), config $CONFIG"
 "$PYTHON" -m b2diffurl.driver catchup "$ExpDir" "$SaveInterval"
 
-# Held-out evaluation of round i is due when EvalInterval > 0 and (i + 1) % EvalInterval == 0, and
+# Evaluation of round i is due when EvalInterval > 0 and (i + 1) % EvalInterval == 0, and
 # after the last round. python -m b2diffurl.evaluate redoes an evaluation only when its LoRA or
 # its settings changed: one call before round 0 brings the base model and every finished due round
 # up to date, then each due round is evaluated right after its training.
@@ -85,7 +86,7 @@ if [ "$EvalInterval" -gt 0 ]; then
     for ((i = 0; i < StageCnt; i++)); do
         if eval_due "$i" && [ -f "$ExpDir/$(printf "round_%03d" "$i")/train.done" ]; then EvalRounds="$EvalRounds,$i"; fi
     done
-    echo "||=========== held-out evaluation: $EvalRounds ===========||"
+    echo "||=========== evaluation: $EvalRounds ===========||"
     "${LAUNCH[@]}" -m b2diffurl.evaluate "${EVAL_FLAGS[@]}" --rounds "$EvalRounds"
 fi
 

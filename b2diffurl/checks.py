@@ -22,9 +22,11 @@ PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.+=@,-]+$")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 ALGORITHMS = ("ppo", "pg", "dpok", "dpo")  # b2diffurl.objectives.OBJECTIVES (kept in step by a test)
 PARTIAL_STEPS = ("scale", "drop")  # train.partial_step
+PARTIAL_BATCHES = ("weight", "drop")  # train.partial_batch
+DPO_REFERENCES = ("base", "sampling")  # train.dpo_reference (b2diffurl.objectives.DPO_REFERENCES, kept in step by a test)
 REWARD_NAMES = ("clipscore", "colour")  # b2diffurl.rewards.REWARDS (kept in step by a test)
 REWARD_PRECISIONS = ("fp32", "fp16", "bf16")  # b2diffurl.rewards.PRECISIONS (kept in step by a test)
-LATENT_DTYPES = ("fp16", "bf16", "fp32")  # sample.latent_dtype (b2diffurl.models.STORAGE_DTYPES, kept in step by a test)
+LATENT_DTYPES = ("fp16", "fp32")  # sample.latent_dtype (b2diffurl.models.STORAGE_DTYPES, kept in step by a test)
 ATTENTIONS = ("sdpa", "math")  # runtime.attention (b2diffurl.models.ATTENTION_PROCESSORS, kept in step by a test)
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".bin", ".pth")
 
@@ -203,38 +205,45 @@ def check_logging(c):
         )
 
 
-def eval_prompt_file(config):
-    """The held-out evaluation's prompt file: ``evaluate.prompt_file``, or ``prompt_file`` with its
-    ``_train`` replaced by ``_<evaluate.prompt_set>`` (prompts/template1_train.json -> prompts/template1_test.json);
-    "" when neither gives one."""
-    evaluate = config.evaluate
-    if evaluate.prompt_file:
-        return evaluate.prompt_file
+PROMPT_SETS = ("train", "test")  # evaluate.prompt_sets: the training list (Figs. 5/7/8, Tables 1-2) and the held-out list (Table 3)
+
+
+def eval_prompt_sets(config):
+    """The prompt sets ``evaluate.prompt_sets`` names, in order, without repeats (["train", "test"])."""
+    sets = config.evaluate.prompt_sets
+    return list(dict.fromkeys(s.strip() for s in sets.split(",") if s.strip())) if isinstance(sets, str) else []
+
+
+def test_prompt_file(config):
+    """The held-out prompt file: ``evaluate.test_prompt_file``, or ``prompt_file`` with its ``_train``
+    replaced by ``_test`` (prompts/template1_train.json -> prompts/template1_test.json); "" when neither gives one."""
+    if config.evaluate.test_prompt_file:
+        return config.evaluate.test_prompt_file
     stem, ext = os.path.splitext(config.prompt_file)
-    return stem[: -len("_train")] + f"_{evaluate.prompt_set}" + ext if stem.endswith("_train") else ""
+    return stem[: -len("_train")] + "_test" + ext if stem.endswith("_train") and not config.prompt else ""
+
+
+def eval_prompt_file(config, prompt_set):
+    """The prompt file an evaluation of ``prompt_set`` reads ("" for a train set given as ``prompt``)."""
+    if prompt_set == "train":
+        return "" if config.prompt else config.prompt_file
+    return test_prompt_file(config)
 
 
 # evaluate.alignment: "" (none) or an independent alignment metric added to the evaluation JSON.
 ALIGNMENT_METRICS = ("", "toyworld")
 
 
-def check_evaluation(c, with_prompts):
-    """The ``evaluate`` fields; with ``with_prompts``, also its prompt file (returns its prompts, else None)."""
+def _eval_prompts(c, prompt_set):
+    """The checked prompt list of one evaluation set (problems named by the field that sets its file), or None."""
     config = c.config
-    evaluate = config.evaluate
-    c.require(evaluate.prompt_set in ("test", "train"), "evaluate.prompt_set", evaluate.prompt_set, "must be test or train")
-    valid = {field: c.integer(f"evaluate.{field}", 1) for field in ("images_per_prompt", "batch_size", "is_splits", "grid_prompts")}
-    c.integer("evaluate.seed", 0)
-    c.integer("evaluate.interval", 0, hint=" (0 = no held-out evaluation during training)")
-    alignment = evaluate.get("alignment", "")
-    c.require(alignment in ALIGNMENT_METRICS, "evaluate.alignment", alignment, f"is not known: use one of {list(ALIGNMENT_METRICS)}")
-    if not with_prompts or evaluate.prompt_set not in ("test", "train"):
-        return None
-    path = eval_prompt_file(config)
+    if prompt_set == "train":
+        return check_prompts(config, c)
+    path = test_prompt_file(config)
     if not path:
         c.require(
-            False, "evaluate.prompt_file", "", f"is empty and prompt_file={config.prompt_file!r} does not end in _train.json, "
-            f"so the {evaluate.prompt_set} list cannot be derived: set evaluate.prompt_file",
+            False, "evaluate.test_prompt_file", "", f"is empty and prompt_file={config.prompt_file!r} does not end in _train.json, "
+            "so the held-out (test) list cannot be derived: set evaluate.test_prompt_file, or evaluate.prompt_sets=train",
         )
         return None
     probe = copy.deepcopy(config)
@@ -242,27 +251,68 @@ def check_evaluation(c, with_prompts):
     inner = Checker(probe)
     prompts = check_prompts(probe, inner)
     for problem in inner.problems:  # the prompt file checked is the evaluation's
-        c.problems.append(ConfigError("evaluate.prompt_file", problem.value, problem.text) if problem.field == "prompt_file" else problem)
-    if prompts is not None and alignment == "toyworld":
-        from b2diffurl.toyworld.world import parse
-
-        for prompt in prompts:
-            try:
-                parse(prompt)
-            except ValueError:
-                c.require(False, "evaluate.prompt_file", path, f"holds {prompt!r}, not a toy-world caption: "
-                          "evaluate.alignment=toyworld needs the prompts/toy*_test.json captions")
-                break
-    if prompts is not None and valid["images_per_prompt"] and valid["is_splits"]:
-        n = evaluate.images_per_prompt * len(prompts)
-        c.require(evaluate.is_splits <= n, "evaluate.is_splits", evaluate.is_splits, f"exceeds the {n} evaluation images: use at most {n}")
+        c.problems.append(ConfigError("evaluate.test_prompt_file", problem.value, problem.text) if problem.field == "prompt_file" else problem)
     return prompts
 
 
-def check_config(config, num_processes=1):
+NOT_CHECKED = object()  # check_evaluation's train_prompts: the caller has not checked the training list
+
+
+def check_evaluation(c, with_prompts, train_prompts=NOT_CHECKED):
+    """The ``evaluate`` fields; with ``with_prompts``, also its prompt sets' files: returns {set: prompts}
+    (None for a broken file), else None. ``train_prompts``: the training list when the caller has
+    checked it already (:func:`check_config`; None when it is broken), so its problems are not reported twice."""
+    config = c.config
+    evaluate = config.evaluate
+    sets = eval_prompt_sets(config)
+    c.require(
+        bool(sets) and all(s in PROMPT_SETS for s in sets), "evaluate.prompt_sets", evaluate.prompt_sets,
+        "must name train and/or test, comma-separated (train: the training prompts, Figs. 5/7/8 and Tables 1-2; "
+        "test: the held-out prompts, Table 3)",
+    )
+    valid = {field: c.integer(f"evaluate.{field}", 1) for field in ("num_images", "batch_size", "is_splits", "grid_prompts")}
+    c.integer("evaluate.seed", 0)
+    c.integer("evaluate.interval", 0, hint=" (0 = no evaluation during training)")
+    alignment = evaluate.get("alignment", "")
+    c.require(alignment in ALIGNMENT_METRICS, "evaluate.alignment", alignment, f"is not known: use one of {list(ALIGNMENT_METRICS)}")
+    if not with_prompts or not all(s in PROMPT_SETS for s in sets):
+        return None
+    found, toy_captions_checked = {}, False
+    for prompt_set in sets:
+        prompts = train_prompts if prompt_set == "train" and train_prompts is not NOT_CHECKED else _eval_prompts(c, prompt_set)
+        found[prompt_set] = prompts
+        if prompts is None:
+            continue
+        if alignment == "toyworld" and not toy_captions_checked:
+            from b2diffurl.toyworld.world import parse
+
+            for prompt in prompts:
+                try:
+                    parse(prompt)
+                except ValueError:
+                    toy_captions_checked = c.require(
+                        False, "evaluate.alignment", alignment, f"needs toy-world captions, but the {prompt_set} prompts hold "
+                        f"{prompt!r}, not a toy-world caption: use the prompts/toy*_train.json captions (and their _test lists)",
+                    ) or True  # one line, not one per prompt set
+                    break
+        if valid["num_images"]:
+            c.require(
+                evaluate.num_images >= 2 * len(prompts), "evaluate.num_images", evaluate.num_images,
+                f"gives fewer than 2 images to some of the {len(prompts)} {prompt_set} prompts (the per-prompt Inception Score "
+                f"needs 2): use at least {2 * len(prompts)}",
+            )
+            if valid["is_splits"]:
+                c.require(evaluate.is_splits <= evaluate.num_images, "evaluate.is_splits", evaluate.is_splits,
+                          f"exceeds the {evaluate.num_images} images of a prompt set: use at most {evaluate.num_images}")
+    return found
+
+
+def check_config(config, num_processes=1, eval_prompts=None):
     """Every field a stage reads (all stages: a bad training setting stops sampling before it starts).
 
-    Returns the Checker (``.problems``) and the prompt list (None if it is broken).
+    Returns the Checker (``.problems``; ``.eval_prompts``: {set: prompts} of the evaluation when its prompt
+    files were checked) and the training prompt list (None if it is broken). The evaluation's prompt files
+    are checked when ``eval_prompts`` is True, or (None) when ``evaluate.interval`` > 0.
     """
     c = Checker(config)
     for name in ("exp_name", "run_name"):
@@ -281,10 +331,14 @@ def check_config(config, num_processes=1):
     c.number("sample.guidance_scale", 1.0, hint=" (1.0 = no guidance)")
     c.integer("sample.batch_size", 1)
     c.integer("sample.decode_batch_size", 0, hint=" (0 decodes a whole batch at once)")
-    c.require(
-        config.sample.latent_dtype in LATENT_DTYPES, "sample.latent_dtype", config.sample.latent_dtype,
-        f"must be one of {', '.join(LATENT_DTYPES)} (fp16 halves the interval latents on disk, exactly recomputable)",
-    )
+    if config.sample.latent_dtype == "bf16":
+        c.require(False, "sample.latent_dtype", "bf16", "rounds a stored latent by up to 73% of the last DDIM step's standard "
+                  "deviation (an 8-bit mantissa), which changes the trajectories being learned: use fp16 (the default: 9% at most) or fp32")
+    else:
+        c.require(
+            config.sample.latent_dtype in LATENT_DTYPES, "sample.latent_dtype", config.sample.latent_dtype,
+            f"must be one of {', '.join(LATENT_DTYPES)} (fp16 halves the interval latents on disk, exactly recomputable)",
+        )
     for name in ("channels_last", "compile_unet"):
         c.flag(f"runtime.{name}")
     c.require(
@@ -316,9 +370,19 @@ def check_config(config, num_processes=1):
     c.flag("train.fresh_optimizer")
     c.flag("train.gradient_checkpointing")
     c.require(train.partial_step in PARTIAL_STEPS, "train.partial_step", train.partial_step, f"must be one of {', '.join(PARTIAL_STEPS)} (scale applies the last partial accumulation, drop discards it)")
-    c.number("train.dpok_reward_weight", 0.0, hint=" (DPOK's weight of the policy term; the DPOK paper uses 10)")
-    c.number("train.dpok_kl_weight", 0.0, hint=" (DPOK's weight of the KL to the base model; the DPOK paper uses 0.01)")
+    c.require(train.partial_batch in PARTIAL_BATCHES, "train.partial_batch", train.partial_batch,
+              f"must be one of {', '.join(PARTIAL_BATCHES)} (weight trains a short last batch by its size, drop leaves it out)")
+    c.number("train.dpok_reward_weight", 0.0, hint=" (DPOK's weight of the policy term; its release uses 1000 for prompt lists)")
+    c.number("train.dpok_kl_weight", 0.0, hint=" (DPOK's weight of the KL to the base model; its release uses 0.1 for prompt lists)")
+    c.number("train.dpok_ratio_clip", 0.0, below=1.0, hint=" (DPOK's hard clamp of the ratio, 1e-4 as released; 0 = clipped PPO with train.eps)")
     c.number("train.dpo_beta", 0.0, above=True, hint=" (the DPO temperature; 0.1 as in D3PO)")
+    c.number("train.dpo_ratio_clip", 0.0, below=1.0, hint=" (D3PO's clamp of each ratio to 1 +- c, 0.1 as released; 0 = none)")
+    c.require(train.dpo_reference in DPO_REFERENCES, "train.dpo_reference", train.dpo_reference,
+              f"must be one of {', '.join(DPO_REFERENCES)} (base: the frozen pretrained UNet, as D3PO; sampling: the sampling-time policy)")
+    if train.algorithm == "dpo" and _is_int(config.split_time):
+        c.require(config.split_time >= 2, "split_time", config.split_time,
+                  "gives DPO no pairs: it compares branches of one latent; use 2 or more (vanilla DPO: presets ddpo,dpo "
+                  "sample 2 branches from x_T, as D3PO's pairs share their initial noise)")
 
     c.integer("eval.history_cnt", 0, hint=" (the paper uses 8)")
     c.number("eval.pos_threshold", allow_inf=True, hint=" (-inf keeps every group's best)")
@@ -328,7 +392,9 @@ def check_config(config, num_processes=1):
     prompts = check_prompts(config, c)
     check_model(c)
     check_reward(c, prompts)
-    check_evaluation(c, with_prompts=config.evaluate.interval > 0 if _is_int(config.evaluate.interval) else False)
+    if eval_prompts is None:
+        eval_prompts = config.evaluate.interval > 0 if _is_int(config.evaluate.interval) else False
+    c.eval_prompts = check_evaluation(c, eval_prompts, train_prompts=prompts)
     return c, prompts
 
 

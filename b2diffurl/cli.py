@@ -102,13 +102,14 @@ def make_accelerator(config):
     from accelerate import Accelerator
 
     from b2diffurl.checks import check_device
+    from b2diffurl.tf32 import set_tf32
 
     has_gpu = torch.cuda.is_available()
     check_device(config, "cuda" if has_gpu else "cpu")
     # cpu=True without a GPU: under `accelerate launch --multi_gpu` the ranks then join with gloo
     # (MULTI_CPU) instead of each running alone.
     accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not has_gpu)
-    if config.allow_tf32 and torch.cuda.is_available():
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    # the UNet's matmuls (sampling, training, evaluation's sampling); rewards score without TF32
+    # whatever this says (b2diffurl.tf32.full_precision inside b2diffurl.rewards)
+    set_tf32(config.allow_tf32)
     return accelerator

@@ -1,24 +1,29 @@
-"""Held-out evaluation of a run's policies: CLIPScore, CLIP Inception Score, reward queries, an image grid.
+"""Evaluation of a run's policies: CLIPScore, CLIP Inception Scores, reward queries, an image grid.
 
     python -m b2diffurl.evaluate --config config/stage_process.py --config.exp_name X --rounds base,9,19
     accelerate launch --multi_gpu --num_processes 8 -m b2diffurl.evaluate --config ... --rounds all
 
-For the base model (``base``) and each requested round's LoRA, samples ``evaluate.images_per_prompt``
-images of every prompt of the evaluation prompt file (default: the template's held-out *test* list,
-paper App. H) with full DDIM (``sample.num_steps`` steps, eta, CFG as in training, no branching) and
-fixed seeds: the (prompt, image) list is cut into batches of ``evaluate.batch_size`` and batch b draws
-its noise from (``evaluate.seed``, b), so every policy is judged on the same noise. Batches are
-sharded over processes. The main process then writes ``<round>/eval/<prompt_set>.json``
-(``base/eval/...`` for the base model; the JSON is written last and is the evaluation's marker) and
-``<prompt_set>_grid.png`` (prompts x seeds). A finished evaluation whose LoRA and settings are
-unchanged is skipped.
+For the base model (``base``) and each requested round's LoRA, and for each prompt set of
+``evaluate.prompt_sets`` (``train``: the training prompt list, what the paper's Figs. 5/7/8 and Tables
+1-2 are drawn from; ``test``: the template's held-out list, its Table 3), samples
+``evaluate.num_images`` images spread over the set's prompts (prompt i of P gets num_images // P, the
+first num_images % P one more) with full DDIM (``sample.num_steps`` steps, eta, CFG as in training, no
+branching) and fixed seeds: the set's (prompt, image) list is cut into batches of
+``evaluate.batch_size`` and batch b draws its noise from (``evaluate.seed``, b), so every policy is
+judged on the same noise. Batches are sharded over processes. The main process then writes
+``<round>/eval/<set>.json`` (``base/eval/...`` for the base model; the JSON is written last and is
+the evaluation's marker) and ``<set>_grid.png`` (prompts x seeds). A finished evaluation whose LoRA
+and settings are unchanged is skipped.
 
 The JSON holds ``clipscore_mean`` / ``clipscore_sem`` / ``clipscore_std`` (CLIPScore with the reward's
-open_clip model over all images; standard error = sample std / sqrt(images)), ``inception_score``
-(b2diffurl.metrics: CLIP zero-shot over the ImageNet-1k names, ``evaluate.is_splits`` chunks),
-``reward_queries`` (training images the run had scored up to and including that round: the x axis of
-the paper's Fig. 5; evaluation images are not counted), per-prompt means, the training reward on the
-same images when it is not CLIPScore, and the method (algorithm, branching, BPT schedule).
+open_clip model over all images; standard error = sample std / sqrt(images)), the Inception Score
+two ways (b2diffurl.metrics: CLIP zero-shot over the ImageNet-1k names): ``inception_score_per_prompt``
+(+ ``_sem`` over prompts: each prompt's images alone, the diversity *within* a prompt that the paper's
+values near 1 measure) and ``inception_score`` (pooled over all images, ``evaluate.is_splits`` chunks),
+``reward_queries`` (training images the run had scored up to and including that round, all ranks: the
+x axis of the paper's Fig. 5; evaluation images are not counted), per-prompt means, the training
+reward on the same images when it is not CLIPScore, and the method (algorithm, branching, BPT
+schedule). CLIP scores without TF32 (b2diffurl.tf32); the UNet samples as ``allow_tf32`` says.
 """
 
 import io
@@ -28,7 +33,7 @@ import time
 
 from b2diffurl import cli
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: prompt sets, num_images, per-prompt Inception Score
 BASE = "base"  # folder of the base model's evaluation inside the experiment
 GRID_SEEDS = 8  # most columns of the image grid
 
@@ -104,15 +109,17 @@ def reward_queries(exp_dir, name, r):
     return sum(read_marker(os.path.join(exp_dir, f"{prefix}{i:0{width}d}"), "select")["trajectories"] for i in range(r + 1))
 
 
-def settings(config, prompts):
+def settings(config, prompt_set, prompts):
     """Everything an evaluation's numbers depend on besides the LoRA: a changed one redoes it."""
     return {
         "format_version": FORMAT_VERSION,
         "model": config.pretrained.model,
         "mixed_precision": config.mixed_precision,
+        "allow_tf32": config.allow_tf32,
+        "prompt_set": prompt_set,
         "prompts": prompts,
         "evaluate": {
-            **{k: config.evaluate[k] for k in ("images_per_prompt", "seed", "batch_size", "is_splits", "grid_prompts")},
+            **{k: config.evaluate[k] for k in ("num_images", "seed", "batch_size", "is_splits", "grid_prompts")},
             "alignment": config.evaluate.get("alignment", ""),
         },
         "sample": {k: config.sample[k] for k in ("num_steps", "guidance_scale", "eta")},
@@ -123,12 +130,30 @@ def settings(config, prompts):
 
 # ---------------------------------------------------------------- sampling
 
-def eval_batches(n_prompts, images_per_prompt, batch_size):
-    """Prompt indices of every evaluation batch: the (prompt, image) list, prompt-major, cut into batches. -> [LongTensor]."""
+def images_per_prompt(n_prompts, num_images):
+    """LongTensor [P]: images of each prompt, num_images spread over n_prompts (the first num_images % P get one more)."""
     import torch
 
-    items = torch.arange(n_prompts).repeat_interleave(images_per_prompt)  # [P * n]
-    return list(items.split(batch_size))
+    counts = torch.full((n_prompts,), num_images // n_prompts, dtype=torch.long)
+    counts[: num_images % n_prompts] += 1
+    return counts
+
+
+def item_prompt_ids(n_prompts, num_images):
+    """LongTensor [N]: the prompt of every evaluation image, prompt-major (the order images come in)."""
+    import torch
+
+    return torch.arange(n_prompts).repeat_interleave(images_per_prompt(n_prompts, num_images))
+
+
+def item_prompts(prompts, num_images):
+    """The prompt (string) of every evaluation image of ``prompts``, in image order."""
+    return [prompts[i] for i in item_prompt_ids(len(prompts), num_images).tolist()]
+
+
+def eval_batches(n_prompts, num_images, batch_size):
+    """Prompt indices of every evaluation batch: the (prompt, image) list, prompt-major, cut into batches. -> [LongTensor]."""
+    return list(item_prompt_ids(n_prompts, num_images).split(batch_size))
 
 
 def sample_batches(pipeline, prompts, config, batch_indices):
@@ -139,7 +164,7 @@ def sample_batches(pipeline, prompts, config, batch_indices):
     from b2diffurl.sampler import batch_generator, decode_images, encode_prompts, sample_branches
 
     evaluate, sample = config.evaluate, config.sample
-    batches = eval_batches(len(prompts), evaluate.images_per_prompt, evaluate.batch_size)
+    batches = eval_batches(len(prompts), evaluate.num_images, evaluate.batch_size)
     negative_embeds = encode_prompts(pipeline, [""])
     done = []
     for b in tqdm(batch_indices, desc="evaluating", disable=os.environ.get("RANK", "0") != "0", dynamic_ncols=True, leave=False):
@@ -153,13 +178,14 @@ def sample_batches(pipeline, prompts, config, batch_indices):
 
 
 def sample_images(pipeline, prompts, config, accelerator=None):
-    """uint8 images [P * n, H, W, 3] in (prompt, image) order, on the main process (None elsewhere).
-    Each process samples batches rank, rank + world, ...; the seeds depend only on the batch index."""
+    """uint8 images [N, H, W, 3] (N = evaluate.num_images) in (prompt, image) order, on the main process
+    (None elsewhere). Each process samples batches rank, rank + world, ...; the seeds depend only on the
+    batch index."""
     import torch
     from accelerate.utils import gather_object
 
     evaluate = config.evaluate
-    n_batches = len(eval_batches(len(prompts), evaluate.images_per_prompt, evaluate.batch_size))
+    n_batches = len(eval_batches(len(prompts), evaluate.num_images, evaluate.batch_size))
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     done = sample_batches(pipeline, prompts, config, range(rank, n_batches, world))
     if world > 1:
@@ -187,19 +213,29 @@ class Judge:
         self.alignment = config.evaluate.get("alignment", "")
 
     def __call__(self, images, prompts, is_splits):
-        """Scores of images [N, H, W, 3] (uint8) with their N prompts: a dict of the JSON's metric keys."""
+        """Scores of images [N, H, W, 3] (uint8) with their N prompts: a dict of the JSON's metric keys.
+        CLIP runs without TF32 here (b2diffurl.tf32.full_precision), the zero-shot matmul included."""
+        from b2diffurl.tf32 import full_precision
+
+        with full_precision():
+            return self._scores(images, prompts, is_splits)
+
+    def _scores(self, images, prompts, is_splits):
         import torch
 
-        from b2diffurl.metrics import inception_score, mean_and_sem, zero_shot_probs
+        from b2diffurl.metrics import inception_score, mean_and_sem, per_prompt_inception_score, zero_shot_probs
 
         features = self.clip.embed_images(images)  # [N, D]
         clipscores = self.clip.scores_from_features(features, prompts)  # [N]
         rewards = clipscores if self.reward is None else self.reward(images, prompts)
-        probs = zero_shot_probs(features, self.labels, self.clip.logit_scale)  # [N, 1000]
-        # images come in prompt order: a fixed shuffle makes every IS chunk a mix of all prompts
+        probs = zero_shot_probs(features, self.labels, self.clip.logit_scale).cpu()  # [N, 1000]
+        index = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
+        prompt_ids = torch.tensor([index[p] for p in prompts])  # [N]
+        per_prompt_is, per_prompt_is_sem = per_prompt_inception_score(probs, prompt_ids)
+        # images come in prompt order: a fixed shuffle makes every pooled-IS chunk a mix of all prompts
         # (a chunk of a few prompts would see a narrow p(y) and score low for that reason alone)
         order = torch.randperm(len(probs), generator=torch.Generator().manual_seed(0))
-        is_mean, is_std = inception_score(probs[order.to(probs.device)], is_splits)
+        is_mean, is_std = inception_score(probs[order], is_splits)
         mean, sem = mean_and_sem(clipscores)
         reward_mean, reward_sem = mean_and_sem(rewards)
         per_prompt = {}
@@ -220,6 +256,8 @@ class Judge:
             "clipscore_mean": mean,
             "clipscore_sem": sem,
             "clipscore_std": clipscores.double().std().item() if len(clipscores) > 1 else 0.0,
+            "inception_score_per_prompt": per_prompt_is,
+            "inception_score_per_prompt_sem": per_prompt_is_sem,
             "inception_score": is_mean,
             "inception_score_std": is_std,
             "is_splits": is_splits,
@@ -232,11 +270,16 @@ class Judge:
         }
 
 
-def image_grid(images, n_prompts, images_per_prompt, grid_prompts):
-    """uint8 [rows * H, cols * W, 3]: the first ``grid_prompts`` prompts (rows) x up to 8 seeds (columns).
-    images: uint8 [P * n, H, W, 3] in (prompt, image) order."""
-    rows, cols = min(grid_prompts, n_prompts), min(GRID_SEEDS, images_per_prompt)
-    picked = images.view(n_prompts, images_per_prompt, *images.shape[1:])[:rows, :cols]  # [rows, cols, H, W, 3]
+def image_grid(images, counts, grid_prompts):
+    """uint8 [rows * H, cols * W, 3]: the first ``grid_prompts`` prompts (rows) x their first seeds
+    (columns: up to 8, as many as the rows all have). images: uint8 [N, H, W, 3] in (prompt, image)
+    order; counts: LongTensor [P], images of each prompt (:func:`images_per_prompt`)."""
+    import torch
+
+    rows = min(grid_prompts, len(counts))
+    cols = min(GRID_SEEDS, int(counts[:rows].min()))
+    first = torch.cumsum(counts, 0) - counts  # [P] index of each prompt's first image
+    picked = images[first[:rows, None] + torch.arange(cols)]  # [rows, cols, H, W, 3]
     return picked.permute(0, 2, 1, 3, 4).reshape(rows * images.shape[1], cols * images.shape[2], 3)
 
 
@@ -277,9 +320,9 @@ def is_current(json_path, lora, wanted):
     return done.get("lora_sha256") == lora and done.get("settings") == wanted
 
 
-def evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prompts, wanted, lora):
+def evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prompt_set, prompts, wanted, lora):
     """Evaluate one policy (the pipeline with its LoRA loaded; ``lora``: its verified sha256, "" for the
-    base model) and write its JSON and grid; returns the JSON dict (main process)."""
+    base model) on one prompt set and write its JSON and grid; returns the JSON dict (main process)."""
     from b2diffurl import records
     from b2diffurl.checks import eval_prompt_file
 
@@ -288,29 +331,28 @@ def evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prom
     images = sample_images(pipeline, prompts, config, accelerator)
     if not accelerator.is_main_process:
         return None
-    item_prompts = [prompts[i] for i in range(len(prompts)) for _ in range(evaluate.images_per_prompt)]
-    scores = judge(images, item_prompts, evaluate.is_splits)
-    for key in ("clipscore_mean", "inception_score", "reward_mean"):
+    scores = judge(images, item_prompts(prompts, evaluate.num_images), evaluate.is_splits)
+    for key in ("clipscore_mean", "inception_score", "inception_score_per_prompt", "reward_mean"):
         if not math.isfinite(scores[key]):
             from b2diffurl.errors import NonFiniteError
 
-            raise NonFiniteError(f"evaluate {name}: {key} is {scores[key]}: check the images in the grid and the reward model")
-    folder, json_path, grid_path = eval_paths(exp_dir, name, evaluate.prompt_set)
+            raise NonFiniteError(f"evaluate {name} on {prompt_set}: {key} is {scores[key]}: check the images in the grid and the reward model")
+    folder, json_path, grid_path = eval_paths(exp_dir, name, prompt_set)
     os.makedirs(folder, exist_ok=True)
-    grid = image_grid(images, len(prompts), evaluate.images_per_prompt, evaluate.grid_prompts)
+    grid = image_grid(images, images_per_prompt(len(prompts), evaluate.num_images), evaluate.grid_prompts)
     records.write_bytes(grid_path, png_bytes(grid))
     split_time = 1 if r < 0 else records.read_marker(os.path.join(exp_dir, name), "sample")["split_time"]
+    prompt_file = eval_prompt_file(config, prompt_set)
     result = {
         "format_version": FORMAT_VERSION,
         "round": name,
         "round_index": r,
-        "prompt_set": evaluate.prompt_set,
-        "prompt_file": (prompt_file := eval_prompt_file(config)),
-        "template": template_name(prompt_file),
+        "prompt_set": prompt_set,
+        "prompt_file": prompt_file,
+        "template": template_name(prompt_file or config.prompt_file),
         "reward_queries": reward_queries(exp_dir, name, r),
         "num_prompts": len(prompts),
-        "images_per_prompt": evaluate.images_per_prompt,
-        "num_images": len(item_prompts),
+        "num_images": len(images),
         "seed": evaluate.seed,
         **{k: v for k, v in scores.items() if k != "per_prompt"},
         "method": {"label": "base model", "algorithm": ""} if r < 0 else method_of(config, split_time),
@@ -335,22 +377,22 @@ def summary_line(result, state):
         alignment = (f"alignment {result['alignment_mean']:.1%} +- {result['alignment_sem']:.1%}, "
                      f"background entropy {result['background_entropy']:.2f} bits, ")
     return (
-        f"eval {result['round']} on {result['prompt_set']} ({result['num_prompts']} prompts x {result['images_per_prompt']}): "
-        f"{alignment}CLIPScore {result['clipscore_mean']:.4f} +- {result['clipscore_sem']:.4f}, IS {result['inception_score']:.3f}, "
-        f"{result['reward_queries']} reward queries ({state})"
+        f"eval {result['round']} on {result['prompt_set']} ({result['num_prompts']} prompts, {result['num_images']} images): "
+        f"{alignment}CLIPScore {result['clipscore_mean']:.4f} +- {result['clipscore_sem']:.4f}, "
+        f"IS per prompt {result['inception_score_per_prompt']:.3f} +- {result['inception_score_per_prompt_sem']:.3f}, "
+        f"pooled IS {result['inception_score']:.3f}, {result['reward_queries']} reward queries ({state})"
     )
 
 
 # ---------------------------------------------------------------- the command
 
 def check(config, num_processes):
-    """The config and the evaluation's fields and prompt file (all problems at once); returns the prompt list."""
-    from b2diffurl.checks import check_config, check_evaluation
+    """The config and the evaluation's fields and prompt files (all problems at once); returns {set: prompts}."""
+    from b2diffurl.checks import check_config
 
-    checker, _ = check_config(config, num_processes)
-    prompts = check_evaluation(checker, with_prompts=True)
+    checker, _ = check_config(config, num_processes, eval_prompts=True)
     checker.raise_first()
-    return prompts
+    return checker.eval_prompts
 
 
 def main(_):
@@ -359,20 +401,23 @@ def main(_):
 
     config = FLAGS.config
     accelerator = cli.make_accelerator(config)
-    prompts = check(config, accelerator.num_processes)
+    prompt_sets = check(config, accelerator.num_processes)
     exp_dir = os.path.join(config.save_path, config.exp_name)
     wanted_rounds = parse_rounds(FLAGS.rounds, exp_dir, config.run_name)
-    wanted = settings(config, prompts)
     accelerator.wait_for_everyone()
-    todo = []
+    todo = []  # (name, r, lora, [prompt sets to do])
     for name, r in wanted_rounds:
-        _, json_path, _ = eval_paths(exp_dir, name, config.evaluate.prompt_set)
         lora = lora_sha256(exp_dir, name)  # read and verified once per policy
-        if is_current(json_path, lora, wanted):
-            if accelerator.is_main_process:
-                print(summary_line(records.read_json(json_path), "already done, skipped"))
-        else:
-            todo.append((name, r, lora))
+        sets = []
+        for prompt_set, prompts in prompt_sets.items():
+            _, json_path, _ = eval_paths(exp_dir, name, prompt_set)
+            if is_current(json_path, lora, settings(config, prompt_set, prompts)):
+                if accelerator.is_main_process:
+                    print(summary_line(records.read_json(json_path), "already done, skipped"))
+            else:
+                sets.append(prompt_set)
+        if sets:
+            todo.append((name, r, lora, sets))
     accelerator.wait_for_everyone()  # every rank decided before the main one writes
     if not todo:
         return
@@ -380,16 +425,19 @@ def main(_):
     pipeline = load_policy(config, accelerator.device)
     judge = Judge(config, accelerator.device) if accelerator.is_main_process else None
     pipeline.unet.eval()
-    for name, r, lora in todo:
+    for name, r, lora, sets in todo:
         if r < 0:
             pipeline.unet.disable_adapters()  # the base model
         else:
             pipeline.unet.enable_adapters()
             load_lora(pipeline.unet, os.path.join(exp_dir, name, "lora"))
-        result = evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prompts, wanted, lora)
-        if accelerator.is_main_process:
-            print(summary_line(result, f"{result['seconds']:.1f} s"))
-        accelerator.wait_for_everyone()
+        for prompt_set in sets:
+            prompts = prompt_sets[prompt_set]
+            wanted = settings(config, prompt_set, prompts)
+            result = evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prompt_set, prompts, wanted, lora)
+            if accelerator.is_main_process:
+                print(summary_line(result, f"{result['seconds']:.1f} s"))
+            accelerator.wait_for_everyone()
 
 
 if __name__ == "__main__":

@@ -38,27 +38,52 @@ def zero_shot_probs(image_features, label_features, logit_scale):
     return torch.softmax(logit_scale * image_features.float() @ label_features.float().T, dim=-1)
 
 
-def inception_score(probs, splits=1):
-    """(mean, std) of exp(E_x KL(p(y|x) || p(y))) over ``splits`` equal consecutive chunks of the rows.
+def _inception_score_of(probs):
+    """exp(mean over rows of KL(p(y|x) || p(y))) with p(y) the mean row; probs: float64 [n, C], 0 log 0 = 0."""
+    marginal = probs.mean(dim=0, keepdim=True)  # [1, C]
+    kl = (torch.special.xlogy(probs, probs) - torch.special.xlogy(probs, marginal)).sum(dim=1)  # [n]
+    return math.exp(kl.mean().item())
 
-    probs: float Tensor [N, C], each row a class distribution p(y|x). Each chunk holds N // splits
-    rows (the last N % splits rows are left out), its own marginal p(y) is its mean row, and its
-    score is exp(mean over its rows of sum_y p(y|x) (log p(y|x) - log p(y))), 0 log 0 = 0.
-    std is the population std over the chunks (0 for one split), as the original IS code reports.
+
+def inception_score(probs, splits=1):
+    """(mean, std) of the pooled IS over ``splits`` consecutive chunks of the rows.
+
+    probs: float Tensor [N, C], each row a class distribution p(y|x). The N rows are cut into
+    ``splits`` consecutive chunks whose sizes differ by at most one (the first N % splits chunks hold
+    one row more; no row is left out). Each chunk's marginal p(y) is its mean row and its score is
+    exp(mean over its rows of sum_y p(y|x) (log p(y|x) - log p(y))), 0 log 0 = 0. std is the population
+    std over the chunks (0 for one split), as the original IS code reports.
     """
     n = probs.shape[0]
     if splits < 1 or n < splits:
         raise ValueError(f"inception_score needs 1 <= splits <= N rows; got splits={splits} for {n} rows")
-    probs = probs.double()
-    size = n // splits
-    scores = []
-    for i in range(splits):
-        part = probs[i * size: (i + 1) * size]  # [size, C]
-        marginal = part.mean(dim=0, keepdim=True)  # [1, C]
-        kl = (torch.special.xlogy(part, part) - torch.special.xlogy(part, marginal)).sum(dim=1)  # [size]
-        scores.append(math.exp(kl.mean().item()))
-    scores = torch.tensor(scores, dtype=torch.float64)
+    scores = torch.tensor([_inception_score_of(part) for part in probs.double().tensor_split(splits)], dtype=torch.float64)
     return scores.mean().item(), scores.std(unbiased=False).item()
+
+
+def per_prompt_inception_score(probs, prompt_ids):
+    """(mean, sem) over prompts of the IS computed within each prompt's images.
+
+    probs: float Tensor [N, C], row i the class distribution p(y|x_i); prompt_ids: LongTensor [N], the
+    prompt of each row (any values, any order). For every prompt with at least 2 images, p(y) is the
+    mean row of that prompt's images and its IS is exp(mean over them of KL(p(y|x) || p(y))): 1 when the
+    prompt's images are classified alike, up to min(images, C) when each lands on its own class.
+    It measures diversity *within* a prompt (the style collapse the paper reports), unlike the pooled
+    :func:`inception_score`, whose marginal mixes different subjects. Prompts with one image (IS 1 by
+    definition) are left out. Returns the mean over the P scored prompts and its standard error
+    (sample std with n - 1 / sqrt(P); 0 for P = 1). A ValueError when no prompt has 2 images.
+    """
+    if probs.shape[0] != prompt_ids.shape[0]:
+        raise ValueError(f"per_prompt_inception_score: {probs.shape[0]} rows but {prompt_ids.shape[0]} prompt ids")
+    probs = probs.double()
+    _, inverse, counts = torch.unique(prompt_ids, return_inverse=True, return_counts=True)  # [N], [P]
+    if not (counts >= 2).any():
+        raise ValueError("per_prompt_inception_score needs a prompt with at least 2 images")
+    marginals = torch.zeros(len(counts), probs.shape[1], dtype=torch.float64).index_add(0, inverse, probs) / counts[:, None]  # [P, C]
+    kl = (torch.special.xlogy(probs, probs) - torch.special.xlogy(probs, marginals[inverse])).sum(dim=1)  # [N]
+    mean_kl = torch.zeros(len(counts), dtype=torch.float64).index_add(0, inverse, kl) / counts  # [P]
+    scores = mean_kl[counts >= 2].exp()  # [P'] the IS of each prompt with 2+ images
+    return mean_and_sem(scores)
 
 
 def mean_and_sem(values):

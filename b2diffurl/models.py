@@ -12,7 +12,7 @@ import torch
 from b2diffurl.ddim import check_scheduler_config
 from b2diffurl.records import LORA_WEIGHTS_NAME
 DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-STORAGE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}  # sample.latent_dtype
+STORAGE_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}  # sample.latent_dtype (bf16 refused: b2diffurl.checks)
 ATTENTION_PROCESSORS = ("sdpa", "math")  # runtime.attention (see set_attention)
 
 

@@ -38,6 +38,8 @@ class ClipScore:
     (``.safetensors``, ``.bin``, ``.pt``). Images get open_clip's own evaluation transform; the score is
     not multiplied by 100 and not clamped.
 
+    Scoring runs without TF32 (:func:`b2diffurl.tf32.full_precision`), whatever the stage allows for its UNet.
+
     ``precision`` is open_clip's: "fp32" (the default, as the official code scores: branch images differ
     by < 0.01 CLIPScore, so fp16 rounding could flip which branch is best or worst), or "fp16" / "bf16"
     (matmul weights and pixels in half precision, layer norms in fp32: faster on a GPU).
@@ -80,16 +82,22 @@ class ClipScore:
         import torch.nn.functional as F
         from PIL import Image
 
+        from b2diffurl.tf32 import full_precision
+
         # images: uint8 [B, H, W, 3] -> pixels [B, 3, S, S] with open_clip's eval transform (it takes PIL images)
         pixels = torch.stack([self.preprocess(Image.fromarray(image)) for image in images.cpu().numpy()])
-        features = self.model.encode_image(pixels.to(self.device, self.dtype))  # [B, D]
+        with full_precision():  # no TF32: close branch scores stay apart
+            features = self.model.encode_image(pixels.to(self.device, self.dtype))  # [B, D]
         return F.normalize(features.float(), dim=-1)
 
     def _text_features(self, prompts):
         import torch.nn.functional as F
 
+        from b2diffurl.tf32 import full_precision
+
         tokens = self.tokenizer(prompts).to(self.device)  # [P, context_length]
-        return F.normalize(self.model.encode_text(tokens).float(), dim=-1)  # [P, D]
+        with full_precision():
+            return F.normalize(self.model.encode_text(tokens).float(), dim=-1)  # [P, D]
 
     def __call__(self, images, prompts):
         import torch

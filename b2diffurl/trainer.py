@@ -26,7 +26,7 @@ from b2diffurl.ddim import gaussian_log_prob, step_mean_std
 from b2diffurl.errors import NonFiniteError
 from b2diffurl.models import predict_noise, save_lora
 from b2diffurl.perf import stage_memory
-from b2diffurl.objectives import advantages_from_scores, contrastive_pairs, gaussian_kl, make_objective, policy_stats
+from b2diffurl.objectives import Reference, advantages_from_scores, contrastive_pairs, gaussian_kl, make_objective, policy_stats
 from b2diffurl.sampler import encode_prompts
 
 STAGE = "train"
@@ -174,6 +174,13 @@ class Policy:
             self.unet.enable_adapters()
         return step_mean_std(self.scheduler, eps, timesteps, latents, self.eta)[0]
 
+    def reference(self, latents, next_latents, timesteps, prompt_embeds, mean, std):
+        """The base model's step beside the policy's (``mean`` [M, C, H, W], ``std`` [M, 1, 1, 1] from
+        :meth:`step`): a :class:`~b2diffurl.objectives.Reference` with the base log-prob of
+        ``next_latents`` [M] and KL(policy || base) [M]. One extra UNet forward, no gradient."""
+        reference_mean = self.reference_mean(latents, timesteps, prompt_embeds)
+        return Reference(gaussian_log_prob(next_latents.float(), reference_mean, std), gaussian_kl(mean, reference_mean, std))
+
 
 def backward_batch(policy, pairs, prompt_embeds, advantages, objective, clip_range, forward_chunk, scale, backward):
     """Accumulate ``scale`` * d(objective over all of a train batch's pairs) into the LoRA gradients.
@@ -182,8 +189,10 @@ def backward_batch(policy, pairs, prompt_embeds, advantages, objective, clip_ran
     with tie=2, [w, l] rows); prompt_embeds: [b, L, D]; advantages: [b]; objective: an
     :class:`b2diffurl.objectives.Objective`. The pairs go through the UNet ``forward_chunk`` at a time
     (rounded down to whole [w, l] rows for a paired objective), each chunk's loss weighted by its
-    share of the batch, so the gradient does not depend on ``forward_chunk``. Returns sums over pairs
-    of loss, approx_kl, clipfrac and kl_reference (DPOK), the pair count and the max |ratio - 1|.
+    share of the batch, so the gradient does not depend on ``forward_chunk``. An objective that needs
+    the base model's step (DPOK, DPO against the base model) gets it per chunk (:meth:`Policy.reference`).
+    Returns sums over pairs of loss, approx_kl, clipfrac and kl_reference (KL to the base model, when
+    computed), the pair count and the max |ratio - 1|.
     """
     latents, next_latents, timesteps, old_log_probs, rows = pairs
     device = policy.negative_embeds.device
@@ -193,16 +202,17 @@ def backward_batch(policy, pairs, prompt_embeds, advantages, objective, clip_ran
     for chunk in torch.arange(total).split(max(tie, forward_chunk // tie * tie)):
         chunk_rows = rows[chunk]
         x, t, embeds = latents[chunk].to(device), timesteps[chunk].to(device), prompt_embeds[chunk_rows.to(prompt_embeds.device)]
-        log_probs, mean, std = policy.step(x, next_latents[chunk].to(device), t, embeds)
-        kl = gaussian_kl(mean, policy.reference_mean(x, t, embeds), std) if objective.needs_reference else None
+        x_next = next_latents[chunk].to(device)
+        log_probs, mean, std = policy.step(x, x_next, t, embeds)
+        reference = policy.reference(x, x_next, t, embeds, mean, std) if objective.needs_reference else None
         old = old_log_probs[chunk].to(device)
-        loss = objective.loss(log_probs, old, advantages[chunk_rows].to(device), kl)
+        loss = objective.loss(log_probs, old, advantages[chunk_rows].to(device), reference)
         backward(loss * (len(chunk) * scale / total))
         info = policy_stats(log_probs, old, clip_range)
         stats["loss"] += loss.item() * len(chunk)
         stats["approx_kl"] += info["approx_kl"] * len(chunk)
         stats["clipfrac"] += info["clipfrac"] * len(chunk)
-        stats["kl_reference"] += kl.sum().item() if kl is not None else 0.0
+        stats["kl_reference"] += reference.kl.sum().item() if reference is not None else 0.0
         stats["max_ratio_deviation"] = max(stats["max_ratio_deviation"], info["max_ratio_deviation"])
     return stats
 
@@ -267,21 +277,29 @@ def check_interval_latents(round_dir):
         )
 
 
-def training_units(selected, extra, manifest, objective):
+def training_units(selected, extra, objective):
     """What one epoch shuffles: (units [U, tie] of row indices into ``selected``, info).
 
     Each selected trajectory is a unit of its own, except for DPO: there a unit is a contrastive pair
-    [w, l] (:func:`b2diffurl.objectives.contrastive_pairs`) of one branch group, or, without branching
-    (split_time 1, nothing shares a branch point), of two trajectories of the same prompt.
+    [w, l] (:func:`b2diffurl.objectives.contrastive_pairs`) of one branch group, whose members share
+    the latent at the branch point (x_T itself for vanilla DPO, 2 branches from step 0, as D3PO).
     Trajectories left without a partner are not trained on; ``info`` counts them.
     """
     n = len(selected)
     if not objective.paired:
         return torch.arange(n).view(n, 1), {}
-    groups = selected.group_ids if manifest["split_time"] > 1 else selected.prompt_ids
-    w, l = contrastive_pairs(groups, extra["normalised"].float())
+    w, l = contrastive_pairs(selected.group_ids, extra["normalised"].float())
     units = torch.stack([w, l], dim=1)  # [P, 2]
-    return units, {"dpo_pairs": len(units), "dpo_unpaired": n - 2 * len(units), "dpo_pairs_by": "branch group" if manifest["split_time"] > 1 else "prompt"}
+    return units, {"dpo_pairs": len(units), "dpo_unpaired": n - 2 * len(units)}
+
+
+def batch_starts(n_units, units_per_batch, partial_batch):
+    """Start offsets of an epoch's train batches in a rank's share of ``n_units`` units. The last batch
+    may hold fewer units: with ``partial_batch="weight"`` it is kept (weighted by its size), with
+    ``"drop"`` left out, as the official trainer (``range(0, N // 2 * 2, batch_size)``) leaves out a
+    last single trajectory."""
+    end = n_units - n_units % units_per_batch if partial_batch == "drop" else n_units
+    return range(0, end, units_per_batch)
 
 
 def train_round(config, accelerator, pipeline, round_dir, load_seconds=0.0):
@@ -291,9 +309,12 @@ def train_round(config, accelerator, pipeline, round_dir, load_seconds=0.0):
     after every optimizer step (on every rank alike): a NaN/inf stops the round with a
     :class:`NonFiniteError` before anything of it is written.
 
-    The round's last, partial accumulation (fewer than ``gradient_accumulation_steps`` batches) is
-    applied scaled up to a full step (``train.partial_step="scale"``) or dropped, as the official
-    code does (``"drop"``).
+    Every optimizer step applies the mean gradient over its trajectories' (trajectory, step) pairs:
+    train batches are weighted by their size, so a rank's last, shorter batch of an epoch counts for
+    the trajectories it holds (``train.partial_batch="weight"``), or it is left out, as the official
+    trainer does (``"drop"``). The round's last, partial accumulation (fewer than
+    ``gradient_accumulation_steps`` batches) is applied likewise (``train.partial_step="scale"``) or
+    dropped, as the official code does (``"drop"``).
     """
     started = time.time()
     train, sample = config.train, config.sample
@@ -323,19 +344,21 @@ def train_round(config, accelerator, pipeline, round_dir, load_seconds=0.0):
         negative_embeds = encode_prompts(pipeline, [""])  # [1, L, D]
     scheduler.set_timesteps(sample.num_steps, device=device)
     objective = make_objective(train)
-    units, unit_info = training_units(selected, extra, manifest, objective)
+    units, unit_info = training_units(selected, extra, objective)
     tie = units.shape[1]
     units_per_batch = max(1, train.batch_size // tie)  # a DPO batch of train.batch_size trajectories holds batch_size / 2 pairs
+    full_step_units = units_per_batch * train.gradient_accumulation_steps  # units of one full optimizer step
 
     n = len(units)
     per_rank = n // accelerator.num_processes
-    batches_per_epoch = -(-per_rank // units_per_batch)
-    total_batches = batches_per_epoch * train.num_epochs
+    starts = batch_starts(per_rank, units_per_batch, train.partial_batch)  # the same on every rank and epoch
+    used_per_epoch = min(per_rank, len(starts) * units_per_batch)  # units per rank and epoch that are trained on
+    total_batches = len(starts) * train.num_epochs
     full_steps, remainder = divmod(total_batches, train.gradient_accumulation_steps)
     total_steps = full_steps + (1 if remainder and train.partial_step == "scale" else 0)
     stats = {"loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "kl_reference": 0.0, "pairs": 0}
     grad_norms, first_step_deviation, accumulated, steps_done, skipped_steps = [], 0.0, 0, 0, 0
-    non_finite_loss = 0
+    accumulated_units, non_finite_loss = 0, 0
     generator = torch.Generator().manual_seed(config.seed * 1000 + accelerator.process_index)
     unet.train()
     if train.gradient_checkpointing:  # activations recomputed in backward: less memory, same gradient
@@ -349,11 +372,11 @@ def train_round(config, accelerator, pipeline, round_dir, load_seconds=0.0):
             raise _non_finite_stop(config, "the loss is NaN/inf", steps_done + skipped_steps + 1, total_steps, epoch)
 
     def optimizer_step(epoch):
-        nonlocal accumulated, steps_done, skipped_steps, non_finite_loss
+        nonlocal accumulated, accumulated_units, steps_done, skipped_steps, non_finite_loss
         step = steps_done + skipped_steps + 1
-        if accumulated < train.gradient_accumulation_steps:  # the round's last, partial step: same scale
+        if accumulated_units < full_step_units:  # a step with a short batch, or the last, partial one: the mean over its units
             for p in params:
-                p.grad.mul_(train.gradient_accumulation_steps / accumulated)
+                p.grad.mul_(full_step_units / accumulated_units)
         reduce_gradients(epoch)
         grad_norm = float(accelerator.clip_grad_norm_(params, train.max_grad_norm))
         if not math.isfinite(grad_norm) and accelerator.scaler is None:  # under fp16 the scaler skips such steps
@@ -362,7 +385,7 @@ def train_round(config, accelerator, pipeline, round_dir, load_seconds=0.0):
         optimizer.zero_grad(set_to_none=False)
         if not lora_is_finite(params):
             raise _non_finite_stop(config, "the LoRA weights became NaN/inf", step, total_steps, epoch)
-        accumulated, non_finite_loss = 0, 0
+        accumulated, accumulated_units, non_finite_loss = 0, 0, 0
         if getattr(optimizer, "step_was_skipped", False):  # fp16 overflow: the scaler skipped the update
             skipped_steps += 1
         else:
@@ -376,14 +399,16 @@ def train_round(config, accelerator, pipeline, round_dir, load_seconds=0.0):
     with progress:  # closed before an error is printed
         for epoch in range(train.num_epochs):
             share = epoch_share(n, accelerator.num_processes, accelerator.process_index, config.seed, epoch)
-            for start in range(0, len(share), units_per_batch):
-                batch = units[share[start: start + units_per_batch]].flatten()  # trajectory rows, [w, l] adjacent
+            for start in starts:
+                batch_units = share[start: start + units_per_batch]
+                batch = units[batch_units].flatten()  # trajectory rows, [w, l] adjacent
                 trajectories = selected.select(batch)
                 pairs = interval_pairs(trajectories, generator, tie)
-                batch_stats = backward_batch(
+                batch_stats = backward_batch(  # weighted by the batch's size: a short batch counts for its units
                     policy, pairs, prompt_embeds[trajectories.prompt_ids], advantages[batch], objective, train.eps,
-                    train.forward_chunk, 1.0 / train.gradient_accumulation_steps, accelerator.backward,
+                    train.forward_chunk, len(batch_units) / full_step_units, accelerator.backward,
                 )
+                accumulated_units += len(batch_units)
                 non_finite_loss += not math.isfinite(batch_stats["loss"])
                 if steps_done == 0:
                     first_step_deviation = max(first_step_deviation, batch_stats.pop("max_ratio_deviation"))
@@ -421,7 +446,8 @@ def train_round(config, accelerator, pipeline, round_dir, load_seconds=0.0):
         "dropped_batches": dropped_batches,
         "fresh_optimizer": state is None,
         "trajectories_selected": len(selected),
-        "trajectories_used": per_rank * accelerator.num_processes * tie * train.num_epochs,
+        "trajectories_used": used_per_epoch * accelerator.num_processes * tie * train.num_epochs,
+        "partial_batch": train.partial_batch,
         "pairs": int(totals[4].item()),
         "first_step_max_ratio_deviation": deviation.item(),
         "num_processes": accelerator.num_processes,

@@ -36,7 +36,9 @@ def base_config():
     # inference; LoRA weights, the optimizer and the DDIM step math always stay in fp32.
     # fp16 needs a GPU.
     config.mixed_precision = "fp16"
-    # allow TF32 matmuls on Ampere+ GPUs (faster, slightly less precise). No effect on the CPU.
+    # allow TF32 matmuls on Ampere+ GPUs (faster, slightly less precise) for the UNet: sampling, training
+    # and evaluation's sampling, as the official code does. Reward scoring (selection, evaluation) always
+    # runs at full fp32 precision, since branches differ by < 0.01 CLIPScore. No effect on the CPU.
     config.allow_tf32 = True
     # directory holding the previous round's LoRA (pytorch_lora_weights.safetensors, diffusers format).
     # Empty for round 0 (sample with the base model). Set by the driver to round r-1's lora/ folder.
@@ -116,15 +118,22 @@ def base_config():
     # `official`). Divide it by the number of processes to keep the batch.
     train.gradient_accumulation_steps = 32
     # the round's last accumulation when it has fewer than gradient_accumulation_steps batches:
-    # "scale" applies it as a full step (its mean gradient, like every other step); "drop" discards it,
-    # as the official trainer does (with fewer selected trajectories than one step needs, a round then
-    # makes no update at all). Preset `official` uses "drop".
+    # "scale" applies it as a full step (the mean gradient of its trajectories, like every other step);
+    # "drop" discards it, as the official trainer does (with fewer selected trajectories than one step
+    # needs, a round then makes no update at all). Preset `official` uses "drop".
     train.partial_step = "scale"
+    # a process's last train batch of an epoch when it holds fewer than train.batch_size trajectories:
+    # "weight" trains on it, weighted by its size (every step is the mean over its trajectories); "drop"
+    # leaves it out, as the official trainer (range(0, N // 2 * 2, batch_size)) leaves out the last
+    # trajectory when N is odd. Preset `official` uses "drop".
+    train.partial_batch = "weight"
     # gradient clipping (global L2 norm).
     train.max_grad_norm = 1.0
     # passes over the round's selected trajectories.
     train.num_epochs = 2
-    # PPO clip range: ratio is clipped to [1 - eps, 1 + eps].
+    # PPO clip range: ratio is clipped to [1 - eps, 1 + eps]. 0.1 is the official B2-DiffuRL code's, for
+    # every method (the presets ddpo and bpt_only keep it, so only BPT and BS differ); DDPO's own release
+    # uses 1e-4 (preset ddpo_release).
     train.eps = 0.1
     # advantages (normalised scores) are clipped to [-adv_clip_max, adv_clip_max].
     train.adv_clip_max = 5.0
@@ -132,19 +141,32 @@ def base_config():
     train.beta1 = 1.0
     train.beta2 = 1.0
     # objective in b2diffurl.objectives (paper Sec. 4.5, App. D.1): "ppo" (clipped, the default), "pg"
-    # (no clipping), "dpok" (PPO term + KL to the base model, Eq. 7) or "dpo" (preference loss on the
-    # contrastive pairs, Eq. 8).
+    # (no clipping), "dpok" (clamped policy term + KL to the base model, Eq. 7) or "dpo" (preference loss
+    # on the contrastive pairs against the base model, Eq. 8).
     train.algorithm = "ppo"
-    # DPOK (Fan et al. 2023, "DPOK", whose released training command uses --reward_weight 10
-    # --kl_weight 0.01): loss = dpok_reward_weight * PPO term + dpok_kl_weight * KL(policy || base model)
-    # per step, the base model being the UNet with its LoRA disabled (one extra forward, no gradient).
-    train.dpok_reward_weight = 10.0
-    train.dpok_kl_weight = 0.01
-    # DPO: -log sigmoid(dpo_beta * margin) with margin the difference of the two members' log-ratios
-    # to the sampling policy, per interval step. 0.1 as in D3PO (Yang et al. 2024), which applies DPO to
-    # the same per-step DDIM log-probs. Pairs: best and worst of a branch group (both must be selected);
-    # without branching, two trajectories of the same prompt.
+    # DPOK (Fan et al. 2023), as released (google-research/google-research dpok/): loss = dpok_reward_weight
+    # * policy term + dpok_kl_weight * KL(policy || base model) per step, the base model being the UNet with
+    # its LoRA disabled (one extra forward, no gradient). Weights 1000 / 0.1: the release's multi-prompt
+    # command (this paper trains on prompt lists; its single-prompt command uses 10 / 0.01). Policy term:
+    # -A * clamp(ratio, 1 - dpok_ratio_clip, 1 + dpok_ratio_clip), the release's hard clamp (its
+    # --ratio_clip 1e-4, the "clipping" App. D.1 keeps; no gradient once a ratio has left the range);
+    # dpok_ratio_clip 0 uses clipped PPO with train.eps instead. The KL here is the Gaussian KL of the two
+    # DDIM steps; the release's is the squared difference of the noise predictions, which is this KL
+    # divided by c_t^2 / (2 sigma_t^2): on SD v1.4's schedule with 20 steps 0.36 at t = 951, 0.19 at
+    # t = 451 (the minimum), 0.65 at t = 101, 14.7 at t = 51, 0.50 at t = 1.
+    train.dpok_reward_weight = 1000.0
+    train.dpok_kl_weight = 0.1
+    train.dpok_ratio_clip = 1e-4
+    # DPO, as D3PO (Yang et al. 2024) releases it: -log sigmoid(dpo_beta * margin) per interval step of a
+    # contrastive pair, margin = log(p(w) / p_ref(w)) - log(p(l) / p_ref(l)), each ratio clamped to
+    # [1 - dpo_ratio_clip, 1 + dpo_ratio_clip] (D3PO's eps 0.1; 0 = no clamp). dpo_reference: "base" (the
+    # frozen pretrained UNet, LoRA adapters disabled: one extra forward per pair, as D3PO) or "sampling"
+    # (the log-probs recorded at sampling). beta 0.1 as D3PO. Pairs: best and worst of a branch group,
+    # both selected; vanilla DPO (presets ddpo,dpo) samples 2 branches from one x_T (k = T), as D3PO's
+    # pairs share their initial noise.
     train.dpo_beta = 0.1
+    train.dpo_reference = "base"
+    train.dpo_ratio_clip = 0.1
     # start AdamW from zero in this round instead of continuing resume_from's state (for a LoRA from
     # elsewhere, or a lost optimizer.safetensors). Without it a missing state is an error, never a
     # silent reset. run_process.sh sets it for one round with FreshOptimizer=<round>.
@@ -196,28 +218,34 @@ def base_config():
     # rounding could flip which branch is kept as best or worst; "fp16" is faster on a GPU.
     reward.precision = "fp32"
 
-    ###### Held-out evaluation (python -m b2diffurl.evaluate; run_process.sh's EvalInterval) ######
+    ###### Evaluation (python -m b2diffurl.evaluate; run_process.sh's EvalInterval) ######
     config.evaluate = evaluate = ml_collections.ConfigDict()
-    # "test" (the template's held-out prompts, paper App. H / Table 3) or "train".
-    evaluate.prompt_set = "test"
-    # the prompt file to evaluate on; empty: prompt_file with its "_train" replaced by "_<prompt_set>"
+    # prompt sets to evaluate, comma-separated (paper Sec. 4.1): "train" = the training prompt list
+    # (prompt_file, or prompt), what Figs. 5/7/8 and Tables 1-2 are drawn from; "test" = the template's
+    # held-out list, used only for the generalisation study (Table 3). Each set is its own
+    # <round>/eval/<set>.json.
+    evaluate.prompt_sets = "train,test"
+    # the held-out prompt file; empty: prompt_file with its "_train" replaced by "_test"
     # (prompts/template1_train.json -> prompts/template1_test.json).
-    evaluate.prompt_file = ""
-    # images per prompt, each from its own fixed seed (the same for the base model and every round).
-    # The paper's Table 3 used 1,600 images per template (e.g. 40 per prompt on template 2's 40 test prompts).
-    evaluate.images_per_prompt = 4
-    # seed of the evaluation noise: batch b of the (prompt, image) list draws from (seed, b).
+    evaluate.test_prompt_file = ""
+    # images per prompt set, spread over its prompts: prompt i of P gets num_images // P images, the
+    # first num_images % P prompts one more, each image from its own fixed seed (the same for the base
+    # model and every round). 1,600 is the paper's Table 3 (1,600 images per template; template 1 has 90
+    # held-out prompts, template 3 30). At least 2 per prompt (the per-prompt Inception Score).
+    evaluate.num_images = 1600
+    # seed of the evaluation noise: batch b of a set's (prompt, image) list draws from (seed, b).
     evaluate.seed = 10_000
     # (prompt, image) items per sampling batch (fixes which noise each image gets: keep it across a run).
     evaluate.batch_size = 8
-    # Inception Score (CLIP zero-shot over the ImageNet-1k class names, b2diffurl.metrics): number of
-    # equal chunks of the images (in a fixed shuffled order, so each chunk mixes all prompts); the
-    # score is their mean (std over chunks also reported).
+    # pooled Inception Score (CLIP zero-shot over the ImageNet-1k class names, b2diffurl.metrics): number
+    # of chunks of the images (in a fixed shuffled order, so each chunk mixes all prompts; sizes differ by
+    # at most one, no image left out); the score is their mean (std over chunks also reported). The
+    # per-prompt Inception Score (each prompt's images alone, averaged over prompts) needs no splits.
     evaluate.is_splits = 1
     # prompts (rows) of the image grid; its columns are the first (up to 8) seeds.
     evaluate.grid_prompts = 8
-    # run_process.sh's EvalInterval: after training round r, evaluate its LoRA on the test prompts when
-    # (r + 1) % interval == 0 and after the last round (and the base model before round 0). 0 = off.
+    # run_process.sh's EvalInterval: after training round r, evaluate its LoRA when (r + 1) % interval
+    # == 0 and after the last round (and the base model before round 0). 0 = off.
     evaluate.interval = 0
     # independent alignment metric added to each evaluation: "" (none) or "toyworld" (the toy world's
     # object detector: alignment mean / sem, background and size entropy; b2diffurl.toyworld.score).
@@ -260,6 +288,7 @@ def tiny(config):
     config.reward.name = "colour"
     config.reward.clip_model, config.reward.clip_pretrained = tiny_clip_paths(DEFAULT_TINY_DIR)
     config.reward.batch_size = 64
+    config.evaluate.num_images = 80  # 2 per prompt of template 2's 40 training and 40 held-out prompts
     config.process.stage_cnt = 4
     config.process.split_step_left = 2
     config.process.split_step_right = 4
@@ -284,7 +313,7 @@ def toy(config):
     config.reward.clip_model, config.reward.clip_pretrained = clip_paths()
     config.reward.batch_size = 128
     config.evaluate.alignment = "toyworld"
-    config.evaluate.images_per_prompt = 32
+    config.evaluate.num_images = 320  # per prompt set: 32 per held-out prompt, 9-10 per training prompt
     config.evaluate.batch_size = 32
     config.evaluate.interval = 1
     config.process.stage_cnt = 4
@@ -298,7 +327,8 @@ def ddpo(config):
 
     Choices the paper does not state, kept from this method's setup: per-prompt normalisation with
     history (eval.history_cnt 8), 2 epochs per round, thresholds -inf/+inf (every trajectory selected),
-    128 accumulation steps (Table 6's DDPO column)."""
+    PPO clip range 0.1 (DDPO's release: 1e-4, preset ddpo_release), 128 accumulation steps (Table 6's
+    DDPO column)."""
     config.split_step = config.sample.num_steps
     config.split_time = 1
     config.train.gradient_accumulation_steps = 128
@@ -312,7 +342,9 @@ def ddpo(config):
 def bpt_only(config):
     """Ablation (Fig. 7): backward progressive training without branch-based sampling. Not stated by the
     paper: thresholds -inf/+inf (every trajectory selected, as DDPO), 32 accumulation steps and the
-    history normalisation of the default."""
+    history normalisation of the default. The official driver run with SplitTime=1 would keep its
+    thresholds +-0.5 instead (a group of one kept only when |r_hat| >= 0.5): PosThreshold=0.5
+    NegThreshold=-0.5 with this preset."""
     config.split_time = 1
     config.eval.pos_threshold = float("-inf")
     config.eval.neg_threshold = float("inf")
@@ -321,12 +353,30 @@ def bpt_only(config):
 
 def official(config):
     """The official run_process.sh (HEAD e3a9129) where it differs from the paper's Table 6: 5 branches
-    (Table 6: 3), 64 accumulation steps (Table 6: 32), and the last partial accumulation of a round
-    dropped, as its trainer does. Thresholds +-0.5 and fp32 CLIPScore are the defaults already."""
+    (Table 6: 3), 64 accumulation steps (Table 6: 32), and, as its trainer does, the last partial
+    accumulation of a round and a last train batch of one trajectory dropped. Thresholds +-0.5 and fp32
+    CLIPScore are the defaults already."""
     config.split_time = 5
     config.train.gradient_accumulation_steps = 64
     config.train.partial_step = "drop"
+    config.train.partial_batch = "drop"
     config.eval.pos_threshold, config.eval.neg_threshold = 0.5, -0.5
+    return config
+
+
+def ddpo_release(config):
+    """DDPO's own release (kvablack/ddpo-pytorch) where it differs from this method's settings: PPO clip
+    range 1e-4 (train.eps; this method and the ddpo preset use 0.1). Combine: ddpo,ddpo_release."""
+    config.train.eps = 1e-4
+    return config
+
+
+def dpo(config):
+    """train.algorithm = 'dpo' (Sec. 4.5, Fig. 8, Table 2). Without branching (after ddpo: vanilla DPO)
+    it samples 2 branches from the start (k = T, so both share x_T, as D3PO's pairs do) and keeps both."""
+    config.train.algorithm = "dpo"
+    if config.split_time == 1:
+        config.split_time = 2
     return config
 
 
@@ -363,9 +413,10 @@ PRESETS = {
     "ddpo": ddpo,
     "bpt_only": bpt_only,
     "official": official,
+    "ddpo_release": ddpo_release,
     "pg": _algorithm("pg"),
     "dpok": _algorithm("dpok"),
-    "dpo": _algorithm("dpo"),
+    "dpo": dpo,
     "template1": _template(1),
     "template2": _template(2),
     "template3": _template(3),

@@ -156,10 +156,10 @@ def reward_gain(lora_dir, prompts, preset="tiny", images=64):
     from config.stage_process import get_config
 
     config = get_config(preset)
-    config.evaluate.images_per_prompt = images // len(prompts)
+    config.evaluate.num_images = images
     reward = build_reward(config.reward, "cpu")
     pipeline = load_policy(config, "cpu")
-    item_prompts = [p for p in prompts for _ in range(config.evaluate.images_per_prompt)]
+    item_prompts = [p for p in prompts for _ in range(images // len(prompts))]
     base = reward(sample_images(pipeline, prompts, config), item_prompts)
     load_lora(pipeline.unet, str(lora_dir))
     trained = reward(sample_images(pipeline, prompts, config), item_prompts)

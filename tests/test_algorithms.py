@@ -93,6 +93,35 @@ def test_dpo_step_raises_the_winners_log_prob_margin(sampled_round):
     assert margin() > before + 1e-4, "one DPO step raises log p(w) - log p(l)"
 
 
+def test_dpo_against_the_base_model_has_zero_margin_at_a_zero_lora(sampled_round):
+    """dpo_reference=base (D3PO): p_ref is the frozen base UNet, so a zero LoRA (B = 0) is the reference
+    itself and every margin is exactly 0, whatever the latents; a non-zero LoRA moves it."""
+    from b2diffurl.objectives import dpo_margin
+
+    config, out = sampled_round
+    selected, extra = selected_of(out)
+    w, l = contrastive_pairs(selected.group_ids, extra["normalised"])
+    batch = selected.select(torch.stack([w[:2], l[:2]], dim=1).flatten())
+    pipeline = load_policy(config, "cpu")
+    policy = policy_for(config, pipeline)
+    manifest = records.read_json(os.path.join(out, "samples", "manifest.json"))
+    embeds = encode_prompts(pipeline, manifest["prompt_list"])[batch.prompt_ids]
+    x, x_next, t, _, rows = interval_pairs(batch, torch.Generator().manual_seed(0), tie=2)
+
+    def margins():
+        with torch.no_grad():
+            log_probs, mean, std = policy.step(x, x_next, t, embeds[rows])
+            reference = policy.reference(x, x_next, t, embeds[rows], mean, std)
+        return dpo_margin(log_probs[0::2], reference.log_probs[0::2], log_probs[1::2], reference.log_probs[1::2])
+
+    assert len(w) >= 2 and margins().abs().max().item() == 0.0, "a zero LoRA is the base model: margin 0"
+    lora_b = [p for n, p in trainable_parameters(pipeline.unet) if "lora_B" in n]
+    with torch.no_grad():
+        for i, p in enumerate(lora_b):
+            p.copy_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(i)))
+    assert margins().abs().max().item() > 1e-4, "a non-zero LoRA moves the margin away from 0"
+
+
 def test_dpok_kl_is_zero_without_lora_and_grows_with_it(sampled_round):
     config, out = sampled_round
     selected, _ = selected_of(out)
@@ -128,7 +157,7 @@ def test_dpo_round_trains_on_pairs_and_reports_the_unpaired(sampled_round, accel
     selected, extra = selected_of(out)
     w, _ = contrastive_pairs(selected.group_ids, extra["normalised"])
     metrics = train_round(config, accelerator, load_policy(config, "cpu"), out)
-    assert metrics["dpo_pairs"] == len(w) > 0 and metrics["dpo_pairs_by"] == "branch group"
+    assert metrics["dpo_pairs"] == len(w) > 0
     assert metrics["dpo_unpaired"] == len(selected) - 2 * len(w)
     assert metrics["trajectories_used"] == 2 * len(w) * config.train.num_epochs
     assert metrics["optimizer_steps"] > 0 and metrics["first_step_max_ratio_deviation"] < 1e-5
@@ -165,3 +194,39 @@ def test_drop_makes_no_update_when_a_round_has_less_than_one_step(sampled_round,
     pipeline = load_policy(config, "cpu")
     load_lora(pipeline.unet, os.path.join(out, "lora"))
     assert all(p.abs().sum() == 0 for n, p in trainable_parameters(pipeline.unet) if "lora_B" in n), "no update at all"
+
+
+@pytest.mark.parametrize("partial_batch", ["weight", "drop"])
+def test_a_short_last_batch_counts_for_its_size(sampled_round, accelerator, partial_batch):
+    """One epoch, one optimizer step over batches of sizes (b, ..., b, r), r < b: the step's gradient is the
+    mean over the pairs of every trajectory it used (a short batch weighs r / b of a full one, not 1), or,
+    with "drop" (the official trainer), over the full batches only. Compared by its norm (metrics
+    grad_norm: before clipping) with one backward over those trajectories at once."""
+    from b2diffurl.trainer import epoch_share
+
+    config, out = fresh_copy(*sampled_round, f"short_{partial_batch}")
+    selected, extra = selected_of(out)
+    n = len(selected)
+    config.train.batch_size = 2 if n % 2 else 3 if n % 3 else 4
+    assert n % config.train.batch_size, "the crafted round ends in a short batch"
+    config.train.num_epochs, config.train.gradient_accumulation_steps = 1, 10_000
+    config.train.partial_batch = partial_batch
+    metrics = train_round(config, accelerator, load_policy(config, "cpu"), out)
+    used = n if partial_batch == "weight" else n - n % config.train.batch_size
+    assert metrics["optimizer_steps"] == 1 and metrics["trajectories_used"] == used
+
+    rows = epoch_share(n, 1, 0, config.seed, 0)[:used]  # the trajectories the epoch trained on
+    pipeline = load_policy(config, "cpu")
+    policy = policy_for(config, pipeline)
+    manifest = records.read_json(os.path.join(out, "samples", "manifest.json"))
+    batch = selected.select(rows)
+    embeds = encode_prompts(pipeline, manifest["prompt_list"])[batch.prompt_ids]
+    from b2diffurl.objectives import advantages_from_scores
+
+    advantages = advantages_from_scores(extra["normalised"].float(), config.train.adv_clip_max, config.train.beta1, config.train.beta2)[rows]
+    params = [p for _, p in trainable_parameters(pipeline.unet)]
+    pipeline.unet.train()
+    backward_batch(policy, interval_pairs(batch, torch.Generator().manual_seed(0)), embeds, advantages, make_objective(config.train),
+                   config.train.eps, 64, 1.0, lambda loss: loss.backward())
+    expected = torch.cat([p.grad.flatten() for p in params]).norm().item()
+    assert metrics["grad_norm"] == pytest.approx(expected, rel=1e-4)

@@ -41,7 +41,8 @@ DRIVER_CASES = [
     ({"StageCnt": "abc"}, ["StageCnt=abc must be an integer"]),
     ({"Algorithm": "sac"}, ["Algorithm=sac is not known", "dpok"]),
     ({"EvalInterval": "-1"}, ["EvalInterval=-1 must be >= 0"]),
-    ({"EvalInterval": "1", "PromptFile": "{dir}/mine.json"}, ["evaluate.prompt_file=", "does not end in _train.json", "set evaluate.prompt_file"]),
+    ({"EvalInterval": "1", "PromptFile": "{dir}/mine.json"}, ["evaluate.test_prompt_file=", "does not end in _train.json", "set evaluate.test_prompt_file"]),
+    ({"Algorithm": "dpo", "SplitTime": "1"}, ["SplitTime=1 gives DPO no pairs", "ddpo,dpo"]),
     ({"LogWith": "mlflow"}, ["LogWith=mlflow must be"]),
     ({"StageCnt": "0"}, ["StageCnt=0 must be >= 1"]),
     ({"StageCnt": "2.5"}, ["StageCnt=2.5 must be an integer"]),
@@ -89,6 +90,7 @@ DRIVER_CASES = [
     ({"CONFIG": "{dir}/clip_tag.py"}, ["reward.clip_pretrained='openai' is not in the local Hugging Face cache"]),
     ({"CONFIG": "{dir}/model_folder.py"}, ["pretrained.model=", "without model_index.json"]),
     ({"CONFIG": "{dir}/eta.py"}, ["sample.eta=0.0 must be > 0", "set in CONFIG"]),
+    ({"CONFIG": "{dir}/bf16_latents.py"}, ["sample.latent_dtype='bf16' rounds a stored latent by up to 73%", "use fp16", "set in CONFIG"]),
 ]
 
 
@@ -106,6 +108,7 @@ def _scratch(folder):
         "clip_tag": "config.reward.name = 'clipscore'\nconfig.reward.clip_model = 'ViT-B-32'\nconfig.reward.clip_pretrained = 'openai'",
         "model_folder": f"config.pretrained.model = {str(folder / 'empty_model')!r}\nconfig.pretrained.build_tiny = False",
         "eta": "config.sample.eta = 0.0",
+        "bf16_latents": "config.sample.latent_dtype = 'bf16'",
     }.items():
         os.replace(_config_file(folder, body), folder / f"{name}.py")
 
@@ -232,7 +235,9 @@ STAGE_CASES = [
     (["--config", "config/stage_process.py:nope"], ["--config=config/stage_process.py:nope", "unknown preset 'nope'"]),
     (["--config", "config/missing.py"], ["--config=config/missing.py", "does not exist"]),
     (["--config.train.learning_rate", "-1"], ["train.learning_rate=-1.0 must be > 0"]),
-    (["--config.sample.latent_dtype", "fp8"], ["sample.latent_dtype='fp8' must be one of fp16, bf16, fp32"]),
+    (["--config.sample.latent_dtype", "fp8"], ["sample.latent_dtype='fp8' must be one of fp16, fp32"]),
+    (["--config.sample.latent_dtype", "bf16"], ["sample.latent_dtype='bf16' rounds a stored latent", "use fp16"]),
+    (["--config.train.dpo_reference", "frozen"], ["train.dpo_reference='frozen' must be one of base, sampling"]),
 ]
 
 

@@ -149,11 +149,13 @@ def test_missing_clip_files(tiny_config, tmp_path):
 
 def test_the_checks_know_every_registered_objective_and_reward():
     """checks.py stays torch-free, so it names the registries' keys itself: they must agree."""
-    from b2diffurl.checks import ALGORITHMS, REWARD_NAMES
+    from b2diffurl.checks import ALGORITHMS, DPO_REFERENCES, REWARD_NAMES
+    from b2diffurl.objectives import DPO_REFERENCES as OBJECTIVE_DPO_REFERENCES
     from b2diffurl.objectives import OBJECTIVES
     from b2diffurl.rewards import REWARDS
 
     assert set(ALGORITHMS) == set(OBJECTIVES) and set(REWARD_NAMES) == set(REWARDS)
+    assert DPO_REFERENCES == OBJECTIVE_DPO_REFERENCES
 
 
 def test_every_problem_is_reported_at_once(tiny_config):

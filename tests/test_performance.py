@@ -72,7 +72,7 @@ def test_performance_settings_are_checked_in_one_line_each(tiny_config):
     tiny_config.runtime.attention = "flash"
     assert [str(p) for p in check_config(tiny_config)[0].problems] == [
         "sample.decode_batch_size=-1 must be >= 0 (0 decodes a whole batch at once)",
-        "sample.latent_dtype='fp8' must be one of fp16, bf16, fp32 (fp16 halves the interval latents on disk, exactly recomputable)",
+        "sample.latent_dtype='fp8' must be one of fp16, fp32 (fp16 halves the interval latents on disk, exactly recomputable)",
         "runtime.attention='flash' must be one of sdpa, math (sdpa: torch's fused attention; math: the plain reference)",
     ]
 
@@ -251,3 +251,51 @@ def test_paper_scale_benchmark_small_setting(tmp_path):
     assert disk["paper_round0"]["now"]["kept"] <= 0.5 * disk["paper_round0"]["before"]["kept"]
     assert disk["paper_round0"]["now"]["samples"] < 0.51 * disk["paper_round0"]["before"]["samples"]  # fp16 latents
     assert result["analysis"]["projection"]["hours"] > 0
+
+
+def test_tf32_is_off_while_scoring_and_on_for_the_unet(tiny_config):
+    """allow_tf32 (the default) turns TF32 on for the UNet's matmuls (sampling, training, evaluation's
+    sampling), while every CLIP forward of selection and evaluation, and the zero-shot matmul of the
+    Inception Score, run with it off; the flags are read where each model runs."""
+    from b2diffurl import cli, metrics, tf32
+    from b2diffurl.evaluate import Judge
+    from b2diffurl.records import round_dir
+    from b2diffurl.rewards import build_reward
+    from b2diffurl.sampler import sample_round
+    from b2diffurl.selection import select_round
+
+    before = tf32.tf32_flags()
+    seen = {"unet": set(), "clip": set(), "zero_shot": set()}
+
+    def record(name):
+        return lambda *_: seen[name].add(tf32.tf32_flags())
+
+    try:
+        tiny_config.reward.name = "clipscore"
+        assert tiny_config.allow_tf32 is True
+        accelerator = cli.make_accelerator(tiny_config)
+        assert tf32.tf32_flags() == (True, True)
+        pipeline = load_policy(tiny_config, "cpu")
+        pipeline.unet.register_forward_pre_hook(record("unet"))
+        sample_round(tiny_config, accelerator, pipeline)
+        reward = build_reward(tiny_config.reward, "cpu")
+        judge = Judge(tiny_config, "cpu")
+        for scorer in (reward, judge.clip):
+            scorer.model.visual.register_forward_pre_hook(record("clip"))
+            scorer.model.transformer.register_forward_pre_hook(record("clip"))
+        out = round_dir(tiny_config)
+        select_round(tiny_config, reward, out, os.path.dirname(out))
+        real = metrics.zero_shot_probs
+        metrics.zero_shot_probs = lambda *args: (record("zero_shot")(), real(*args))[1]
+        try:
+            images = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
+            result = judge(images, ["red apple", "red apple", "blue car", "blue car"], 1)
+        finally:
+            metrics.zero_shot_probs = real
+        assert result["inception_score_per_prompt"] >= 1.0
+        assert seen == {"unet": {(True, True)}, "clip": {(False, False)}, "zero_shot": {(False, False)}}, seen
+        assert tf32.tf32_flags() == (True, True), "restored after scoring"
+    finally:
+        tf32.set_tf32(False)
+        torch.backends.cudnn.allow_tf32 = before[1]
+        torch.backends.cuda.matmul.allow_tf32 = before[0]

@@ -180,7 +180,8 @@ def test_toy_rounds_raise_held_out_alignment(tmp_path):
     config = tmp_path / "toy64.py"
     config.write_text(
         f"import sys\nsys.path.insert(0, {REPO!r})\nfrom config.stage_process import get_config as preset_config\n\n\n"
-        "def get_config(preset='toy'):\n    config = preset_config(preset)\n    config.evaluate.images_per_prompt = 64\n    return config\n"
+        "def get_config(preset='toy'):\n    config = preset_config(preset)\n    config.evaluate.num_images = 640\n"
+        "    config.evaluate.prompt_sets = 'test'\n    return config\n"
     )
     proc = run_driver(tmp_path, config=f"{config}:toy", ExpName="toy", StageCnt=2, EvalInterval=2, timeout=1500)
     assert "alignment" in proc.stdout

@@ -12,7 +12,7 @@ method scores the same number of images per round (:data:`TRAJECTORIES_PER_ROUND
 
 All three share the toy preset's optimizer (learning rate, 4 accumulation steps; the ddpo preset's 128
 accumulation steps of Table 6 would make one update per round here), its LoRA, reward and evaluation.
-Then ``python -m b2diffurl.figures`` draws the curves and tables into ``docs/figures/toy_benchmark/`` and
+Then ``python -m b2diffurl.figures --queries <rounds x 96>`` draws the curves and tables into ``docs/figures/toy_benchmark/`` and
 ``docs/RESULTS.md`` is written from them, with the settings, the machine and the wall times. A section
 headed ``## Discussion`` already in RESULTS.md is kept as it is.
 """
@@ -121,7 +121,7 @@ def write_results(save_path, labels, seeds, rounds, eval_interval, prompt_file, 
         "- Model: the committed toy world (`b2diffurl/toyworld/model`, built by `python -m b2diffurl.toyworld build`), "
         "reward: its CLIP (CLIPScore), held-out metric: the colour-blob detector (`b2diffurl.toyworld.score`), which never saw the reward.",
         f"- Training prompts `{prompt_file}`, held-out evaluation on `{test_file}` "
-        f"({base['num_prompts']} prompts x {base['images_per_prompt']} images, fixed seeds, the same for every policy).",
+        f"({base['num_prompts']} prompts, {base['num_images']} images, fixed seeds, the same for every policy).",
         f"- {rounds} rounds per run, {TRAJECTORIES_PER_ROUND} reward queries per round for every method, "
         f"{len(seeds)} seeds ({', '.join(map(str, seeds))}; run_process.sh's Seed = {SEED_STRIDE} x seed), evaluation every {eval_interval} rounds and after the last.",
         "- Methods (config presets): " + "; ".join(f"{label}: `toy{METHODS[label][0]}`"
@@ -187,7 +187,9 @@ def benchmark(save_path, seeds, rounds, eval_interval, prompt_file, methods=tupl
             last = read_eval(exp_dir, final_round(exp_dir))
             print(f"  {timings[name] / 60:.1f} min; final alignment {last['alignment_mean']:.1%} +- {last['alignment_sem']:.1%}", flush=True)
     runs = [f"{label}={os.path.join(save_path, run_name(label, s))}" for label in methods for s in seeds]
-    proc = subprocess.run([sys.executable, "-m", "b2diffurl.figures", *runs, "--out", FIGURES], cwd=REPO_ROOT, capture_output=True, text=True)
+    budget = rounds * TRAJECTORIES_PER_ROUND  # every method's last round: bars and tables compare at equal reward queries
+    proc = subprocess.run([sys.executable, "-m", "b2diffurl.figures", *runs, "--out", FIGURES, "--queries", str(budget)],
+                          cwd=REPO_ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"error: figures failed: {proc.stderr.strip()}")
     from b2diffurl.toyworld.__main__ import compare

@@ -141,14 +141,15 @@ def base_alignment(pipeline, config, template, images_per_prompt=None, seed=BASE
 
     _, test = prompt_lists(template)
     config = config.copy_and_resolve_references()
-    config.evaluate.images_per_prompt = images_per_prompt or BASE_IMAGES_PER_PROMPT[template]
+    images_per_prompt = images_per_prompt or BASE_IMAGES_PER_PROMPT[template]
+    config.evaluate.num_images = images_per_prompt * len(test)
     config.evaluate.seed = seed
     images = sample_images(pipeline, test, config)
-    prompts = [p for p in test for _ in range(config.evaluate.images_per_prompt)]
+    prompts = [p for p in test for _ in range(images_per_prompt)]
     metrics = toy_metrics(images.numpy(), prompts)
     metrics.pop("per_prompt_alignment")
     metrics.pop("aligned")
-    metrics.update(num_prompts=len(test), images_per_prompt=config.evaluate.images_per_prompt, seed=seed)
+    metrics.update(num_prompts=len(test), images_per_prompt=images_per_prompt, seed=seed)
     return metrics
 
 

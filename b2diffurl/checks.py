@@ -214,7 +214,7 @@ def eval_prompt_sets(config):
     return list(dict.fromkeys(s.strip() for s in sets.split(",") if s.strip())) if isinstance(sets, str) else []
 
 
-def test_prompt_file(config):
+def held_out_prompt_file(config):
     """The held-out prompt file: ``evaluate.test_prompt_file``, or ``prompt_file`` with its ``_train``
     replaced by ``_test`` (prompts/template1_train.json -> prompts/template1_test.json); "" when neither gives one."""
     if config.evaluate.test_prompt_file:
@@ -227,7 +227,7 @@ def eval_prompt_file(config, prompt_set):
     """The prompt file an evaluation of ``prompt_set`` reads ("" for a train set given as ``prompt``)."""
     if prompt_set == "train":
         return "" if config.prompt else config.prompt_file
-    return test_prompt_file(config)
+    return held_out_prompt_file(config)
 
 
 # evaluate.alignment: "" (none) or an independent alignment metric added to the evaluation JSON.
@@ -239,7 +239,7 @@ def _eval_prompts(c, prompt_set):
     config = c.config
     if prompt_set == "train":
         return check_prompts(config, c)
-    path = test_prompt_file(config)
+    path = held_out_prompt_file(config)
     if not path:
         c.require(
             False, "evaluate.test_prompt_file", "", f"is empty and prompt_file={config.prompt_file!r} does not end in _train.json, "

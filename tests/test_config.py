@@ -190,3 +190,22 @@ def test_driver_reads_the_official_preset(tmp_path):
     values = prepare({"CONFIG": "config/stage_process.py:tiny", "SavePath": str(tmp_path), "EvalInterval": "2", "Algorithm": "dpo",
                       "B2DIFFURL_CALLER_DIR": str(tmp_path)})
     assert values["EvalInterval"] == 2 and values["Algorithm"] == "dpo"
+
+
+def test_evaluation_prompt_sets_and_sizes_are_checked(tiny_config):
+    """evaluate.prompt_sets names train and/or test; every prompt of each set gets at least 2 of the
+    set's num_images (the per-prompt Inception Score); all of it before any model loads."""
+    from b2diffurl.checks import Checker, check_evaluation
+
+    checker, _ = check_config(tiny_config, eval_prompts=True)
+    assert not checker.problems and sorted(checker.eval_prompts) == ["test", "train"]
+    assert len(checker.eval_prompts["train"]) == len(checker.eval_prompts["test"]) == 40
+    tiny_config.evaluate.prompt_sets = "train,heldout"
+    _expect(tiny_config, "evaluate.prompt_sets='train,heldout' must name train and/or test")
+    tiny_config.evaluate.prompt_sets = "test"
+    tiny_config.evaluate.num_images = 79
+    problems = [str(p) for p in check_config(tiny_config, eval_prompts=True)[0].problems]
+    assert problems == ["evaluate.num_images=79 gives fewer than 2 images to some of the 40 test prompts (the per-prompt "
+                        "Inception Score needs 2): use at least 80"]
+    checker = Checker(tiny_config)
+    assert check_evaluation(checker, with_prompts=False) is None and checker.problems == [], "sizes need the prompts"

@@ -1,0 +1,22 @@
+"""Evaluation bookkeeping without models: how a prompt set's images are spread over its prompts, and the grid."""
+
+import torch
+
+from b2diffurl.evaluate import eval_batches, image_grid, images_per_prompt, item_prompts
+
+
+def test_images_are_spread_over_the_prompts():
+    # Table 3: 1,600 images on template 1's 90 held-out prompts -> 70 prompts x 18 + 20 x 17
+    counts = images_per_prompt(90, 1600)
+    assert counts.sum().item() == 1600 and counts[:70].tolist() == [18] * 70 and counts[70:].tolist() == [17] * 20
+    assert images_per_prompt(40, 1600).tolist() == [40] * 40 and images_per_prompt(30, 1600).tolist() == [54] * 10 + [53] * 20
+    assert item_prompts(["a", "b", "c"], 7) == ["a", "a", "a", "b", "b", "c", "c"], "prompt-major, the first prompts one more"
+    batches = eval_batches(3, 7, 3)
+    assert [b.tolist() for b in batches] == [[0, 0, 0], [1, 1, 2], [2]], "fixed batches: batch b draws its noise from (seed, b)"
+
+
+def test_the_grid_takes_each_prompts_first_images():
+    # 3 prompts with 3, 2, 2 images of 1 x 1 pixel whose value is the image's index
+    images = torch.arange(7, dtype=torch.uint8).view(7, 1, 1, 1).expand(7, 1, 1, 3)
+    grid = image_grid(images, torch.tensor([3, 2, 2]), grid_prompts=2)
+    assert grid[..., 0].tolist() == [[0, 1], [3, 4]], "rows = prompts, columns = as many seeds as every row has"

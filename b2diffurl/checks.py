@@ -241,9 +241,11 @@ def _eval_prompts(c, prompt_set):
         return check_prompts(config, c)
     path = held_out_prompt_file(config)
     if not path:
+        why = (f"prompt={config.prompt!r} is set (one prompt has no held-out list)" if config.prompt
+               else f"prompt_file={config.prompt_file!r} does not end in _train.json")
         c.require(
-            False, "evaluate.test_prompt_file", "", f"is empty and prompt_file={config.prompt_file!r} does not end in _train.json, "
-            "so the held-out (test) list cannot be derived: set evaluate.test_prompt_file, or evaluate.prompt_sets=train",
+            False, "evaluate.test_prompt_file", "", f"is empty and {why}, so the held-out (test) list cannot be derived: "
+            "set evaluate.test_prompt_file, or evaluate.prompt_sets=train",
         )
         return None
     probe = copy.deepcopy(config)
@@ -271,6 +273,9 @@ def check_evaluation(c, with_prompts, train_prompts=NOT_CHECKED):
         "test: the held-out prompts, Table 3)",
     )
     valid = {field: c.integer(f"evaluate.{field}", 1) for field in ("num_images", "batch_size", "is_splits", "grid_prompts")}
+    if valid["num_images"] and valid["is_splits"]:
+        c.require(evaluate.is_splits <= evaluate.num_images, "evaluate.is_splits", evaluate.is_splits,
+                  f"exceeds the {evaluate.num_images} images of a prompt set: use at most {evaluate.num_images}")
     c.integer("evaluate.seed", 0)
     c.integer("evaluate.interval", 0, hint=" (0 = no evaluation during training)")
     alignment = evaluate.get("alignment", "")
@@ -295,15 +300,14 @@ def check_evaluation(c, with_prompts, train_prompts=NOT_CHECKED):
                         f"{prompt!r}, not a toy-world caption: use the prompts/toy*_train.json captions (and their _test lists)",
                     ) or True  # one line, not one per prompt set
                     break
-        if valid["num_images"]:
-            c.require(
-                evaluate.num_images >= 2 * len(prompts), "evaluate.num_images", evaluate.num_images,
-                f"gives fewer than 2 images to some of the {len(prompts)} {prompt_set} prompts (the per-prompt Inception Score "
-                f"needs 2): use at least {2 * len(prompts)}",
-            )
-            if valid["is_splits"]:
-                c.require(evaluate.is_splits <= evaluate.num_images, "evaluate.is_splits", evaluate.is_splits,
-                          f"exceeds the {evaluate.num_images} images of a prompt set: use at most {evaluate.num_images}")
+    largest = max(((len(p), name) for name, p in found.items() if p is not None), default=None)
+    if largest is not None and valid["num_images"]:  # one line for the set with the most prompts
+        n_prompts, name = largest
+        c.require(
+            evaluate.num_images >= 2 * n_prompts, "evaluate.num_images", evaluate.num_images,
+            f"gives fewer than 2 images to some of the {n_prompts} {name} prompts (the per-prompt Inception Score "
+            f"needs 2): use at least {2 * n_prompts}",
+        )
     return found
 
 

@@ -53,10 +53,14 @@ def template_name(prompt_file):
 
 
 def method_of(config, split_time):
-    """The run's method as the paper names it (Fig. 7/8, Tables 1-2), from its settings."""
+    """The run's method as the paper names it (Fig. 7/8, Tables 1-2), from its settings.
+
+    Vanilla DPO samples its pairs as 2 branches from x_T (presets ddpo,dpo: k = T every round, as D3PO's
+    pairs share their initial noise): that is the vanilla algorithm, not branch-based sampling."""
     process, steps = config.process, config.sample.num_steps
     bpt = process.split_step_left < steps  # trains a growing interval, not the whole trajectory from round 0
-    branching = split_time > 1
+    dpo_pairs_from_x_T = config.train.algorithm == "dpo" and not bpt and split_time == 2
+    branching = split_time > 1 and not dpo_pairs_from_x_T
     label = {(True, True): "B2-DiffuRL", (True, False): "BPT only", (False, True): "BS only", (False, False): "vanilla"}[(bpt, branching)]
     return {
         "label": label, "algorithm": config.train.algorithm, "split_time": split_time, "num_steps": steps,

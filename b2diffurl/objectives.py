@@ -103,12 +103,14 @@ class Reference:
 class Objective:
     """A configured objective: ``loss(log_probs, old_log_probs, advantages, reference)`` on the pairs of one
     chunk -> scalar. ``needs_reference``: it needs the base model's step (``reference`` a :class:`Reference`,
-    else None). ``paired``: the pairs come as [w, l] rows at the same step (``advantages`` unused)."""
+    else None). ``paired``: the pairs come as [w, l] rows at the same step (``advantages`` unused).
+    ``clip_range``: the range around 1 its ratio is clipped to, for the clip fraction it reports."""
 
     name: str
     loss: object
     needs_reference: bool = False
     paired: bool = False
+    clip_range: float = 0.1
 
 
 DPO_REFERENCES = ("base", "sampling")  # train.dpo_reference
@@ -118,14 +120,14 @@ def make_objective(train):
     """The :class:`Objective` for ``train`` (a ``config.train`` ConfigDict): ``train.algorithm`` and its weights."""
     name = train.algorithm
     if name == "ppo":
-        return Objective(name, lambda lp, old, adv, ref: ppo_loss(lp, old, adv, train.eps))
+        return Objective(name, lambda lp, old, adv, ref: ppo_loss(lp, old, adv, train.eps), clip_range=train.eps)
     if name == "pg":
-        return Objective(name, lambda lp, old, adv, ref: pg_loss(lp, old, adv))
+        return Objective(name, lambda lp, old, adv, ref: pg_loss(lp, old, adv), clip_range=train.eps)
     if name == "dpok":
         return Objective(
             name, lambda lp, old, adv, ref: dpok_loss(
                 lp, old, adv, train.eps, ref.kl, train.dpok_reward_weight, train.dpok_kl_weight, train.dpok_ratio_clip),
-            needs_reference=True,
+            needs_reference=True, clip_range=train.dpok_ratio_clip or train.eps,
         )
     if name == "dpo":
         if train.dpo_reference not in DPO_REFERENCES:
@@ -136,7 +138,7 @@ def make_objective(train):
             reference = ref.log_probs if base else old
             return dpo_loss(lp[0::2], reference[0::2], lp[1::2], reference[1::2], train.dpo_beta, train.dpo_ratio_clip)
 
-        return Objective(name, dpo, needs_reference=base, paired=True)
+        return Objective(name, dpo, needs_reference=base, paired=True, clip_range=train.dpo_ratio_clip or train.eps)
     raise ValueError(f"train.algorithm={name!r} is not known; choose from {list(OBJECTIVES)}")
 
 

@@ -405,7 +405,7 @@ def train_round(config, accelerator, pipeline, round_dir, load_seconds=0.0):
                 trajectories = selected.select(batch)
                 pairs = interval_pairs(trajectories, generator, tie)
                 batch_stats = backward_batch(  # weighted by the batch's size: a short batch counts for its units
-                    policy, pairs, prompt_embeds[trajectories.prompt_ids], advantages[batch], objective, train.eps,
+                    policy, pairs, prompt_embeds[trajectories.prompt_ids], advantages[batch], objective, objective.clip_range,
                     train.forward_chunk, len(batch_units) / full_step_units, accelerator.backward,
                 )
                 accumulated_units += len(batch_units)

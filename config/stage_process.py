@@ -124,8 +124,9 @@ def base_config():
     train.partial_step = "scale"
     # a process's last train batch of an epoch when it holds fewer than train.batch_size trajectories:
     # "weight" trains on it, weighted by its size (every step is the mean over its trajectories); "drop"
-    # leaves it out, as the official trainer (range(0, N // 2 * 2, batch_size)) leaves out the last
-    # trajectory when N is odd. Preset `official` uses "drop".
+    # leaves it out. With batch_size 2 (the official value) "drop" is the official trainer, whose
+    # range(0, N // 2 * 2, batch_size) leaves out the last trajectory when N is odd (with a larger batch
+    # size the official loop keeps a short batch, at full weight). Preset `official` uses "drop".
     train.partial_batch = "weight"
     # gradient clipping (global L2 norm).
     train.max_grad_norm = 1.0

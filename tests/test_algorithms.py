@@ -207,7 +207,7 @@ def test_a_short_last_batch_counts_for_its_size(sampled_round, accelerator, part
     config, out = fresh_copy(*sampled_round, f"short_{partial_batch}")
     selected, extra = selected_of(out)
     n = len(selected)
-    config.train.batch_size = 2 if n % 2 else 3 if n % 3 else 4
+    config.train.batch_size = next(b for b in range(2, n) if n % b)
     assert n % config.train.batch_size, "the crafted round ends in a short batch"
     config.train.num_epochs, config.train.gradient_accumulation_steps = 1, 10_000
     config.train.partial_batch = partial_batch

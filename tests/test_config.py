@@ -209,3 +209,14 @@ def test_evaluation_prompt_sets_and_sizes_are_checked(tiny_config):
                         "Inception Score needs 2): use at least 80"]
     checker = Checker(tiny_config)
     assert check_evaluation(checker, with_prompts=False) is None and checker.problems == [], "sizes need the prompts"
+    tiny_config.evaluate.prompt_sets, tiny_config.evaluate.num_images, tiny_config.evaluate.is_splits = "train,test", 60, 100
+    problems = [str(p) for p in check_config(tiny_config, eval_prompts=True)[0].problems]
+    assert problems == [  # one line each, not one per prompt set
+        "evaluate.is_splits=100 exceeds the 60 images of a prompt set: use at most 60",
+        "evaluate.num_images=60 gives fewer than 2 images to some of the 40 train prompts (the per-prompt Inception Score "
+        "needs 2): use at least 80",
+    ]
+    tiny_config.evaluate.num_images, tiny_config.evaluate.is_splits, tiny_config.prompt = 80, 1, "red apple"
+    tiny_config.evaluate.interval = 1  # evaluations during the run: their prompt files are checked with the rest
+    _expect(tiny_config, "evaluate.test_prompt_file='' is empty and prompt='red apple' is set (one prompt has no held-out "
+            "list)", "evaluate.prompt_sets=train")

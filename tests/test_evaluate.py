@@ -20,3 +20,22 @@ def test_the_grid_takes_each_prompts_first_images():
     images = torch.arange(7, dtype=torch.uint8).view(7, 1, 1, 1).expand(7, 1, 1, 3)
     grid = image_grid(images, torch.tensor([3, 2, 2]), grid_prompts=2)
     assert grid[..., 0].tolist() == [[0, 1], [3, 4]], "rows = prompts, columns = as many seeds as every row has"
+
+
+def test_methods_are_named_as_the_paper_names_them():
+    """Table 2's columns come from these labels: vanilla DPO's 2 samples from one x_T (presets ddpo,dpo)
+    are the vanilla algorithm, not branch-based sampling."""
+    from b2diffurl.evaluate import method_of
+    from config.stage_process import get_config
+
+    def label(presets):
+        config = get_config(presets)
+        return method_of(config, config.split_time)["label"], config.train.algorithm
+
+    assert label("template1") == ("B2-DiffuRL", "ppo") and label("template1,dpo") == ("B2-DiffuRL", "dpo")
+    assert label("template1,ddpo") == ("vanilla", "ppo") and label("template1,ddpo,dpok") == ("vanilla", "dpok")
+    assert label("template1,ddpo,dpo") == ("vanilla", "dpo")
+    assert label("template1,bpt_only") == ("BPT only", "ppo")
+    config = get_config("template1,ddpo")
+    config.split_time = 3  # branching from x_T with PPO: branch-based sampling without BPT
+    assert method_of(config, 3)["label"] == "BS only"

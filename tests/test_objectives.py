@@ -161,6 +161,7 @@ def test_registry_objectives_match_the_pure_functions():
         objective = make_objective(train)
         assert objective.loss(lp, old, adv, reference).item() == pytest.approx(value.item()), name
         assert objective.needs_reference == (name in ("dpok", "dpo")) and objective.paired == (name == "dpo")
+        assert objective.clip_range == {"dpok": 1e-4, "dpo": 0.1}.get(name, train.eps), "the clip fraction's range"
     train.dpo_reference, train.dpo_ratio_clip = "sampling", 0.0  # the sampling-time policy as reference, no clamp
     objective = make_objective(train)
     assert not objective.needs_reference

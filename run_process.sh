@@ -2,8 +2,9 @@
 # B2-DiffuRL driver: rounds of sample -> select -> train with backward progressive training.
 #
 #   bash run_process.sh                                        # the paper's setup (config defaults)
-#   CONFIG=config/stage_process.py:tiny bash run_process.sh    # CPU demo, a few minutes, no downloads
-#   NUM_PROCESSES=8 ExpName=exp1 StageCnt=100 bash run_process.sh > log/exp1
+#   CONFIG=config/stage_process.py:toy bash run_process.sh     # CPU demo (the toy world), minutes, no downloads
+#   CONFIG=config/stage_process.py:tiny bash run_process.sh    # random tiny model: the plumbing in about a minute
+#   NUM_PROCESSES=8 ExpName=exp1 StageCnt=100 bash run_process.sh 2>&1 | tee exp1.log
 #
 # Variables (set them in the environment; unset or empty ones take their default from the config,
 # CONFIG, default config/stage_process.py, optionally :preset): the official ones
@@ -16,7 +17,12 @@
 # evaluate.prompt_sets (the training and the held-out prompts), with python -m b2diffurl.evaluate;
 # 0 = off), Algorithm (train.algorithm: ppo, pg, dpok,
 # dpo), LogWith (tensorboard and/or wandb: per-round metrics and sample grids under ExpDir/logs),
-# NUM_PROCESSES, ACCELERATE_ARGS, PYTHON.
+# NUM_PROCESSES, ACCELERATE_ARGS, PYTHON, and AllowChanges (1: continue a run whose finished rounds
+# used other settings; without it such a rerun stops with one line per changed setting).
+# A variable that looks like one of these but is not (Lr, SAVEPATH, StageCt) stops the run.
+# The run's settings (effective config, variables, package versions, git commit) are recorded in
+# ExpDir/settings.json, each stage's in its marker; the run ends with its outcome (base vs best vs
+# last evaluated round) and, with evaluations, figures under ExpDir/figures.
 # SaveInterval here keeps the interval latents (samples/, selected.safetensors) of every n-th round
 # once it is trained; 0 (the default) keeps none, 1 keeps all. Relative paths are taken from the
 # folder you run it from.
@@ -65,7 +71,14 @@ else
     LAUNCH=("$PYTHON")
 fi
 
-echo "experiment $ExpDir: $StageCnt rounds, k ${Ks[0]}..${Ks[$((StageCnt - 1))]}, $SplitTime branches, $NUM_PROCESSES process(es), config $CONFIG"
+echo "$Header"
+# One driver per run folder: fd 9 holds an flock on ExpDir/run.lock for as long as this script (and
+# the stages it starts) runs; a second driver or a stage started by hand stops with one line naming
+# this one. Then the settings are compared with the ones the finished rounds used, and recorded.
+mkdir -p "$ExpDir"
+exec 9>>"$ExpDir/run.lock"
+B2DIFFURL_CALLER_DIR="$CallerDir" "$PYTHON" -m b2diffurl.driver start "$ExpDir" 9
+export B2DIFFURL_RUN_LOCK="$ExpDir"
 "$PYTHON" -m b2diffurl.driver catchup "$ExpDir" "$SaveInterval"
 
 # Evaluation of round i is due when EvalInterval > 0 and (i + 1) % EvalInterval == 0, and
@@ -115,9 +128,15 @@ for ((i = 0; i < StageCnt; i++)); do
     [ -f "$RoundDir/sample.done" ] || "${LAUNCH[@]}" run_sample.py "${FLAGS[@]}"
     [ -f "$RoundDir/select.done" ] || "$PYTHON" run_select.py "${FLAGS[@]}"
     [ -f "$RoundDir/train.done" ] || "${LAUNCH[@]}" run_train.py "${FLAGS[@]}"
-    "$PYTHON" -m b2diffurl.driver catchup "$ExpDir" "$SaveInterval" "$Round"
     if eval_due "$i"; then
         "${LAUNCH[@]}" -m b2diffurl.evaluate "${EVAL_FLAGS[@]}" --rounds "$i"
     fi
+    "$PYTHON" -m b2diffurl.driver catchup "$ExpDir" "$SaveInterval" "$Round"
 done
-echo "all $StageCnt rounds finished; per-round table: $ExpDir/progress.csv"
+Figures=""
+if [ "$EvalInterval" -gt 0 ]; then
+    Figures="$ExpDir/figures"
+    "$PYTHON" -m b2diffurl.figures "$ExpDir" --out "$Figures" > /dev/null
+fi
+echo "all $StageCnt rounds finished"
+"$PYTHON" -m b2diffurl.driver report "$ExpDir" "$SaveInterval" "$Figures"

@@ -22,6 +22,7 @@ def main(_):
     config = FLAGS.config
     accelerator = cli.make_accelerator(config)
     check_stage(config, "sample", accelerator.num_processes)
+    cli.lock_run_folder(config)
 
     from b2diffurl.models import load_policy
     from b2diffurl.records import round_dir

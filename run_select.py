@@ -25,6 +25,7 @@ def main(_):
     round_dir = records.round_dir(config)
     exp_dir = os.path.dirname(round_dir)
     accelerator = cli.make_accelerator(config)
+    cli.lock_run_folder(config)
     summary, state = None, "already done, skipped"
     if accelerator.is_main_process:
         summary = records.finished(round_dir, "select")

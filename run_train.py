@@ -22,6 +22,7 @@ def main(_):
     config = FLAGS.config
     accelerator = cli.make_accelerator(config)
     check_stage(config, "train", accelerator.num_processes)
+    cli.lock_run_folder(config)
     round_dir = records.round_dir(config)
     if accelerator.is_main_process:
         records.finished(round_dir, "train")  # completes a finish that a stop interrupted

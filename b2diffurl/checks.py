@@ -423,7 +423,7 @@ def check_device(config, device_type):
         raise ConfigError(
             "mixed_precision", "fp16",
             "needs a GPU and none is visible: on a CPU use mixed_precision 'no' or 'bf16' "
-            "(run_process.sh: MixedPrecision=no, or CONFIG=config/stage_process.py:tiny for the CPU demo)",
+            "(run_process.sh: MixedPrecision=no, or CONFIG=config/stage_process.py:toy for the CPU demo)",
         )
 
 

@@ -96,6 +96,14 @@ def quiet_libraries():
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def lock_run_folder(config):
+    """Stop at once when another live process works on this run folder (b2diffurl.runlock); main process only."""
+    if _is_main_process():
+        from b2diffurl.runlock import acquire_for_stage
+
+        acquire_for_stage(os.path.join(config.save_path, config.exp_name))
+
+
 def make_accelerator(config):
     """An Accelerator for a stage; the config is checked against the device before any model loads."""
     import torch

@@ -27,7 +27,7 @@ import shlex
 import shutil
 import sys
 
-from b2diffurl import records
+from b2diffurl import outcome, records
 from b2diffurl.errors import UserError, first_line, show
 from b2diffurl.schedule import interval_length
 
@@ -67,7 +67,7 @@ ROUND_FOLDER = re.compile(r"^round_(\d+)$")
 
 COLUMNS = [
     "round", "run_name", "k", "split_time", "trajectories", "reward_queries", "reward_mean", "reward_std",
-    "selected", "loss", "approx_kl", "clipfrac", "grad_norm", "optimizer_steps", "seconds",
+    "selected", "loss", "approx_kl", "clipfrac", "grad_norm", "optimizer_steps", "seconds", *outcome.EVAL_COLUMNS,
 ]
 
 
@@ -138,10 +138,17 @@ def _parse(variable, raw, default):
 
 def prepare(environ):
     """Check the whole run; returns {variable: value} for the shell, or raises RunProblems."""
+    return checked_run(environ)[0]
+
+
+def checked_run(environ):
+    """(:func:`prepare`'s values, the run's effective config: presets and variables applied), or RunProblems."""
     from b2diffurl.checks import Checker, check_config, check_process, environment_problems, get
 
     caller = environ.get("B2DIFFURL_CALLER_DIR") or os.getcwd()
-    given = {k: environ[k] for k in (*DRIVER_VARIABLES, "CONFIG", "NUM_PROCESSES", "FreshOptimizer") if environ.get(k, "") != ""}
+    if misses := near_misses(environ):
+        raise RunProblems(misses)
+    given = {k: environ[k] for k in (*DRIVER_VARIABLES, *OTHER_VARIABLES) if environ.get(k, "") != ""}
     spec = given.get("CONFIG", DEFAULT_CONFIG)
     path, colon, presets = spec.partition(":")
     spec = _input_path(path, caller) + colon + presets
@@ -149,13 +156,17 @@ def prepare(environ):
         raise RunProblems([f"CONFIG={given.get('CONFIG', DEFAULT_CONFIG)} {problem}"])
     config = load_config(spec)
 
-    lines, shown, values = [], {}, {}
+    lines, shown, values, broken = [], {}, {}, set()
     for variable, field in DRIVER_VARIABLES.items():
         default = get(config, field)
         if variable in given:
             value, problem = _parse(variable, given[variable], default)
-            if problem:
+            if problem:  # reported; the checks below go on with the default, their lines on it left out
                 lines.append(problem)
+                broken.add(field)
+                value = _absolute(default, REPO_ROOT) if variable in PATH_VARIABLES and default else default
+                set_field(config, field, value)
+                values[variable] = value
                 continue
             if variable == "PromptFile":
                 value = _input_path(value, caller)
@@ -172,11 +183,13 @@ def prepare(environ):
         problem = f"NUM_PROCESSES={given['NUM_PROCESSES']} must be >= 1"
     if problem:
         lines.append(problem)
+        num_processes = 1
     fresh = given.get("FreshOptimizer", "")
     if fresh and not INTEGER.match(fresh):
         lines.append(f"FreshOptimizer={fresh} must be a round number (the round whose AdamW starts from zero)")
-    if lines:  # types first: range checks on broken values would only repeat them
-        raise RunProblems(lines)
+    allow = given.get("AllowChanges", "0")
+    if allow not in ("0", "1"):
+        lines.append(f"AllowChanges={allow} must be 0 or 1 (1: continue a run with settings that differ from its finished rounds')")
 
     c = Checker(config)
     check_process(c)
@@ -188,15 +201,68 @@ def prepare(environ):
         config.split_step = ks[-1]  # every round's k lies in split_step_left..split_step_right (checked)
     config.run_name = "round_000"
     checker, _ = check_config(config, num_processes)
-    problems = c.problems + checker.problems
-    if not problems:
+    problems = [p for p in c.problems + checker.problems if getattr(p, "field", None) not in broken]
+    if not problems and not lines:
         problems += environment_problems(config)
-    lines = [_as_variable_line(p, shown) for p in problems]
+    lines += [_as_variable_line(p, shown) for p in problems]
     if lines:
-        raise RunProblems(lines)
-    values.update(CONFIG=spec, NUM_PROCESSES=num_processes, FreshOptimizer=fresh, ExpDir=os.path.join(values["SavePath"], values["ExpName"]))
+        raise RunProblems(_unique(lines))
+    values.update(CONFIG=spec, NUM_PROCESSES=num_processes, FreshOptimizer=fresh, AllowChanges=allow,
+                  ExpDir=os.path.join(values["SavePath"], values["ExpName"]))
     values["Ks"] = ks
-    return values
+    values["Header"] = header_line(config, values)
+    return values, config
+
+
+def _unique(lines):
+    return list(dict.fromkeys(lines))
+
+
+def header_line(config, values):
+    """The run's first line: where, how long, and the hyperparameters that decide what it learns."""
+    ks, train, ev = values["Ks"], config.train, config.eval
+    evaluation = f"every {values['EvalInterval']} round(s) on {config.evaluate.prompt_sets}" if values["EvalInterval"] > 0 else "off"
+    return (
+        f"experiment {values['ExpDir']}: {values['StageCnt']} rounds, k {ks[0]}..{ks[-1]} (BPT schedule "
+        f"{values['SplitStepLeft']}..{values['SplitStepRight']}), {values['SplitTime']} branches, {values['BatchCnt']} "
+        f"prompt batch(es) per round | Algorithm {train.algorithm}, LR {show(train.learning_rate)}, AccStep "
+        f"{train.gradient_accumulation_steps}, TrainEpoch {train.num_epochs}, PosThreshold {show(ev.pos_threshold)}, "
+        f"NegThreshold {show(ev.neg_threshold)}, Seed {config.seed} | evaluation {evaluation} | {values['NUM_PROCESSES']} "
+        f"process(es), MixedPrecision {config.mixed_precision}, config {values['CONFIG']}"
+    )
+
+
+# ---------------------------------------------------------------- variables the user misspelt
+
+# set by users besides DRIVER_VARIABLES; ACCELERATE_ARGS and PYTHON are read by run_process.sh itself
+OTHER_VARIABLES = ("CONFIG", "NUM_PROCESSES", "FreshOptimizer", "AllowChanges")
+KNOWN_VARIABLES = (*DRIVER_VARIABLES, *OTHER_VARIABLES, "ACCELERATE_ARGS", "PYTHON")
+
+
+def one_edit_apart(a, b):
+    """True when ``a`` becomes ``b`` by one insertion, deletion, substitution or swap of neighbours."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diffs = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+        return len(diffs) == 1 or (len(diffs) == 2 and diffs[1] == diffs[0] + 1 and a[diffs[0]] == b[diffs[1]] and a[diffs[1]] == b[diffs[0]])
+    short, long_ = sorted((a, b), key=len)
+    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+
+def near_misses(environ):
+    """One "did you mean" line per environment variable that looks like a driver variable but is not
+    one: another case (``Lr``, ``SAVEPATH``) or, for names of 5+ letters, one letter off (``StageCt``)."""
+    lines = []
+    for name in sorted(environ):
+        if name in KNOWN_VARIABLES:
+            continue
+        for known in KNOWN_VARIABLES:
+            if name.lower() == known.lower() or (len(known) >= 5 and one_edit_apart(name.lower(), known.lower())):
+                lines.append(f"{name}={environ[name]} is not a variable of run_process.sh: did you mean {known}? "
+                             "(names are case-sensitive; unset it)")
+                break
+    return lines
 
 
 def set_field(config, field, value):
@@ -273,7 +339,8 @@ def round_row(exp_dir, run_name):
 
 
 def progress_table(exp_dir):
-    """CSV text of every finished round of the experiment, in round order (with cumulative reward queries)."""
+    """CSV text of every finished round of the experiment, in round order (with cumulative reward queries
+    and, where the round was evaluated, its evaluation's numbers: :data:`b2diffurl.outcome.EVAL_COLUMNS`)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -282,7 +349,7 @@ def progress_table(exp_dir):
         if round_finished(os.path.join(exp_dir, name)):
             row = round_row(exp_dir, name)
             queries += row["trajectories"]
-            writer.writerow({"round": r, "reward_queries": queries, **row})
+            writer.writerow({"round": r, "reward_queries": queries, **row, **outcome.eval_columns(exp_dir, name)})
     return out.getvalue()
 
 
@@ -362,6 +429,15 @@ def main(argv):
     try:
         if command == "prepare":
             print(shell_assignments(prepare(os.environ)))
+        elif command == "start":
+            from b2diffurl.settings import start
+
+            start(args[0], int(args[1]), os.environ)
+        elif command == "report":
+            from b2diffurl.outcome import report
+
+            catch_up(args[0], int(args[1]))
+            print(report(args[0], args[2] if len(args) > 2 else ""))
         elif command == "catchup":
             exp_dir, save_interval = args[0], int(args[1])
             catch_up(exp_dir, save_interval)
@@ -370,7 +446,7 @@ def main(argv):
         elif command == "launch":
             return launch(args)
         else:
-            print(f"error: unknown command {command!r}: use prepare, catchup or launch", file=sys.stderr)
+            print(f"error: unknown command {command!r}: use prepare, start, catchup, report or launch", file=sys.stderr)
             return 2
     except UserError as err:
         for line in getattr(err, "problems", [str(err)]):

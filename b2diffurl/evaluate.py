@@ -291,7 +291,7 @@ def png_bytes(image):
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(image.numpy()).save(buffer, format="png")
+    Image.fromarray(image).save(buffer, format="png")
     return buffer.getvalue()
 
 
@@ -324,11 +324,35 @@ def is_current(json_path, lora, wanted):
     return done.get("lora_sha256") == lora and done.get("settings") == wanted
 
 
+def run_of(exp_dir, name, r):
+    """The training settings that matter to a comparison (algorithm, learning rate, run seed, branches,
+    accumulation), from the round's train.done (the base model: from the run's settings.json), or {}
+    for a run folder that recorded none."""
+    from b2diffurl import records
+    from b2diffurl.settings import SETTINGS_NAME
+
+    if r >= 0:
+        config = records.read_marker(os.path.join(exp_dir, name), "train").get("config")
+        seed = config["seed"] - r if config else None
+    else:
+        path = os.path.join(exp_dir, SETTINGS_NAME)
+        flat = records.read_json(path)["config"] if os.path.isfile(path) else None
+        config = None if flat is None else {"train": {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith("train.")},
+                                            "split_time": flat["split_time"], "seed": flat["seed"]}
+        seed = config["seed"] if config else None
+    if not config:
+        return {}
+    train = config["train"]
+    return {"algorithm": train["algorithm"], "learning_rate": train["learning_rate"], "seed": seed,
+            "split_time": config["split_time"], "gradient_accumulation_steps": train["gradient_accumulation_steps"]}
+
+
 def evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prompt_set, prompts, wanted, lora):
     """Evaluate one policy (the pipeline with its LoRA loaded; ``lora``: its verified sha256, "" for the
     base model) on one prompt set and write its JSON and grid; returns the JSON dict (main process)."""
     from b2diffurl import records
     from b2diffurl.checks import eval_prompt_file
+    from b2diffurl.grids import label_grid
 
     started = time.time()
     evaluate = config.evaluate
@@ -344,6 +368,9 @@ def evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prom
     folder, json_path, grid_path = eval_paths(exp_dir, name, prompt_set)
     os.makedirs(folder, exist_ok=True)
     grid = image_grid(images, images_per_prompt(len(prompts), evaluate.num_images), evaluate.grid_prompts)
+    rows = min(evaluate.grid_prompts, len(prompts))
+    policy = "base model" if r < 0 else f"{name} LoRA"
+    grid = label_grid(grid.numpy(), rows, f"{policy} | {prompt_set} prompts | seeds {evaluate.seed}+", prompts[:rows])
     records.write_bytes(grid_path, png_bytes(grid))
     split_time = 1 if r < 0 else records.read_marker(os.path.join(exp_dir, name), "sample")["split_time"]
     prompt_file = eval_prompt_file(config, prompt_set)
@@ -360,6 +387,7 @@ def evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prom
         "seed": evaluate.seed,
         **{k: v for k, v in scores.items() if k != "per_prompt"},
         "method": {"label": "base model", "algorithm": ""} if r < 0 else method_of(config, split_time),
+        "run": run_of(exp_dir, name, r),
         "grid": os.path.basename(grid_path),
         "grid_prompts": prompts[: min(evaluate.grid_prompts, len(prompts))],
         "per_prompt": scores["per_prompt"],
@@ -371,7 +399,7 @@ def evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prom
     if config.get("log_with"):
         from b2diffurl import tracking
 
-        tracking.log_evaluation(config, r, result, grid.numpy())
+        tracking.log_evaluation(config, r, result, grid)
     return result
 
 
@@ -406,6 +434,7 @@ def main(_):
     config = FLAGS.config
     accelerator = cli.make_accelerator(config)
     prompt_sets = check(config, accelerator.num_processes)
+    cli.lock_run_folder(config)
     exp_dir = os.path.join(config.save_path, config.exp_name)
     wanted_rounds = parse_rounds(FLAGS.rounds, exp_dir, config.run_name)
     accelerator.wait_for_everyone()

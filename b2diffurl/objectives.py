@@ -2,7 +2,7 @@
 
 Tensors are per pair, shape [M]: ``log_probs`` under the current policy, ``old_log_probs`` recorded
 at sampling, ``advantages`` from the normalised scores (:func:`advantages_from_scores`). The four
-algorithms of the paper (Sec. 4.5, App. D.1; DESIGN.md section 2):
+algorithms of the paper (Sec. 4.5, App. D.1; docs/CONFIGURATION.md, "Objectives"):
 
 - ``ppo``  (default, Eq. 6 with clipping)   mean(max(-A r, -A clip(r, 1 - eps, 1 + eps))), r = p / p_old
 - ``pg``   (App. D.1, no clipping)          mean(-A r)

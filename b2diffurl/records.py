@@ -300,16 +300,31 @@ def stage_pending(round_dir, stage):
     return os.path.isfile(_complete_path(round_dir, stage))
 
 
-def finish_stage(round_dir, stage, summary=None, files=None):
+def config_record(config):
+    """The config a stage ran with, as its marker records it: every field, the folder the run lives in
+    left out (``save_path``) and ``resume_from`` relative to the run folder when it lies inside it, so
+    a moved run folder records the same."""
+    record = config.to_dict()
+    exp_dir = os.path.join(record.pop("save_path", ""), record.get("exp_name", ""))
+    resume = record.get("resume_from") or ""
+    if resume and os.path.abspath(resume).startswith(os.path.abspath(exp_dir) + os.sep):
+        record["resume_from"] = os.path.relpath(os.path.abspath(resume), os.path.abspath(exp_dir))
+    return json.loads(json.dumps(record))
+
+
+def finish_stage(round_dir, stage, summary=None, files=None, config=None):
     """Move the stage's outputs from its temporary folder into the round folder, then write the marker.
 
     ``files`` ({path relative to the round folder: sha256}) are the stage's outputs; ``summary``
-    (JSON-able) its report. Both are first saved beside the outputs, so a call that stopped half way
+    (JSON-able) its report; ``config`` the settings it ran with (recorded as ``config``, see
+    :func:`config_record`). Both are first saved beside the outputs, so a call that stopped half way
     is completed later by ``finish_stage(round_dir, stage)``. The later stages' markers of the round
     are removed first: their outputs were derived from this stage's old ones. Returns the marker.
     """
     tmp = stage_tmp_dir(round_dir, stage)
     if summary is not None:
+        if config is not None:
+            summary = {**summary, "config": config_record(config)}
         write_json(_complete_path(round_dir, stage), {"summary": summary, "files": files or {}})
     complete = read_json(_complete_path(round_dir, stage))
     for later in STAGES[STAGES.index(stage) + 1:]:

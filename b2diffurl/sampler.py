@@ -291,7 +291,7 @@ def sample_round(config, accelerator, pipeline, load_seconds=0.0):
             "num_processes": accelerator.num_processes,
             **stage_memory(),
         }
-        records.finish_stage(out, STAGE, summary, files)
+        records.finish_stage(out, STAGE, summary, files, config)
     accelerator.wait_for_everyone()
     return records.read_marker(out, STAGE)
 

@@ -170,4 +170,4 @@ def select_round(config, reward, round_dir, exp_dir, load_seconds=0.0):
         "bytes_written": records.files_nbytes(tmp, files),
         **stage_memory(),
     }
-    return records.finish_stage(round_dir, STAGE, summary, files)
+    return records.finish_stage(round_dir, STAGE, summary, files, config)

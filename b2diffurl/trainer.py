@@ -476,6 +476,6 @@ def train_round(config, accelerator, pipeline, round_dir, load_seconds=0.0):
         }
         metrics["bytes_written"] = records.files_nbytes(tmp, files)  # LoRA + AdamW state
         files["metrics.json"] = records.write_json(os.path.join(tmp, "metrics.json"), metrics)
-        records.finish_stage(round_dir, STAGE, metrics, files)
+        records.finish_stage(round_dir, STAGE, metrics, files, config)
     accelerator.wait_for_everyone()
     return metrics

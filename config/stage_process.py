@@ -2,9 +2,10 @@
 
 Read by every stage script through absl's ``config_flags``::
 
-    python run_sample.py --config config/stage_process.py            # the paper's setup
-    python run_sample.py --config config/stage_process.py:tiny       # CPU demo / tests
-    python run_sample.py --config config/stage_process.py:ddpo --config.seed 301
+    .venv/bin/python run_sample.py --config config/stage_process.py            # the paper's setup
+    .venv/bin/python run_sample.py --config config/stage_process.py:toy        # CPU demo (the toy world)
+    .venv/bin/python run_sample.py --config config/stage_process.py:tiny       # random tiny model: tests
+    .venv/bin/python run_sample.py --config config/stage_process.py:ddpo --config.seed 301
 
 Any field can be overridden with ``--config.<field> <value>`` (names as in the official code).
 Presets are small functions on top of :func:`base_config`; pick one with ``:NAME``.

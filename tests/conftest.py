@@ -119,7 +119,7 @@ MEASURED = ("seconds", "load_seconds", "peak_memory_bytes")
 
 def run_state(exp_dir):
     """Everything about a run folder that must not depend on how often it was stopped:
-    {relative path: content digest}, with the run's measurements (:data:`MEASURED`) left out."""
+    {relative path: content digest}, with the run's measurements (:data:`MEASURED`) and its lock file left out."""
     import csv
     import hashlib
     import io
@@ -128,6 +128,8 @@ def run_state(exp_dir):
     state = {}
     for dirpath, _, names in os.walk(exp_dir):
         for name in names:
+            if name == "run.lock":  # who held the run folder last (b2diffurl.runlock): not a result
+                continue
             path = os.path.join(dirpath, name)
             rel = os.path.relpath(path, exp_dir)
             data = open(path, "rb").read()

@@ -158,7 +158,7 @@ def test_default_config_on_a_cpu_says_how_to_run_anyway(tmp_path):
     proc = run_driver(tmp_path, check=False, config="config/stage_process.py")
     lines = error_lines(proc.stderr)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert lines[0].startswith("error: MixedPrecision=fp16 needs a GPU") and "CONFIG=config/stage_process.py:tiny" in lines[0]
+    assert lines[0].startswith("error: MixedPrecision=fp16 needs a GPU") and "CONFIG=config/stage_process.py:toy" in lines[0]
     assert "MixedPrecision=no" in lines[0]
     assert all(line.startswith("error: ") for line in lines), "one line per problem (model, reward: not cached offline)"
     assert not os.listdir(tmp_path)

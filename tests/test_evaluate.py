@@ -39,3 +39,20 @@ def test_methods_are_named_as_the_paper_names_them():
     config = get_config("template1,ddpo")
     config.split_time = 3  # branching from x_T with PPO: branch-based sampling without BPT
     assert method_of(config, 3)["label"] == "BS only"
+
+
+def test_grids_label_themselves():
+    """A title band on top and a band above each row, with dark text on the light band; rows keep their images."""
+    import numpy as np
+
+    from b2diffurl.grids import BAND, label_grid
+
+    grid = np.zeros((2 * 32, 3 * 32, 3), dtype=np.uint8)
+    grid[32:] = 200
+    out = label_grid(grid, 2, "round_001 LoRA | test prompts | seeds 10000+", ["a red circle", "two green squares"])
+    band = (out.shape[0] - 2 * 32) // 3
+    assert out.shape == (3 * band + 2 * 32, 3 * 32, 3) and band >= 12
+    for top in (0, band, 2 * band + 32):  # the title band, then each row's band
+        strip = out[top:top + band]
+        assert (strip == np.array(BAND, dtype=np.uint8)).all(axis=-1).mean() > 0.5 and (strip < 100).any(), "text on a band"
+    assert (out[2 * band:2 * band + 32] == 0).all() and (out[3 * band + 32:] == 200).all()

@@ -142,4 +142,4 @@ def test_two_experiments_evaluate_and_plot(tmp_path):
         queries = f"({2 * per_round[name]} q)"
         assert f"| {label} | {last['train']['inception_score_per_prompt']:.4f} ± " in table1 and queries in table1
         assert f"| {label} | {last['test']['clipscore_mean']:.4f} ± {last['test']['clipscore_sem']:.4f} {queries} |" in table3
-    assert "| SD |" in table1 and "| SD |" in table3
+    assert "| tiny random model (base) |" in table1 and "| tiny random model (base) |" in table3

@@ -227,7 +227,7 @@ def test_budget_picks_each_runs_last_evaluation_at_or_below_it(tmp_path, capsys)
     tables = (out / "tables.md").read_text()
     t1 = section(tables, "Table 1: diversity")
     assert "at ≤ 3,000 reward queries: each run's last evaluation at or below it" in t1
-    assert "| SD | 1.2000 ± 0.0000 (0 q) |" in t1  # three distinct base evaluations of 1.20
+    assert "| base | 1.2000 ± 0.0000 (0 q) |" in t1  # three distinct base evaluations of 1.20
     assert "| big | 1.3200 ± 0.0100 (2,304 q) |" in t1  # per-prompt IS of round_002, its own SE over prompts
     assert "| small | 1.2700 ± 0.0100 (2,048 q) |" in t1
     assert "| late | - |" in t1
@@ -239,7 +239,7 @@ def test_budget_picks_each_runs_last_evaluation_at_or_below_it(tmp_path, capsys)
 
     rows = read_csv(out / "table1_diversity.csv")
     assert list(rows[0]) == ["row", "column", "mean", "se", "n", "se_source", "reward_queries"]
-    assert_cell(rows, "SD", "Temp. 1", 1.20, 0.0, 3, "0")
+    assert_cell(rows, "base", "Temp. 1", 1.20, 0.0, 3, "0")
     assert_cell(rows, "big", "Temp. 1", 1.32, 0.01, 1, "2304", source="eval")
     assert_cell(rows, "small", "Temp. 1", 1.27, 0.01, 1, "2048", source="eval")
     assert cell(rows, "late", "Temp. 1") == {"row": "late", "column": "Temp. 1", "mean": "", "se": "", "n": "0",
@@ -331,13 +331,13 @@ def test_outputs_roles_and_numbers(runs, tmp_path, capsys):
     assert "Drawn from the training prompts (eval/train.json), at ≤ 25,600 reward queries" in t1
     assert "Each cell shows the reward queries it stands for" in t1
     assert "SD 1.32 / 1.41 / 1.36 on templates 1-3" in t1 and "style collapse" in t1
-    assert "| SD | 1.2100 ± 0.0045 (0 q) |" in t1
+    assert "| base | 1.2100 ± 0.0045 (0 q) |" in t1
     assert "| b2_t1 | 1.4200 ± 0.0200 (192 q) |" in t1  # 1.40, 1.44 (test.json says 1.90, 1.94)
     assert "| ddpo | 1.3300 ± 0.0300 (192 q) |" in t1  # 1.30, 1.36
     assert "| DPOK | 1.2700 ± 0.0200 (192 q) |" in t1  # one seed: its inception_score_per_prompt_sem
     assert "| BPT only | 1.3800 ± 0.0150 (192 q) |" in t1
     t1p = section(tables, "Table 1, pooled IS: diversity (pooled Inception Score, training prompts")
-    assert "| SD | 6.0000 ± 0.0000 (0 q) |" in t1p
+    assert "| base | 6.0000 ± 0.0000 (0 q) |" in t1p
     assert "| b2_t1 | 9.2000 ± 0.2000 (192 q) |" in t1p  # 9.0, 9.4
     assert "| DPOK | 7.2000 (192 q) |" in t1p  # one seed, is_splits 1: no SE
     assert "| BPT only | 8.6000 ± 0.1000 (192 q) |" in t1p  # one seed: 0.2 / sqrt(4)
@@ -351,15 +351,15 @@ def test_outputs_roles_and_numbers(runs, tmp_path, capsys):
     # Table 3: CLIPScore on the HELD-OUT prompts (train.json's values would be 0.35, 0.32, ...).
     t3 = section(tables, "Table 3: generalization (CLIPScore, held-out prompts, at ≤ 25,600 reward queries)")
     assert "Drawn from the held-out prompts (eval/test.json)" in t3
-    assert "| SD | 0.2700 ± 0.0000 (0 q) |" in t3
+    assert "| base | 0.2700 ± 0.0000 (0 q) |" in t3
     assert "| b2_t1 | 0.3400 ± 0.0100 (192 q) |" in t3  # 0.33, 0.35
     assert "| ddpo | 0.3100 ± 0.0100 (192 q) |" in t3  # 0.30, 0.32
     assert "| DPOK | 0.2950 ± 0.0020 (192 q) |" in t3  # one seed: the evaluation's clipscore_sem
     assert "| BPT only | 0.3250 ± 0.0030 (192 q) |" in t3
 
     rows = read_csv(out / "table1_diversity.csv")
-    assert [r["row"] for r in rows] == ["SD", "b2_t1", "ddpo", "DPOK", "BPT only"]
-    assert_cell(rows, "SD", "Temp. 1", 1.21, 0.01 / 5 ** 0.5, 6, "0")
+    assert [r["row"] for r in rows] == ["base", "b2_t1", "ddpo", "DPOK", "BPT only"]
+    assert_cell(rows, "base", "Temp. 1", 1.21, 0.01 / 5 ** 0.5, 6, "0")
     assert_cell(rows, "b2_t1", "Temp. 1", 1.42, 0.02, 2, "192")
     assert_cell(rows, "DPOK", "Temp. 1", 1.27, 0.02, 1, "192", source="eval")
     pooled = read_csv(out / "table1_diversity_pooled.csv")
@@ -371,7 +371,7 @@ def test_outputs_roles_and_numbers(runs, tmp_path, capsys):
     assert_cell(t2rows, "PPO/DDPO", "Ours+Vanilla", 1.42, 0.02, 2, "192")
     assert cell(t2rows, "DPOK", "Ours+Vanilla")["n"] == "0"
     t3rows = read_csv(out / "table3_generalization.csv")
-    assert_cell(t3rows, "SD", "Temp. 1", 0.27, 0.0, 6, "0")
+    assert_cell(t3rows, "base", "Temp. 1", 0.27, 0.0, 6, "0")
     assert_cell(t3rows, "ddpo", "Temp. 1", 0.31, 0.01, 2, "192")
 
     train = read_csv(out / "curve_train.csv")
@@ -392,7 +392,7 @@ def test_outputs_roles_and_numbers(runs, tmp_path, capsys):
     assert list(summary[0]) == [
         "label", "run", "prompt_set", "round", "round_index", "reward_queries", "at_budget", "clipscore_mean",
         "clipscore_sem", "inception_score_per_prompt", "inception_score_per_prompt_sem", "inception_score", "template",
-        "algorithm", "method"]
+        "algorithm", "method", "model", "learning_rate", "seed"]
     assert len(summary) == 6 * 2 * 4  # 6 runs x 2 prompt sets x (base + 3 rounds)
     row = [r for r in summary if r["run"] == runs["b2_2"] and r["round"] == "round_002" and r["prompt_set"] == "test"][0]
     assert row["label"] == "b2_t1" and row["reward_queries"] == "192" and row["at_budget"] == "1"
@@ -417,7 +417,7 @@ def test_subprocess_and_light_import(runs, tmp_path):
     assert f"wrote {out / 'bars_train.png'}" in proc.stdout
     assert "| PPO/DDPO | 1.3300 ± 0.0300 (192 q) | 1.4200 ± 0.0200 (192 q) |" in proc.stdout
     assert_png(out / "bars_train.png")
-    check = ("import sys, b2diffurl.figures as f; f.main, f.load_runs, f.FiguresError, f.BASE_BAR, f.BASE_ROW; "
+    check = ("import sys, b2diffurl.figures as f; f.main, f.load_runs, f.FiguresError, f.base_label; "
              "bad = {'matplotlib', 'torch', 'numpy'} & set(sys.modules); assert not bad, bad")
     light = subprocess.run([sys.executable, "-c", check], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60)
     assert light.returncode == 0, light.stderr
@@ -448,8 +448,8 @@ def test_seeds_missing_points_and_templates(tmp_path, capsys):
     assert sorted({r["column"] for r in t1}, key=str) == ["Temp. 1", "Temp. 2", "animals_train"]
     assert_cell(t1, "x", "Temp. 1", 1.45, 0.05, 2, "128-192")  # seed 1's round_002 (1.4), seed 2's round_001 (1.5)
     assert_cell(t1, "t2", "Temp. 2", 1.2, 0.01, 1, "64", source="eval")
-    assert_cell(t1, "SD", "Temp. 2", 1.1, 0.01, 1, "0", source="eval")
-    assert cell(t1, "SD", "animals_train")["n"] == "0"  # the loose run has no base evaluation
+    assert_cell(t1, "base", "Temp. 2", 1.1, 0.01, 1, "0", source="eval")
+    assert cell(t1, "base", "animals_train")["n"] == "0"  # the loose run has no base evaluation
     t2 = read_csv(out / "table2_algorithms.csv")
     assert {r["row"] for r in t2} == {"PPO/DDPO (Temp. 1)", "PPO/DDPO (Temp. 2)", "DPO (animals_train)"}
     assert_cell(t2, "PPO/DDPO (Temp. 1)", "Vanilla", 1.45, 0.05, 2, "128-192")
@@ -523,7 +523,7 @@ def bad_input_cases(tmp_path, runs):
         "wrong prompt set": ([str(wrong_set), "--out", out], "but the file is named test.json"),
         "twice": ([runs["b2_1"], runs["b2_1"] + "/", "--out", out], "given twice"),
         "empty label": ([f"={runs['b2_1']}", "--out", out], "empty label"),
-        "no --out": ([runs["b2_1"]], "--out"),
+        "no --out": ([runs["b2_1"], runs["ddpo_1"]], "--out is needed with several run folders"),
         "negative queries": ([runs["b2_1"], "--out", out, "--queries", "-5"], "--queries='-5': a whole number"),
         "fractional queries": ([runs["b2_1"], "--out", out, "--queries", "2.5"], "--queries='2.5': a whole number"),
         "word queries": ([runs["b2_1"], "--out", out, "--queries=many"], "--queries='many': a whole number"),
@@ -585,22 +585,27 @@ def test_plot_titles_labels_and_budget_line(runs, tmp_path, monkeypatch):
         "CLIPScore (alignment)", "Inception Score per prompt (diversity)", "Inception Score pooled over all images"]
     per_prompt = {b.name: b for b in kw["panels"][1][1]}
     assert per_prompt["b2_t1"].stat.mean == pytest.approx(1.355) and per_prompt["b2_t1"].queries == (128, 128)
-    assert per_prompt["SD (base)"].stat.mean == pytest.approx(1.21) and per_prompt["SD (base)"].queries == (0,) * 6
+    assert per_prompt["base"].stat.mean == pytest.approx(1.21) and per_prompt["base"].queries == (0,) * 6
 
 
-def test_rendered_plots_have_the_budget_line_and_bar_labels(tmp_path):
-    big, small, late = budget_runs(str(tmp_path / "runs"))
-    figs = []
-    real = curves_module.new_figure
+def drawn_figures(argv):
+    """Run the command (exit 0) and return every (figure, axes) it drew, in drawing order."""
+    import unittest.mock
+
+    figs, real = [], curves_module.new_figure
 
     def keep(*args, **kwargs):
         figs.append(real(*args, **kwargs))
         return figs[-1]
 
-    import unittest.mock
-
     with unittest.mock.patch.object(curves_module, "new_figure", keep):
-        assert figures.main([big, small, late, "--out", str(tmp_path / "o"), "--queries", "3000"]) == 0
+        assert figures.main(argv) == 0
+    return figs
+
+
+def test_rendered_plots_have_the_budget_line_and_bar_labels(tmp_path):
+    big, small, late = budget_runs(str(tmp_path / "runs"))
+    figs = drawn_figures([big, small, late, "--out", str(tmp_path / "o"), "--queries", "3000"])
     assert_png(tmp_path / "o" / "curve_train.png")
     axes = [fig[1] for fig in figs]
     curve = axes[0]  # curve_train.png
@@ -625,11 +630,11 @@ def test_identical_base_evaluations_count_once(tmp_path):
         paths.append(str(run))
     groups = figures.load_runs(paths)
     bars = {b.name: b for b in figures.budget_bars(groups, "train", 100, figures.metrics.CLIPSCORE)}
-    base = bars[figures.BASE_BAR].stat
+    base = bars["base"].stat
     assert base.n == 1 and base.mean == pytest.approx(0.28) and base.se == pytest.approx(0.003)
     assert bars["a"].stat.mean == pytest.approx(0.305) and bars["a"].queries == (64, 64)
     _, _, cells = figures.template_cells(groups, "train", 100)
-    assert len(cells[(figures.BASE_ROW, "Temp. 1")]) == 1 and len(cells[("a", "Temp. 1")]) == 2
+    assert len(cells[("base", "Temp. 1")]) == 1 and len(cells[("a", "Temp. 1")]) == 2
 
 
 def test_toy_world_alignment_and_diversity_curves_and_tables(tmp_path, capsys):
@@ -668,3 +673,44 @@ def test_no_toy_outputs_without_toy_metrics(runs, tmp_path):
     assert figures.main(argv_for(runs, out)) == 0
     assert not any("alignment" in name or "toy" in name for name in os.listdir(out))
     assert "Toy world" not in (out / "tables.md").read_text()
+
+
+def test_a_single_run_folder_labels_itself(tmp_path):
+    """One run folder, no --out: figures land in RUN_DIR/figures; the rendered panels carry their titles,
+    the base bar is named after the checkpoint, the band legend says it is the evaluation's own SE (n = 1),
+    and summary.csv carries the run's learning rate and seed."""
+    run = str(tmp_path / "toy")
+    write_progress(run, [0.80, 0.82], 96)
+    toy_model = {"model": os.path.join(REPO, "b2diffurl", "toyworld", "model")}
+    for name, index, clip, queries in (("base", -1, 0.85, 0), ("round_000", 0, 0.86, 96), ("round_001", 1, 0.87, 192)):
+        write_eval(run, name, index, clip=clip, pp=1.2, pooled=4.0, queries=queries, settings=toy_model,
+                   run={"algorithm": "ppo", "learning_rate": 0.001, "seed": 7})
+    figs = drawn_figures([run])
+    out = tmp_path / "toy" / "figures"
+    assert_png(out / "bars_train.png") and assert_png(out / "curve_train.png")
+    curve = figs[0][1]
+    assert curve.get_title() == "Fig. 5: CLIPScore on the training prompts vs reward queries"
+    assert curve.get_legend().get_title().get_text() == "shaded: ±1 SE: the evaluation's own SE (one seed each)"
+    assert [t.get_text() for t in curve.get_legend().get_texts()][0] == "toy (n=1)"
+    panels = next(a for _, a in figs if not hasattr(a, "get_legend_handles_labels"))
+    assert [a.get_title() for a in panels] == [
+        "CLIPScore (alignment)", "Inception Score per prompt (diversity)", "Inception Score pooled over all images"]
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == ["toy-world model (base)", "toy"]
+    assert panels[0].get_ylabel() == "CLIPScore"
+    rows = read_csv(out / "summary.csv")
+    assert {(r["round"], r["model"], r["learning_rate"], r["seed"]) for r in rows if r["round"] == "round_001"} == {
+        ("round_001", "toy-world model", "0.001", "7")}
+    assert "| toy-world model (base) |" in (out / "tables.md").read_text()
+
+
+def test_figures_need_matplotlib_before_writing(tmp_path):
+    """Outside the venv (no matplotlib) the command stops with one line and writes nothing."""
+    run = str(tmp_path / "r")
+    write_progress(run, [0.8], 96)
+    code = ("import sys, importlib.util as u; real = u.find_spec; "
+            "u.find_spec = lambda name, *a: None if name == 'matplotlib' else real(name, *a); "
+            f"from b2diffurl.figures import main; sys.exit(main([{run!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=ENV, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: matplotlib is not installed for ")
+    assert ".venv/bin/python -m b2diffurl.figures" in proc.stderr and proc.stderr.count("\n") == 1
+    assert not os.path.exists(os.path.join(run, "figures"))

@@ -26,7 +26,7 @@ The budget rule (``--queries N``, default 25600; :func:`b2diffurl.figures.budget
 table cell and table CSV row stands for, per run and prompt set, the trained-round evaluation
 (round_index >= 0) with the largest ``reward_queries`` <= N (on equal queries the later round),
 so methods that score different numbers of images per round are compared at equal reward queries.
-The base model is the "SD (base)" bar / "SD" row (0 queries). A run without a trained evaluation at
+The base model is the "<checkpoint> (base)" bar and row, e.g. "SD v1.4 (base)" (0 queries). A run without a trained evaluation at
 or below N on a set (none at all, or all above N) is named in a ``note:`` line with what it has and
 what it is left out of; a group whose runs all lack one is named too, its bars and cells empty ("-").
 Each table cell shows the reward queries it stands for, ``0.3500 ± 0.0100 (25,344 q)`` or
@@ -46,7 +46,7 @@ How numbers are averaged (every figure, table and CSV):
   say "SE over seeds" only where n >= 2.
 - Curves: a point (a reward-queries value) is averaged only when every seed of the group has it;
   points missing from some seed are left out and counted in a note.
-- The "SD" entries average the distinct base evaluations of the runs given: runs that evaluated
+- The base entries average the distinct base evaluations of the runs given: runs that evaluated
   the base model with the same ``settings`` (same seeds, so the same numbers) count once.
 - Tables 1 and 3 have one column per template; Table 2 pools every run whose picked evaluation has
   ``method.label`` vanilla ("Vanilla") or B2-DiffuRL ("Ours+Vanilla") and a ``method.algorithm``
@@ -81,16 +81,16 @@ exit status 2, with nothing written; so does a set of runs with nothing at all t
 Importing this package loads neither matplotlib, numpy nor torch (matplotlib only while drawing).
 """
 
-from b2diffurl.figures.bars import BASE_BAR, budget_bars, plot_bars
+from b2diffurl.figures.bars import budget_bars, plot_bars
 from b2diffurl.figures.budget import DEFAULT_QUERIES, pick
 from b2diffurl.figures.cli import main, plan_outputs
 from b2diffurl.figures.curves import plot_curves
-from b2diffurl.figures.runs import Evaluation, FiguresError, Run, load_runs, split_spec
+from b2diffurl.figures.runs import Evaluation, base_label, FiguresError, Run, load_runs, split_spec
 from b2diffurl.figures.stats import Stat, average_curves, mean_se
-from b2diffurl.figures.tables import BASE_ROW, algorithm_cells, format_cell, format_stat, template_cells
+from b2diffurl.figures.tables import algorithm_cells, format_cell, format_stat, template_cells
 
 __all__ = [
-    "BASE_BAR", "BASE_ROW", "DEFAULT_QUERIES", "Evaluation", "FiguresError", "Run", "Stat", "algorithm_cells",
-    "average_curves", "budget_bars", "format_cell", "format_stat", "load_runs", "main", "mean_se", "pick",
+    "DEFAULT_QUERIES", "Evaluation", "FiguresError", "Run", "Stat", "algorithm_cells",
+    "average_curves", "base_label", "budget_bars", "format_cell", "format_stat", "load_runs", "main", "mean_se", "pick",
     "plan_outputs", "plot_bars", "plot_curves", "split_spec", "template_cells",
 ]

@@ -8,18 +8,17 @@ from typing import NamedTuple
 
 from b2diffurl.figures.budget import budget_text, picked, queries_short
 from b2diffurl.figures.metrics import CLIPSCORE, IS_PER_PROMPT, IS_POOLED
-from b2diffurl.figures.runs import distinct
+from b2diffurl.figures.runs import base_label, distinct
 from b2diffurl.figures.stats import mean_se, se_note
 from b2diffurl.figures.tables import column_order
 
-BASE_BAR = "SD (base)"
 PROMPT_SET = "train"
 PANELS = ((CLIPSCORE, "CLIPScore (alignment)"), (IS_PER_PROMPT, "Inception Score per prompt (diversity)"),
           (IS_POOLED, "Inception Score pooled over all images"))
 
 
 class Bar(NamedTuple):
-    name: str  # group label, or "SD (base)" ("SD (base), Temp. 2" when the base evaluations span templates)
+    name: str  # group label, or "<checkpoint> (base)" (", Temp. 2" added when the base evaluations span templates)
     stat: object  # Stat | None (no value)
     queries: tuple  # reward queries of the evaluations averaged (empty without a value)
 
@@ -36,7 +35,8 @@ def budget_bars(groups, prompt_set, budget, metric):
     bars = []
     for template in templates:
         values = [v for b in bases if b.template == template and (v := metric.value(b)) is not None]
-        name = BASE_BAR if len(templates) == 1 else f"{BASE_BAR}, {template}"
+        name = base_label([b for b in bases if b.template == template])
+        name = name if len(templates) == 1 else f"{name}, {template}"
         bars.append(Bar(name, mean_se(values) if values else None, (0,) * len(values)))
     for label, evaluations in picked(groups, prompt_set, budget).items():
         used = [(v, e.reward_queries) for e in evaluations if (v := metric.value(e)) is not None]
@@ -56,6 +56,7 @@ def plot_bars(path, panels, colors, title):
         heights = [b.stat.mean if b.stat else math.nan for b in bars]
         errors = [b.stat.se if b.stat and b.stat.se is not None else math.nan for b in bars]
         ax.bar(range(len(bars)), heights, yerr=errors, capsize=4, color=[colors.get(b.name, "0.6") for b in bars], alpha=0.85)
+        ax.set_ylabel(panel_title.split(" (")[0])
         for i, bar in enumerate(bars):
             if bar.stat is None:  # no evaluation at the budget: say so where the bar would stand
                 ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize="x-small")

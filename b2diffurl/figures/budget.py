@@ -17,7 +17,7 @@ def pick(evaluations, queries):
     Returns the trained-round evaluation (index >= 0) with the largest ``reward_queries`` <= queries,
     the later round on equal queries; None when no trained round is at or below the budget (none
     evaluated, or all above it). The base model (index -1, 0 queries) is never picked: it is the
-    "SD" / "SD (base)" entry of its own.
+    "<checkpoint> (base)" entry of its own.
     """
     best = None
     for e in evaluations:

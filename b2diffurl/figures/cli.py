@@ -10,7 +10,7 @@ from b2diffurl.figures.budget import DEFAULT_QUERIES, shortfall_notes
 from b2diffurl.figures.curves import plan_curves
 from b2diffurl.figures.metrics import TOY_METRICS, prompts_name
 from b2diffurl.figures.report import TABLES_HEADER, has_evaluations, plan_tables, summary_csv
-from b2diffurl.figures.runs import PROGRESS, PROMPT_SETS, FiguresError, load_runs
+from b2diffurl.figures.runs import PROGRESS, PROMPT_SETS, FiguresError, load_runs, split_spec
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -33,12 +33,17 @@ def parse_args(argv):
     )
     parser.add_argument("runs", nargs="+", metavar="[LABEL=]RUN_DIR",
                         help="run folder <save_path>/<exp_name>; same label = seeds of one experiment")
-    parser.add_argument("--out", required=True, help="folder for the figures and tables (created if missing)")
+    parser.add_argument("--out", default=None,
+                        help="folder for the figures and tables (created if missing); default RUN_DIR/figures for one run folder")
     parser.add_argument("--queries", default=str(DEFAULT_QUERIES), metavar="N",
                         help="reward-query budget: bars and tables use each run's last trained evaluation with "
                              f"reward_queries <= N (default {DEFAULT_QUERIES})")
     args = parser.parse_args(argv)
     args.queries = whole_number(args.queries)
+    if args.out is None:
+        if len(args.runs) != 1:
+            raise FiguresError("--out is needed with several run folders (one run folder writes to RUN_DIR/figures)")
+        args.out = os.path.join(split_spec(args.runs[0])[1], "figures")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise FiguresError(f"--out={args.out}: exists and is not a folder")
     return args
@@ -76,10 +81,20 @@ def plan_outputs(groups, budget):
     return outputs, "\n".join(sections), notes
 
 
+def require_matplotlib():
+    """Before anything is written: the figures need matplotlib, in the project's venv."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise FiguresError(f"matplotlib is not installed for {sys.executable}: run .venv/bin/python -m b2diffurl.figures "
+                           "(the project's venv, pip install -r requirements.txt)")
+
+
 def main(argv=None):
     """The command line; returns the exit status (0, or 2 after one ``error:`` line on stderr)."""
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
+        require_matplotlib()
         groups = load_runs(args.runs)
         outputs, tables, notes = plan_outputs(groups, args.queries)
         if not outputs:

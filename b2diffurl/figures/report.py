@@ -6,13 +6,13 @@ import io
 from b2diffurl.figures.budget import budget_text, pick
 from b2diffurl.figures.metrics import CLIPSCORE, IS_PER_PROMPT, IS_POOLED, TOY_METRICS, prompts_name
 from b2diffurl.figures.runs import PROMPT_SETS
-from b2diffurl.figures.tables import BASE_ROW, algorithm_cells, grid, markdown_table, plain, table_csv, template_cells
+from b2diffurl.figures.tables import algorithm_cells, grid, markdown_table, plain, table_csv, template_cells
 
 TABLES_HEADER = "# B2-DiffuRL tables\n\n"
 SUMMARY_FIELDS = [
     "label", "run", "prompt_set", "round", "round_index", "reward_queries", "at_budget", "clipscore_mean",
     "clipscore_sem", "inception_score_per_prompt", "inception_score_per_prompt_sem", "inception_score", "template",
-    "algorithm", "method",
+    "algorithm", "method", "model", "learning_rate", "seed",
 ]
 PER_PROMPT_LEADS = (
     "The per-prompt IS (the IS within each prompt's images, averaged over prompts; one run's own SE is its SE over "
@@ -29,7 +29,7 @@ POOLED = (
 
 def caption(prompt_set, budget, extra="", base=True):
     """The text under a table: prompt set, budget, what a cell shows."""
-    sd = "; SD = the base model, 0 q" if base else ""
+    sd = "; (base) = the base model, 0 q" if base else ""
     text = (f"Drawn from the {prompts_name(prompt_set)} (eval/{prompt_set}.json), {budget_text(budget)}. Each cell "
             f"shows the reward queries it stands for (q; a range when its runs differ{sd}). "
             "Mean ± SE over seeds (n ≥ 2; n per cell in the CSV); a cell of one run shows that evaluation's own SE, "
@@ -54,7 +54,7 @@ def plan_tables(groups, budget):
             why = " (format_version 1 files lack it)" if metric is IS_PER_PROMPT else ""
             notes.append(f"{title.split(' (')[0]} has {lacking} cell(s) shown as - because their evaluations have no "
                          f"{metric.json_key}{why}")
-        text = caption(prompt_set, budget, extra, base=rows[:1] == [BASE_ROW])
+        text = caption(prompt_set, budget, extra, base=bool(rows) and rows[0].endswith("(base)"))
         sections.append(markdown_table(title, corner, rows, columns, table, text))
         outputs.append((file_name, table_csv(rows, columns, table)))
 
@@ -108,6 +108,7 @@ def summary_csv(groups, budget):
                         "inception_score_per_prompt": plain(e.inception_pp),
                         "inception_score_per_prompt_sem": plain(e.inception_pp_sem),
                         "inception_score": plain(e.inception), "template": e.template, "algorithm": e.algorithm,
-                        "method": e.method,
+                        "method": e.method, "model": e.model, "learning_rate": plain(e.learning_rate),
+                        "seed": "" if e.seed is None else e.seed,
                     })
     return out.getvalue()

@@ -43,6 +43,9 @@ class Evaluation:
     alignment: float | None = None  # the toy world's metrics (evaluate.alignment = "toyworld")
     alignment_sem: float | None = None
     background_entropy: float | None = None
+    model: str = ""  # the checkpoint the run started from (settings.model), in words: model_name
+    learning_rate: float | None = None  # run.learning_rate: the training settings that matter to a comparison
+    seed: int | None = None  # run.seed (the run's Seed; the evaluation's own seeds are fixed)
 
 
 @dataclass
@@ -140,6 +143,29 @@ def template_column(template, prompt_file):
     return "?"
 
 
+def model_name(model):
+    """The base checkpoint in words: "SD v1.4", another hub id as it is, "toy-world model", "tiny random model",
+    or a local folder's name ("" when unknown)."""
+    if not model:
+        return ""
+    parts = os.path.normpath(str(model)).split(os.sep)
+    if str(model) == "CompVis/stable-diffusion-v1-4":
+        return "SD v1.4"
+    if parts[-2:] == ["toyworld", "model"]:
+        return "toy-world model"
+    if parts[-1].startswith("tiny-sd"):
+        return "tiny random model"
+    if not os.path.isabs(str(model)) and len(parts) == 2:
+        return str(model)  # a hub id
+    return parts[-1]
+
+
+def base_label(bases):
+    """The base model's row or bar: "<checkpoint> (base)" from the evaluations' settings, "base" when they name none."""
+    models = sorted({b.model for b in bases if b.model})
+    return f"{' / '.join(models)} (base)" if models else "base"
+
+
 def read_evaluation(path, round_name, index, prompt_set, progress):
     """One eval JSON -> Evaluation. reward_queries falls back to progress.csv's row of the round (0 for base)."""
     try:
@@ -165,6 +191,7 @@ def read_evaluation(path, round_name, index, prompt_set, progress):
     inception_std = number(data.get("inception_score_std"), path, "inception_score_std")
     splits = number(data.get("is_splits"), path, "is_splits") or 1
     method = data.get("method") if isinstance(data.get("method"), dict) else {}
+    run = data.get("run") if isinstance(data.get("run"), dict) else {}
     return Evaluation(
         round=round_name,
         index=index,
@@ -183,6 +210,9 @@ def read_evaluation(path, round_name, index, prompt_set, progress):
         alignment=number(data.get("alignment_mean"), path, "alignment_mean"),
         alignment_sem=number(data.get("alignment_sem"), path, "alignment_sem"),
         background_entropy=number(data.get("background_entropy"), path, "background_entropy"),
+        model=model_name((data.get("settings") or {}).get("model")),
+        learning_rate=number(run.get("learning_rate"), path, "run.learning_rate"),
+        seed=run.get("seed") if isinstance(run.get("seed"), int) else None,
     )
 
 

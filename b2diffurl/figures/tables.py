@@ -7,10 +7,9 @@ import re
 from typing import NamedTuple
 
 from b2diffurl.figures.budget import picked, queries_cell, queries_csv
-from b2diffurl.figures.runs import distinct
+from b2diffurl.figures.runs import base_label, distinct
 from b2diffurl.figures.stats import mean_se
 
-BASE_ROW = "SD"
 ALGORITHM_NAMES = {"ppo": "PPO/DDPO", "pg": "PG", "dpok": "DPOK", "dpo": "DPO"}
 VARIANTS = {"vanilla": "Vanilla", "b2-diffurl": "Ours+Vanilla"}  # method.label (lower case) -> Table 2 column
 CSV_FIELDS = ["row", "column", "mean", "se", "n", "se_source", "reward_queries"]
@@ -30,17 +29,18 @@ def column_order(column):
 def template_cells(groups, prompt_set, budget):
     """Tables 1 and 3 (and the toy tables): (rows, columns, cells), cells dict[(row, column), list[Evaluation]].
 
-    Rows: "SD" (when any run has a base evaluation on the set) then every group label, also those
+    Rows: the base model (when any run has a base evaluation on the set) then every group label, also those
     without a pick (their cells stay empty); columns: the templates of the evaluations used. Each
-    distinct base evaluation goes to "SD", each run's pick (budget.pick) to its group.
+    distinct base evaluation goes to the base row ("<checkpoint> (base)", runs.base_label), each run's pick (budget.pick) to its group.
     """
     bases = distinct(b for runs in groups.values() for run in runs if (b := run.base(prompt_set)) is not None)
-    entries = [(BASE_ROW, b) for b in bases]
+    base_row = base_label(bases)
+    entries = [(base_row, b) for b in bases]
     entries += [(label, e) for label, evaluations in picked(groups, prompt_set, budget).items() for e in evaluations]
     cells = {}
     for row, evaluation in entries:
         cells.setdefault((row, evaluation.template), []).append(evaluation)
-    rows = ([BASE_ROW] if bases else []) + list(groups)
+    rows = ([base_row] if bases else []) + list(groups)
     return rows, sorted({column for _, column in cells}, key=column_order), cells
 
 

@@ -1,4 +1,4 @@
-"""A toy text-to-image world small enough to learn in on a CPU (README "The toy world").
+"""A toy text-to-image world small enough to learn in on a CPU (docs/TOYWORLD.md).
 
 - ``world``: the deterministic renderer of captioned scenes, the three caption templates and their
   train / held-out prompt lists.

@@ -97,8 +97,14 @@ def compare(run_dir, out, prompt_set="test"):
     if not os.path.isfile(base) or not rounds:
         print(f"error: {run_dir} lacks base/eval/{prompt_set}_grid.png or an evaluated round: run it with EvalInterval >= 1", file=sys.stderr)
         return 2
-    left = np.asarray(Image.open(base).convert("RGB"))
+    from b2diffurl.grids import titled
+
+    left = titled(np.asarray(Image.open(base).convert("RGB")), "left: base model")
     right = np.asarray(Image.open(os.path.join(run_dir, rounds[-1], "eval", f"{prompt_set}_grid.png")).convert("RGB"))
+    right = titled(right, f"right: {rounds[-1]} (same prompts and seeds)")
+    if right.shape[0] != left.shape[0]:
+        print(f"error: the grids of base and {rounds[-1]} differ in size: rerun the evaluation of both with the same settings", file=sys.stderr)
+        return 2
     gap = np.full((left.shape[0], 8, 3), 255, dtype=np.uint8)
     Image.fromarray(np.concatenate([left, gap, right], axis=1)).save(out)
     print(f"wrote {out}: base model (left) and {rounds[-1]} (right), same seeds")

@@ -59,6 +59,7 @@ DRIVER_VARIABLES = {
     "MixedPrecision": "mixed_precision",
     "Algorithm": "train.algorithm",
     "EvalInterval": "evaluate.interval",
+    "EvalImages": "evaluate.num_images",
     "LogWith": "log_with",
 }
 PATH_VARIABLES = ("SavePath", "PromptFile")

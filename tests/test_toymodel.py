@@ -1,8 +1,10 @@
 """The toy world's models (issue 8): tokenizer, training helpers, metrics, and the committed weights
 against the quality they state (b2diffurl/toyworld/model/quality.json)."""
 
+import csv
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -88,7 +90,7 @@ def test_checksum_mismatch_is_reported(tmp_path):
 
 def test_committed_model_loads_with_stock_diffusers_and_draws_objects():
     """StableDiffusionPipeline.from_pretrained, nothing of ours: a red circle comes out red and round.
-    (The weights are stored in fp16 to stay small; on a CPU load them in fp32, as here.)"""
+    (The UNet and VAE weights are stored in fp16 to stay small; loaded in fp32 here, as the stages do.)"""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     from b2diffurl.toyworld.detect import detect
@@ -103,6 +105,23 @@ def test_committed_model_loads_with_stock_diffusers_and_draws_objects():
     assert images.shape == (8, 32, 32, 3)
     seen = [[(o.colour, o.shape) for o in detect(im).objects] for im in images]
     assert sum(("red", "circle") in s for s in seen) >= 5, seen
+
+
+def test_the_plain_stock_call_works():
+    """StableDiffusionPipeline.from_pretrained(<toy model>, safety_checker=None), no dtype: every part
+    loads in fp32 (the fp16 UNet and VAE files are upcast, the text encoder is stored in fp32) and it
+    draws what it is asked with its own scheduler (PNDM, as SD v1.4 ships) at 50 steps."""
+    from diffusers import StableDiffusionPipeline
+
+    from b2diffurl.toyworld.detect import aligned
+
+    pipeline = StableDiffusionPipeline.from_pretrained(models.MODEL_DIR, safety_checker=None)
+    assert {pipeline.unet.dtype, pipeline.vae.dtype, pipeline.text_encoder.dtype} == {torch.float32}
+    pipeline.set_progress_bar_config(disable=True)
+    out = pipeline(["two blue circles"] * 4, num_inference_steps=50, output_type="np", generator=torch.Generator().manual_seed(0))
+    images = (out.images * 255).round().astype(np.uint8)
+    assert images.shape == (4, 32, 32, 3) and images.std() > 10
+    assert sum(aligned(image, "two blue circles") for image in images) >= 2
 
 
 def test_clip_reward_ranks_the_right_caption_first(quality):
@@ -184,8 +203,15 @@ def test_toy_rounds_raise_held_out_alignment(tmp_path):
         "    config.evaluate.prompt_sets = 'test'\n    return config\n"
     )
     proc = run_driver(tmp_path, config=f"{config}:toy", ExpName="toy", StageCnt=2, EvalInterval=2, timeout=1500)
-    assert "alignment" in proc.stdout
     exp = tmp_path / "toy"
+    # the end of the run: base vs best vs last held-out alignment with SEs, the paired difference
+    tail = proc.stdout[proc.stdout.index("||=========== outcome of"):].splitlines()
+    assert tail[2] == "held-out prompts (10 prompts, 640 images):" and "training prompts" not in "\n".join(tail)
+    assert re.fullmatch(r"  base {13}alignment \d+\.\d% ± \d\.\d% \| IS per prompt \d\.\d{3}, background entropy \d\.\d\d bits \| 0 reward queries", tail[3]), tail
+    assert tail[4].startswith("  best round_001 ") and tail[5].startswith("  last round_001   alignment ")
+    assert re.fullmatch(r"  last - base {6}[+-]\d+\.\d points ± \d+\.\d \(paired over 10 prompts = [+-]\d+\.\d SE\)", tail[6]), tail
+    progress = list(csv.DictReader(open(exp / "progress.csv")))
+    assert progress[0]["test_alignment"] == "" and float(progress[1]["test_alignment"]) > 0 and progress[1]["train_alignment"] == ""
     base = json.loads((exp / "base" / "eval" / "test.json").read_text())
     last = json.loads((exp / "round_001" / "eval" / "test.json").read_text())
     gain, se = paired_gain(base["aligned"], last["aligned"])

@@ -84,33 +84,6 @@ def build_or_verify(args):
     return 0
 
 
-def compare(run_dir, out, prompt_set="test"):
-    """Write base | last round evaluation grids side by side (rows: prompts, columns: seeds)."""
-    import re
-
-    import numpy as np
-    from PIL import Image
-
-    base = os.path.join(run_dir, "base", "eval", f"{prompt_set}_grid.png")
-    rounds = sorted(d for d in os.listdir(run_dir) if re.match(r"^round_\d+$", d)
-                    and os.path.isfile(os.path.join(run_dir, d, "eval", f"{prompt_set}_grid.png"))) if os.path.isdir(run_dir) else []
-    if not os.path.isfile(base) or not rounds:
-        print(f"error: {run_dir} lacks base/eval/{prompt_set}_grid.png or an evaluated round: run it with EvalInterval >= 1", file=sys.stderr)
-        return 2
-    from b2diffurl.grids import titled
-
-    left = titled(np.asarray(Image.open(base).convert("RGB")), "left: base model")
-    right = np.asarray(Image.open(os.path.join(run_dir, rounds[-1], "eval", f"{prompt_set}_grid.png")).convert("RGB"))
-    right = titled(right, f"right: {rounds[-1]} (same prompts and seeds)")
-    if right.shape[0] != left.shape[0]:
-        print(f"error: the grids of base and {rounds[-1]} differ in size: rerun the evaluation of both with the same settings", file=sys.stderr)
-        return 2
-    gap = np.full((left.shape[0], 8, 3), 255, dtype=np.uint8)
-    Image.fromarray(np.concatenate([left, gap, right], axis=1)).save(out)
-    print(f"wrote {out}: base model (left) and {rounds[-1]} (right), same seeds")
-    return 0
-
-
 def run_benchmark(args):
     from b2diffurl.toyworld import benchmark, build
 
@@ -166,6 +139,8 @@ def main(argv):
         write_prompts()
         return 0
     if args.command == "compare":
+        from b2diffurl.toyworld.compare import compare
+
         return compare(args.run_dir, args.out or os.path.join(args.run_dir, "base_vs_last.png"), args.prompt_set)
     if args.command == "benchmark":
         return run_benchmark(args)

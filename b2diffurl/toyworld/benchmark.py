@@ -196,7 +196,7 @@ def benchmark(save_path, seeds, rounds, eval_interval, prompt_file, methods=tupl
                           cwd=REPO_ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"error: figures failed: {proc.stderr.strip()}")
-    from b2diffurl.toyworld.__main__ import compare
+    from b2diffurl.toyworld.compare import compare
 
     compare(os.path.join(save_path, run_name(methods[0], seeds[0])), os.path.join(FIGURES, "grid_base_vs_final.png"))
     tables = open(os.path.join(FIGURES, "tables.md")).read()

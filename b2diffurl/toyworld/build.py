@@ -2,7 +2,8 @@
 
 Order: render the dataset, train the VAE (and set its latent scaling), encode the dataset, train
 UNet + text encoder, train the CLIP reward on rendered images and VAE reconstructions, save everything
-(weights in fp16 safetensors: the committed files stay small; the stages load them in fp32), then
+(UNet, VAE and CLIP weights in fp16 safetensors, the small text encoder in fp32: the committed files
+stay small, the stages load them in fp32, and a plain ``StableDiffusionPipeline.from_pretrained`` works), then
 reload the saved model exactly as the stages do and write ``quality.json``:
 
 - VAE: reconstruction MSE, and how often the detector still reads reconstructions right;
@@ -81,16 +82,21 @@ def save_half(module_state, path):
 
 
 def save_model(out_dir, vae, unet, text_encoder, tokenizer, clip):
-    """The diffusers folder (fp16 weights) and clip/ (open_clip config + fp16 weights)."""
+    """The diffusers folder (UNet and VAE in fp16, the text encoder in fp32) and clip/ (open_clip config + fp16 weights)."""
     from diffusers import StableDiffusionPipeline
 
     pipeline = StableDiffusionPipeline(
         vae=vae, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=models.make_scheduler(),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
-    pipeline.to(torch.float16)
+    # UNet and VAE in fp16 (the size budget); the text encoder (0.4 MB) in fp32: diffusers loads the
+    # fp16 files of a plain from_pretrained() call as fp32, transformers keeps a stored fp16 encoder
+    # in fp16, and the two would not multiply
+    unet.to(torch.float16)
+    vae.to(torch.float16)
     pipeline.save_pretrained(out_dir)
-    pipeline.to(torch.float32)
+    unet.to(torch.float32)
+    vae.to(torch.float32)
     clip_dir = os.path.join(out_dir, "clip")
     os.makedirs(clip_dir)
     config_path, weights_path = models.clip_paths(out_dir)

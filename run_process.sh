@@ -72,11 +72,11 @@ else
 fi
 
 echo "$Header"
-# One driver per run folder: fd 9 holds an flock on ExpDir/run.lock for as long as this script (and
+# One driver per run folder: fd 9 holds an flock on ExpDir/.run.lock for as long as this script (and
 # the stages it starts) runs; a second driver or a stage started by hand stops with one line naming
 # this one. Then the settings are compared with the ones the finished rounds used, and recorded.
 mkdir -p "$ExpDir"
-exec 9>>"$ExpDir/run.lock"
+exec 9>>"$ExpDir/.run.lock"
 B2DIFFURL_CALLER_DIR="$CallerDir" "$PYTHON" -m b2diffurl.driver start "$ExpDir" 9
 export B2DIFFURL_RUN_LOCK="$ExpDir"
 "$PYTHON" -m b2diffurl.driver catchup "$ExpDir" "$SaveInterval"
@@ -139,4 +139,4 @@ if [ "$EvalInterval" -gt 0 ]; then
     "$PYTHON" -m b2diffurl.figures "$ExpDir" --out "$Figures" > /dev/null
 fi
 echo "all $StageCnt rounds finished"
-"$PYTHON" -m b2diffurl.driver report "$ExpDir" "$SaveInterval" "$Figures"
+B2DIFFURL_CALLER_DIR="$CallerDir" "$PYTHON" -m b2diffurl.driver report "$ExpDir" "$SaveInterval" "$Figures"

@@ -436,8 +436,10 @@ def main(argv):
             start(args[0], int(args[1]), os.environ)
         elif command == "report":
             from b2diffurl.outcome import report
+            from b2diffurl.settings import finish
 
             catch_up(args[0], int(args[1]))
+            finish(args[0], os.environ)
             print(report(args[0], args[2] if len(args) > 2 else ""))
         elif command == "catchup":
             exp_dir, save_interval = args[0], int(args[1])

@@ -300,6 +300,20 @@ def stage_pending(round_dir, stage):
     return os.path.isfile(_complete_path(round_dir, stage))
 
 
+def json_safe(obj):
+    """``obj`` with every non-finite float written as the string "inf", "-inf" or "nan" (JSON has no
+    such numbers; configs use them, e.g. thresholds of -inf/inf that keep every pair)."""
+    import math
+
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def config_record(config):
     """The config a stage ran with, as its marker records it: every field, the folder the run lives in
     left out (``save_path``) and ``resume_from`` relative to the run folder when it lies inside it, so
@@ -309,7 +323,7 @@ def config_record(config):
     resume = record.get("resume_from") or ""
     if resume and os.path.abspath(resume).startswith(os.path.abspath(exp_dir) + os.sep):
         record["resume_from"] = os.path.relpath(os.path.abspath(resume), os.path.abspath(exp_dir))
-    return json.loads(json.dumps(record))
+    return json_safe(record)
 
 
 def finish_stage(round_dir, stage, summary=None, files=None, config=None):

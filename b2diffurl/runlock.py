@@ -1,4 +1,4 @@
-"""One process tree at a time on a run folder: an advisory lock on ``<exp_dir>/run.lock``.
+"""One process tree at a time on a run folder: an advisory lock on ``<exp_dir>/.run.lock``.
 
 The driver takes the lock before it writes anything and holds it until it exits (its stages run
 under it); a stage script or an evaluation started by hand on a folder that a live driver (or
@@ -22,7 +22,7 @@ import time
 
 from b2diffurl.errors import UserError
 
-LOCK_NAME = "run.lock"
+LOCK_NAME = ".run.lock"
 HELD_VARIABLE = "B2DIFFURL_RUN_LOCK"  # set by the driver to the folder it holds: its stages do not lock again
 _held = []  # open lock files of this process (kept open: closing one drops its lock)
 
@@ -82,8 +82,12 @@ def acquire(exp_dir, fd=None, command=None):
 
 
 def acquire_for_stage(exp_dir):
-    """The lock for a stage or evaluation run by hand; a no-op under the driver that holds it."""
+    """The lock for a stage or evaluation run by hand; a no-op under the driver that holds it, and for
+    a run folder that does not exist yet (no process works on it; a stage that stops on a bad setting
+    before writing then leaves nothing behind)."""
     held = os.environ.get(HELD_VARIABLE)
     if held and os.path.realpath(held) == os.path.realpath(exp_dir):
         return True
+    if not os.path.isdir(exp_dir):
+        return False
     return acquire(exp_dir)

@@ -9,10 +9,11 @@ run has finished, a changed field stops the rerun with one line per field (``LR 
 except the fields that cannot change what the finished rounds are (:data:`FREE_FIELDS`: more or
 fewer rounds, the evaluation, logging, which latents are kept, a fresh optimizer); ``AllowChanges=1``
 goes on with the new settings and records the change (``changes``: from which round, old -> new).
-A changed code version or commit is reported in a note line and recorded, never refused.
+A changed code version or commit is reported in a note line and recorded, never refused. The
+record is written before round 0 of a new run and when a change is allowed; a free change reaches it
+at the end of the run (:func:`finish`), so a rerun that stops early leaves the record as it was.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -80,7 +81,7 @@ def run_settings(config, values):
     variables = {name: values[name] for name in (*DRIVER_VARIABLES, "NUM_PROCESSES", "FreshOptimizer", "CONFIG")}
     variables.pop("SavePath")  # where the run lives is not a setting of it
     record = {"config": config_fields, "variables": variables, "versions": versions(), "commit": git_commit()}
-    return json.loads(json.dumps(record))  # as it reads back from the file (tuples are lists)
+    return records.json_safe(record)  # as it reads back from the file (tuples are lists, inf is "inf")
 
 
 def field_name(field):
@@ -165,6 +166,20 @@ def start(exp_dir, fd, environ):
     for line in notes:
         print(line, file=sys.stderr)
     new["changes"] = changes
+    if old is None or not done or changes != old.get("changes", []):
+        records.write_json(path, new)  # a new run, or a change the user allowed (or new code): recorded now
+
+
+def finish(exp_dir, environ):
+    """At the end of a run: record its settings as they are now. Free changes (more rounds, another
+    evaluation) reach settings.json here, once the run has used them; a run that stopped on the way
+    (a damaged file, Ctrl-C) leaves the record as its finished stages knew it."""
+    from b2diffurl.driver import checked_run
+
+    path = os.path.join(exp_dir, SETTINGS_NAME)
+    old = records.read_json(path) if os.path.isfile(path) else {}
+    values, config = checked_run(environ)
+    new = {**run_settings(config, values), "changes": old.get("changes", [])}
     if new != old:
         records.write_json(path, new)
 

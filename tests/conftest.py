@@ -128,7 +128,7 @@ def run_state(exp_dir):
     state = {}
     for dirpath, _, names in os.walk(exp_dir):
         for name in names:
-            if name == "run.lock":  # who held the run folder last (b2diffurl.runlock): not a result
+            if name == ".run.lock":  # who held the run folder last (b2diffurl.runlock): not a result
                 continue
             path = os.path.join(dirpath, name)
             rel = os.path.relpath(path, exp_dir)

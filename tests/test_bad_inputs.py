@@ -224,6 +224,7 @@ def test_two_processes_print_one_line(reference_run, tmp_path):
     exp = tmp_path / REFERENCE_RUN["ExpName"]
     shutil.copytree(reference_run[1], exp)
     _flip(exp / LORA)
+    os.remove(exp / "settings.json")  # as a run folder from before settings were recorded: 2 processes are not a change
     proc = run_driver(tmp_path, check=False, NUM_PROCESSES=2, ACCELERATE_ARGS="--main_process_port 0", **{**REFERENCE_RUN, "StageCnt": 3})
     _assert_one_line(proc, [LORA, "does not match its checksum"])
 

@@ -103,6 +103,7 @@ def test_a_stage_started_by_hand_on_a_locked_folder_stops(tmp_path):
         holder.kill()
         holder.wait()
     assert runlock.acquire_for_stage(str(tmp_path)) is True  # a killed holder leaves it free
+    assert runlock.acquire_for_stage(str(tmp_path / "new")) is False and not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize("name,meant", [("Lr", "LR"), ("Stagecnt", "StageCnt"), ("SAVEPATH", "SavePath"), ("SplitTme", "SplitTime")])

@@ -119,7 +119,8 @@ MEASURED = ("seconds", "load_seconds", "peak_memory_bytes")
 
 def run_state(exp_dir):
     """Everything about a run folder that must not depend on how often it was stopped:
-    {relative path: content digest}, with the run's measurements (:data:`MEASURED`) and its lock file left out."""
+    {relative path: content digest}, with the run's measurements (:data:`MEASURED`), its lock file and
+    the git commit in settings.json left out."""
     import csv
     import hashlib
     import io
@@ -141,6 +142,10 @@ def run_state(exp_dir):
                 for key in MEASURED:
                     content.pop(key, None)
                 content.get("files", {}).pop("metrics.json", None)  # it holds the seconds
+                data = json.dumps(content, sort_keys=True).encode()
+            elif rel == "settings.json":  # the commit may move on between two runs of a session
+                content = json.loads(data)
+                content.pop("commit", None)
                 data = json.dumps(content, sort_keys=True).encode()
             elif name == "progress.csv":
                 rows = list(csv.DictReader(io.StringIO(data.decode())))

@@ -87,7 +87,7 @@ def test_two_experiments_evaluate_and_plot(tmp_path):
                 assert -1 <= result["clipscore_mean"] <= 1 and result["clipscore_sem"] > 0
                 assert 1 <= result["inception_score_per_prompt"] <= 2 and result["inception_score_per_prompt_sem"] >= 0
                 assert result["inception_score_per_prompt"] < result["inception_score"] <= 1000, "pooled over 40 prompts"
-                assert Image.open(exp / folder / "eval" / f"{prompt_set}_grid.png").size == (2 * 32, 8 * 32)
+                assert Image.open(exp / folder / "eval" / f"{prompt_set}_grid.png").size == (2 * 32, 8 * 32 + 9 * 16), "8 rows of 2 images, a 16-px band over each row and a title band"
         label = records.read_json(exp / "round_001" / "eval" / "test.json")["method"]["label"]
         assert label == {"b2diffurl_seed0": "B2-DiffuRL", "ddpo_seed0": "vanilla"}[name]
     # the base model is judged on the same images in both runs

@@ -103,7 +103,7 @@ def test_a_huge_learning_rate_stops_training_and_saves_nothing(reference_run, tm
     shutil.copytree(reference_run[1], exp)
     shutil.rmtree(exp / "round_001")
     before = run_state(exp / "round_000")
-    proc = run_driver(tmp_path, check=False, **{**REFERENCE_RUN, "LR": "1e6", "AccStep": 1})
+    proc = run_driver(tmp_path, check=False, **{**REFERENCE_RUN, "LR": "1e6", "AccStep": 1, "AllowChanges": 1})
     lines = error_lines(proc.stderr)
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]

@@ -15,7 +15,8 @@
 # from zero instead of continuing the previous round's state), EvalInterval (n > 0: evaluate the
 # base model before round 0 and every n-th round's LoRA after training it, on the prompt sets of
 # evaluate.prompt_sets (the training and the held-out prompts), with python -m b2diffurl.evaluate;
-# 0 = off), EvalImages (evaluate.num_images: images per prompt set and evaluation), Algorithm (train.algorithm: ppo, pg, dpok,
+# 0 = off), EvalImages (evaluate.num_images: images per prompt set and evaluation), EvalSets
+# (evaluate.prompt_sets: train, test or train,test), Algorithm (train.algorithm: ppo, pg, dpok,
 # dpo), LogWith (tensorboard and/or wandb: per-round metrics and sample grids under ExpDir/logs),
 # NUM_PROCESSES, ACCELERATE_ARGS, PYTHON, and AllowChanges (1: continue a run whose finished rounds
 # used other settings; without it such a rerun stops with one line per changed setting).
@@ -93,7 +94,7 @@ COMMON_FLAGS=(
     --config.process.split_step_left="$SplitStepLeft" --config.process.split_step_right="$SplitStepRight"
 )
 # the evaluation's config check sees a valid interval length (every round's k lies in the schedule)
-EVAL_FLAGS=("${COMMON_FLAGS[@]}" --config.split_step="${Ks[$((StageCnt - 1))]}" --config.evaluate.num_images="$EvalImages")
+EVAL_FLAGS=("${COMMON_FLAGS[@]}" --config.split_step="${Ks[$((StageCnt - 1))]}" --config.evaluate.num_images="$EvalImages" --config.evaluate.prompt_sets="$EvalSets")
 if [ "$EvalInterval" -gt 0 ]; then
     EvalRounds=base
     for ((i = 0; i < StageCnt; i++)); do

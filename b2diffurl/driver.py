@@ -60,6 +60,7 @@ DRIVER_VARIABLES = {
     "Algorithm": "train.algorithm",
     "EvalInterval": "evaluate.interval",
     "EvalImages": "evaluate.num_images",
+    "EvalSets": "evaluate.prompt_sets",
     "LogWith": "log_with",
 }
 PATH_VARIABLES = ("SavePath", "PromptFile")

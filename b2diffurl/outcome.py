@@ -4,7 +4,9 @@ Per evaluated prompt set: the base model, the best and the last evaluated round,
 held-out alignment (the toy world's detector) or CLIPScore and its own standard error, the
 diversity (per-prompt IS, and the toy world's background entropy), and the last round's paired
 difference from the base model over prompts (same prompts, same evaluation seeds: the standard
-error of the per-prompt differences). "Best" is picked on the evaluation itself and says so:
+error of the per-prompt differences; for the toy world's alignment also over images: the same image
+seeds before and after, the standard error of the per-image 0/1 differences, which is smaller because
+it does not count the spread between prompts). "Best" is picked on the evaluation itself and says so:
 it is a look at the run, not a model selection (that would need a separate validation set).
 """
 
@@ -66,6 +68,28 @@ def paired_difference(last, base, key):
     return mean, math.sqrt(var / len(diffs)), len(diffs)
 
 
+def image_paired_difference(last, base):
+    """(mean, SE, n) of last - base over images (the toy world's per-image ``aligned`` 0/1 lists, same
+    seeds and order); None when either lacks them or they differ in length."""
+    import math
+
+    a, b = last.get("aligned"), base.get("aligned")
+    if not a or not b or len(a) != len(b) or len(a) < 2:
+        return None
+    diffs = [float(x) - float(y) for x, y in zip(a, b)]
+    mean = sum(diffs) / len(diffs)
+    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
+    return mean, math.sqrt(var / len(diffs)), len(diffs)
+
+
+def difference_text(diff, percent, unit):
+    mean, se, n = diff
+    shown = f"{mean * 100:+.1f} points" if percent else f"{mean:+.4f}"
+    shown_se = f"{se * 100:.1f}" if percent else f"{se:.4f}"
+    ratio = f" = {mean / se:+.1f} SE" if se > 0 else ""
+    return f"{shown} ± {shown_se} (paired over {n} {unit}{ratio})"
+
+
 def set_lines(exp_dir, rounds, prompt_set):
     """The report lines of one prompt set (empty when nothing was evaluated on it)."""
     base = evaluation(exp_dir, BASE, prompt_set)
@@ -90,11 +114,10 @@ def set_lines(exp_dir, rounds, prompt_set):
     if base is not None and evaluated:
         diff = paired_difference(evaluated[-1][1], base, key)
         if diff is not None:
-            mean, se, n = diff
-            shown = f"{mean * 100:+.1f} points" if percent else f"{mean:+.4f}"
-            shown_se = f"{se * 100:.1f}" if percent else f"{se:.4f}"
-            ratio = f" = {mean / se:+.1f} SE" if se > 0 else ""
-            lines.append(f"  last - base      {shown} ± {shown_se} (paired over {n} prompts{ratio})")
+            lines.append(f"  last - base      {difference_text(diff, percent, 'prompts')}")
+        by_image = image_paired_difference(evaluated[-1][1], base) if key == "alignment" else None
+        if by_image is not None:
+            lines.append(f"  {'' if diff is not None else 'last - base':<16} {difference_text(by_image, percent, 'images, same seeds')}")
     return lines
 
 

@@ -78,6 +78,14 @@ def accelerate_two_processes():
             "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0")
 
 
+def _default_sigint():
+    """Ctrl-C as in a terminal: a pytest started in the background (``pytest &``) ignores SIGINT, and
+    its children would inherit that and never see the fault tests' INT."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_driver(save_path, check=True, config="config/stage_process.py:tiny", timeout=1200, cwd=REPO, **variables):
     """bash run_process.sh as users run it (own session, so a fault can stop its whole process group)."""
     import subprocess
@@ -87,7 +95,7 @@ def run_driver(save_path, check=True, config="config/stage_process.py:tiny", tim
     env.update({k: str(v) for k, v in variables.items()})
     proc = subprocess.run(
         ["bash", os.path.join(REPO, "run_process.sh")], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=timeout, start_new_session=True,
+        timeout=timeout, start_new_session=True, preexec_fn=_default_sigint,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"run_process.sh failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
@@ -174,3 +182,28 @@ def reward_gain(lora_dir, prompts, preset="tiny", images=64):
     standard_error = (base.var() / len(base) + trained.var() / len(trained)).sqrt().item()
     print(f"reward base {base.mean():.4f}, trained {trained.mean():.4f}, gain {gain:.4f}, SE {standard_error:.4f}")
     return gain, standard_error
+
+
+# ---------------------------------------------------------------- order: longest first
+# The suite runs on 2 workers (pytest.ini: -n 2 --dist worksteal); starting the long tests first keeps
+# one of them from running alone at the end. Seconds on 2 cores (one test at a time), from --durations.
+LONG_TESTS = {
+    "test_toymodel.py::test_the_quick_start_ends_above_the_base_model": 300,
+    "test_experiments.py::test_two_experiments_evaluate_and_plot": 360,
+    "test_experiments.py::test_dpok_and_dpo_learn": 300,
+    "test_run_process.py::test_the_loop_learns_resumes_and_reruns_for_free": 300,
+    "test_readme.py::test_readme_commands_run_verbatim": 210,
+    "test_experiments.py::test_every_objective_runs_the_full_loop": 100,
+    "test_performance.py::test_bf16_end_to_end_on_the_cpu": 125,
+    "test_run_process.py::test_two_processes_train_identical_loras": 105,
+    "test_faults.py::test_stops_anywhere_then_rerun_give_the_uninterrupted_run": 85,
+    "test_run_records.py::test_two_drivers_on_one_run_folder": 80,
+}
+
+
+def pytest_collection_modifyitems(items):
+    def cost(item):
+        name = item.nodeid.split("/")[-1].split("[")[0]
+        return LONG_TESTS.get(name, 50 if item.get_closest_marker("slow") else 0)
+
+    items.sort(key=cost, reverse=True)  # stable: equal costs keep the file order

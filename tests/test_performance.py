@@ -221,6 +221,7 @@ def test_fp16_gradient_scaler_continues_across_rounds(tiny_config, fresh_acceler
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_paper_scale_benchmark_small_setting(tmp_path):
     """python -m b2diffurl.bench --small: SD v1.4's networks (random weights) through the three stage
     scripts on the CPU; the table, the efficiencies, the bytes against the shapes, the disk saving."""

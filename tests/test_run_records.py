@@ -146,6 +146,7 @@ def test_outcome_reports_base_best_last_with_paired_se(tmp_path):
             "clipscore_sem": 0.01, "inception_score_per_prompt": 1.5, "background_entropy": 2.0,
             "reward_queries": {"base": 0, "round_000": 96, "round_001": 192}[name],
             "per_prompt": {f"p{i}": {"alignment": v, "clipscore": 0.2} for i, v in enumerate(per)},
+            "aligned": {"base": [0, 1, 0, 1, 1, 0], "round_000": [1, 1, 0, 1, 1, 0], "round_001": [1, 1, 0, 1, 1, 1]}[name],
         })
     diff = paired_difference(json.loads((exp / "round_001/eval/test.json").read_text()), json.loads((exp / "base/eval/test.json").read_text()), "alignment")
     assert diff[0] == pytest.approx(0.4 / 3) and diff[1] == pytest.approx((((0.1 - 0.4 / 3) ** 2 * 2 + (0.2 - 0.4 / 3) ** 2) / 2 / 3) ** 0.5)
@@ -160,4 +161,6 @@ def test_outcome_reports_base_best_last_with_paired_se(tmp_path):
     assert "  base             alignment 60.0% ± 1.0% | IS per prompt 1.500, background entropy 2.00 bits | 0 reward queries" in text
     assert "  best round_000   alignment 76.7% ± 1.0%" in text and "  last round_001   alignment 73.3% ± 1.0%" in text
     assert "  last - base      +13.3 points ± 3.3 (paired over 3 prompts = +4.0 SE)" in text
+    # image by image (same seeds): differences 1, 0, 0, 0, 0, 1 -> mean 1/3, SE sqrt((12 / 9) / 5 / 6)
+    assert "\n                   +33.3 points ± 21.1 (paired over 6 images, same seeds = +1.6 SE)\n" in text
     assert f"figures and tables: {exp / 'figures'}" in text

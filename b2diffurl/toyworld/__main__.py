@@ -4,8 +4,9 @@
                                                       into b2diffurl/toyworld/model/ with quality.json and SHA256SUMS
     python -m b2diffurl.toyworld remeasure            redo quality.json of the built weights (metrics changed)
     python -m b2diffurl.toyworld verify               check the committed model against SHA256SUMS, print quality.json
-    python -m b2diffurl.toyworld benchmark [--seeds 1 2 3] [--rounds 8] [--eval-interval 2]
-                                                      B2-DiffuRL vs BPT-only vs DDPO at equal reward queries,
+    python -m b2diffurl.toyworld benchmark [--part all|grid|fig5|fig7|fig8] [--quick] [--report]
+                                                      the paper's experiments on the toy world under the fixed
+                                                      protocol of b2diffurl/toyworld/protocol.py (resumable),
                                                       writes docs/RESULTS.md and docs/figures/toy_benchmark/
     python -m b2diffurl.toyworld compare RUN_DIR [--out PNG]
                                                       the base model's evaluation grid beside the last
@@ -85,20 +86,27 @@ def build_or_verify(args):
 
 
 def run_benchmark(args):
-    from b2diffurl.toyworld import benchmark, build
+    from b2diffurl.toyworld import benchmark
+    from b2diffurl.toyworld.protocol import FINAL_PARTS
 
-    bad = [f"{flag}={value}" for flag, value in (("--rounds", args.rounds), ("--eval-interval", args.eval_interval)) if value < 1]
-    bad += [f"--seeds {s}" for s in args.seeds if s < 0]
-    if len(set(args.seeds)) != len(args.seeds):
-        bad.append(f"--seeds {' '.join(map(str, args.seeds))} (repeated)")
-    if bad:
-        print(f"error: {', '.join(bad)}: rounds and the interval must be >= 1, seeds distinct and >= 0", file=sys.stderr)
+    parts = ["grid", *FINAL_PARTS] if args.part == "all" else [args.part]
+    if args.quick and args.part != "all":
+        print(f"error: --quick with --part {args.part}: --quick is its own subset (B2-DiffuRL vs DDPO); drop one of them", file=sys.stderr)
         return 2
-    prompt_file = args.prompt_file or build.toy_config().prompt_file
-    if not os.path.isfile(os.path.join(REPO_ROOT, prompt_file)) or not prompt_file.endswith("_train.json"):
-        print(f"error: --prompt-file={prompt_file!r} is not a prompts/toy*_train.json file", file=sys.stderr)
+    try:
+        if args.report:
+            from b2diffurl.toyworld import results
+
+            if args.quick:
+                save_path = os.path.abspath(args.save_path)
+                results.write(save_path, os.path.join(save_path, "quick", "RESULTS.md"), os.path.join(save_path, "quick", "figures"), quick=True)
+            else:
+                results.write(os.path.abspath(args.save_path), benchmark.RESULTS, benchmark.FIGURES)
+            return 0
+        benchmark.benchmark(args.save_path, parts, quick=args.quick)
+    except benchmark.BenchmarkError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    benchmark.benchmark(args.save_path, args.seeds, args.rounds, args.eval_interval, prompt_file)
     return 0
 
 
@@ -114,11 +122,12 @@ def main(argv):
     b.add_argument("--unet-steps", type=int, default=5000)
     b.add_argument("--clip-steps", type=int, default=700)
     b.add_argument("--seed", type=int, default=0)
-    m = commands.add_parser("benchmark", help="B2-DiffuRL vs BPT-only vs DDPO on the toy world; writes docs/RESULTS.md")
-    m.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    m.add_argument("--rounds", type=int, default=8)
-    m.add_argument("--eval-interval", type=int, default=2)
-    m.add_argument("--prompt-file", default="", help="training prompts (default: the toy preset's)")
+    m = commands.add_parser("benchmark", help="the paper's experiments on the toy world (protocol: b2diffurl/toyworld/protocol.py); writes docs/RESULTS.md")
+    m.add_argument("--part", default="all", choices=["all", "grid", "fig5", "fig7", "fig8"],
+                   help="grid (learning rates, first), fig5 (B2-DiffuRL vs DDPO: Fig. 5, Table 3), fig7 (BPT-only: Fig. 7, Table 1), "
+                        "fig8 (PG, DPOK, DPO: Fig. 8, Table 2); all: every part in that order")
+    m.add_argument("--quick", action="store_true", help="B2-DiffuRL vs DDPO, 2 seeds, 4 rounds (under 30 min); report in SAVE_PATH/quick/")
+    m.add_argument("--report", action="store_true", help="only rewrite the report and figures from the run folders that exist")
     m.add_argument("--save-path", default="./model/toy_benchmark", help="folder of the run folders (resumable)")
     r = commands.add_parser("remeasure", help="redo quality.json of the built weights (after a change of the metrics)")
     r.add_argument("--out", default=None)

@@ -1,0 +1,259 @@
+"""docs/RESULTS.md from the benchmark's run folders: the protocol, the learning-rate grid, a section per
+paper item (claim, figure, paired differences with standard errors, verdict), stability, the machine
+and the wall times. Parts not run yet are named with the command that runs them; every number comes
+from a run folder."""
+
+import os
+import platform
+
+from b2diffurl import records
+from b2diffurl.driver import REPO_ROOT
+from b2diffurl.toyworld import protocol
+from b2diffurl.toyworld.protocol import METHODS, METRIC_NAMES, PERCENT
+from b2diffurl.toyworld.verdicts import at_budget, base_eval, mean_se, paired, share, stability
+
+DISCUSSION = "## Discussion"
+COMMAND = "python -m b2diffurl.toyworld benchmark"
+# figure sets (one python -m b2diffurl.figures call each): name -> (methods, template)
+FIGURE_SETS = {
+    **{f"fig5_{t}": (("B2-DiffuRL", "DDPO"), t) for t in protocol.FIG5_TEMPLATES},
+    "fig7": (("B2-DiffuRL", "BPT-only", "DDPO"), protocol.MAIN_TEMPLATE),
+    "fig8": (tuple(label for pair in protocol.ALGORITHM_PAIRS for label in pair[1:]), protocol.MAIN_TEMPLATE),
+}
+# images shown under each paper item: (figure set, file)
+ITEM_IMAGES = {
+    "Fig. 5": [(f"fig5_{t}", image) for t in protocol.FIG5_TEMPLATES for image in ("curve_train_alignment.png", "curve_train.png")],
+    "Fig. 7a": [("fig7", "curve_train_alignment.png")],
+    "Fig. 7b": [("fig7", "curve_train_background_entropy.png"), ("fig7", "bars_train.png")],
+    "Fig. 8": [("fig8", "curve_train_alignment.png"), ("fig8", "bars_train.png")],
+    "Table 3": [(f"fig5_{protocol.MAIN_TEMPLATE}", "curve_test_alignment.png"), (f"fig5_{protocol.MAIN_TEMPLATE}", "curve_test.png")],
+}
+PART_OF_ITEM = {"Fig. 5": "fig5", "Fig. 7a": "fig7", "Fig. 7b": "fig7", "Table 1": "fig7", "Fig. 8": "fig8", "Table 2": "fig8", "Table 3": "fig5"}
+
+
+def fmt(value, metric, signed=False):
+    if value is None:
+        return "-"
+    if metric in PERCENT:
+        return f"{value * 100:+.1f} pts" if signed else f"{value:.1%}"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def fmt_se(mean, se, n, metric, signed=False):
+    if mean is None:
+        return "-"
+    if se is None:
+        return f"{fmt(mean, metric, signed)} (n={n})"
+    unit = (lambda v: f"{v * 100:.1f}") if metric in PERCENT else (lambda v: f"{v:.4f}")
+    return f"{fmt(mean, metric, signed)} ± {unit(se)} (n={n})"
+
+
+class Finals:
+    """The final (or quick) runs: per (method, template), the evaluation at the budget per seed."""
+
+    def __init__(self, save_path, kind, seeds, rounds):
+        from b2diffurl.toyworld.benchmark import final_dir
+
+        self.save_path, self.kind, self.seeds, self.rounds = save_path, kind, seeds, rounds
+        self.budget = rounds * protocol.QUERIES_PER_ROUND
+        self.dir = lambda label, template, seed: final_dir(save_path, label, template, seed, kind)
+
+    def values(self, label, template, prompt_set, metric):
+        """{seed: value} of the runs that reached the budget."""
+        out = {}
+        for seed in self.seeds:
+            result = at_budget(self.dir(label, template, seed), prompt_set, self.budget)
+            if result is not None and result["reward_queries"] == self.budget and result.get(metric) is not None:
+                out[seed] = result[metric]
+        return out
+
+    def base(self, template, prompt_set, metric):
+        for label in METHODS:
+            for seed in self.seeds:
+                result = base_eval(self.dir(label, template, seed), prompt_set)
+                if result is not None and result.get(metric) is not None:
+                    return result[metric]
+        return None
+
+    def has(self, label, template):
+        return any(os.path.isdir(self.dir(label, template, seed)) for seed in self.seeds)
+
+
+def claim_rows(finals, items=None):
+    """Markdown table of the claims (of ``items``, or all) the finished runs can speak to, and the verdicts."""
+    rows = ["| Item | Claim | Metric (set, template) | A | B | A - B (paired over seeds) | z | Verdict |", "|---|---|---|---|---|---|---|---|"]
+    verdicts = []
+    for claim in protocol.claims():
+        if items and claim.item not in items:
+            continue
+        a = finals.values(claim.a, claim.template, claim.prompt_set, claim.metric)
+        b = finals.values(claim.b, claim.template, claim.prompt_set, claim.metric)
+        if not a and not b:
+            continue
+        ma, sa, na = mean_se(a.values())
+        mb, sb, nb = mean_se(b.values())
+        mean, se, n, _ = paired(a, b)
+        z = f"{mean / se:+.1f}" if se else "-"
+        if n:
+            verdict = protocol.verdict(mean, se, n, claim.sign)
+            verdicts.append(verdict)
+        else:
+            missing = claim.b if a else claim.a
+            verdict = "waits for --part " + next(p.name for p in protocol.PARTS.values() if p.name != "grid" and (missing, claim.template) in p.runs)
+        metric = f"{METRIC_NAMES[claim.metric]} ({'training' if claim.prompt_set == 'train' else 'held-out'}, {claim.template})"
+        rows.append(f"| {claim.item} | {claim.text} | {metric} | {claim.a}: {fmt_se(ma, sa, na, claim.metric)} | "
+                    f"{claim.b}: {fmt_se(mb, sb, nb, claim.metric)} | {fmt_se(mean, se, n, claim.metric, signed=True)} | {z} | **{verdict}** |")
+    return (rows if len(rows) > 2 else []), verdicts
+
+
+def grid_section(save_path):
+    from b2diffurl.toyworld.benchmark import grid_runs, read_picks
+
+    budget = protocol.GRID_ROUNDS * protocol.QUERIES_PER_ROUND
+    runs = grid_runs(save_path)
+    if not any(os.path.isdir(run_dir) for *_, run_dir in runs):
+        return ["Not run yet: `" + COMMAND + " --part grid`.", ""]
+    picks = read_picks(save_path)
+    lines = [f"Training-prompt alignment after {protocol.GRID_ROUNDS} rounds ({budget} reward queries), mean over the selection seeds "
+             f"{', '.join(map(str, protocol.SELECTION_SEEDS))}; under it the unstable runs: approx KL > {protocol.KL_LIMIT} in some round "
+             "(KL) and final alignment below the base model's (below). **Bold**: the picked rate.", "",
+             "| Method | " + " | ".join(protocol.lr_text(lr) for lr in protocol.LR_GRID) + " | picked |",
+             "|---|" + "---|" * (len(protocol.LR_GRID) + 1)]
+    by_cell = {}
+    for label, lr, seed, run_dir in runs:
+        by_cell.setdefault((label, lr), []).append(run_dir)
+    for label in METHODS:
+        cells = []
+        for lr in protocol.LR_GRID:
+            dirs = by_cell[(label, lr)]
+            scores = [r["alignment_mean"] for d in dirs if (r := at_budget(d, "train", budget)) is not None and r["reward_queries"] == budget]
+            if not scores:
+                cells.append("-")
+                continue
+            flags = [stability(d, budget) for d in dirs if os.path.isdir(d)]
+            text = f"{sum(scores) / len(scores):.1%} (n={len(scores)})<br>KL {share(f[0] for f in flags)}, below {share(f[1] for f in flags)}"
+            cells.append(f"**{text}**" if picks.get(label) == lr else text)
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {protocol.lr_text(picks[label]) if label in picks else '-'} |")
+    base = None
+    for *_, run_dir in runs:
+        if (b := base_eval(run_dir, "train")) is not None:
+            base = b["alignment_mean"]
+            break
+    if base is not None:
+        lines += ["", f"Base model on the training prompts: {base:.1%}."]
+    return lines + [""]
+
+
+def stability_section(finals):
+    lines = [f"Final runs: approx KL above {protocol.KL_LIMIT} in some round (KL), final training-prompt alignment below the base model's (below).", "",
+             "| Method | template | KL | below |", "|---|---|---|---|"]
+    any_run = False
+    for label in METHODS:
+        for template in protocol.FIG5_TEMPLATES:
+            if not finals.has(label, template):
+                continue
+            any_run = True
+            flags = [stability(finals.dir(label, template, s), finals.budget) for s in finals.seeds if os.path.isdir(finals.dir(label, template, s))]
+            lines.append(f"| {label} | {template} | {share(f[0] for f in flags)} | {share(f[1] for f in flags)} |")
+    return lines + [""] if any_run else []
+
+
+def timings_lines(save_path):
+    path = os.path.join(save_path, "timings.json")
+    timings = records.read_json(path) if os.path.isfile(path) else {}
+    parts = {}
+    for key, seconds in timings.items():
+        part = key.split(os.sep)[0]
+        parts[part] = parts.get(part, 0.0) + seconds
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    text = ", ".join(f"{part} {s / 3600:.2f} h ({sum(1 for k in timings if k.startswith(part + os.sep))} runs)" for part, s in sorted(parts.items()))
+    return [f"- Machine: {machine}.", f"- Wall time (runs and their evaluations): {text or 'nothing run yet'}; "
+            f"total {sum(parts.values()) / 3600:.2f} h."]
+
+
+def protocol_lines(kind, rounds, eval_interval, seeds):
+    budget = rounds * protocol.QUERIES_PER_ROUND
+    methods = "; ".join(f"{m.label}: `toy{m.presets}`" + (f" with {', '.join(f'{k}={v}' for k, v in m.variables.items())}" if m.variables else "")
+                        for m in METHODS.values())
+    return [
+        "Fixed in `b2diffurl/toyworld/protocol.py` before the final runs; restated here.", "",
+        "- Model: the committed toy world (`b2diffurl/toyworld/model`); reward: its CLIP (CLIPScore); alignment: the colour-blob "
+        "detector (`b2diffurl.toyworld.score`), which never saw the reward. Diversity: the per-prompt Inception Score and the "
+        "background entropy (bits) of each prompt's images.",
+        f"- Methods (config presets): {methods}. Every method scores {protocol.QUERIES_PER_ROUND} images a round, so equal rounds "
+        "are equal reward queries (images scored by the reward in training).",
+        f"- Learning rate: per method from the grid {', '.join(protocol.lr_text(lr) for lr in protocol.LR_GRID)}, picked by the mean "
+        f"training-prompt alignment over the selection seeds {', '.join(map(str, protocol.SELECTION_SEEDS))} after {protocol.GRID_ROUNDS} rounds "
+        "(ties to the smaller rate). Grid runs evaluate the training prompts only (`EvalSets=train`): the held-out list is never looked at "
+        "before the final runs. Fig. 5 on toy1 uses the picks made on toy2." + (" **Quick run:** the grid's picks when present, else the toy preset's rate." if kind == "quick" else ""),
+        f"- {'Quick' if kind == 'quick' else 'Final'} runs: seeds {', '.join(map(str, seeds))} (run_process.sh's Seed = "
+        f"{protocol.SEED_STRIDE} x seed; the same for every method, so differences are paired), {rounds} rounds = {budget} reward queries, "
+        f"both prompt sets evaluated on fixed seeds (the same images' noise for every policy) every {eval_interval} rounds and after the last; "
+        "every number below is at the last round.",
+        "- Statistics: a method's value is the mean ± SE over seeds; a claim is the paired difference A - B over the seeds both have, "
+        f"SE = stdev of the per-seed differences / sqrt(n); z = difference / SE. Verdict: **reproduced** when z >= {protocol.Z_VERDICT:g} in "
+        f"the paper's direction, **not reproduced** when z <= -{protocol.Z_VERDICT:g} (the opposite holds), **inconclusive** otherwise.",
+        f"- Stability: a run is unstable when its approx KL (progress.csv) exceeds {protocol.KL_LIMIT} in some round, or its final "
+        "training-prompt alignment is below the base model's.",
+    ]
+
+
+def write(save_path, out, figures_dir, quick=False):
+    """Draw the figure sets and write the report to ``out``; returns ``out``."""
+    from b2diffurl.toyworld.benchmark import draw_figures
+
+    kind = "quick" if quick else "final"
+    seeds = protocol.QUICK["seeds"] if quick else protocol.FINAL_SEEDS
+    rounds = protocol.QUICK["rounds"] if quick else protocol.FINAL_ROUNDS
+    interval = protocol.QUICK["eval_interval"] if quick else protocol.EVAL_INTERVAL
+    finals = Finals(save_path, kind, seeds, rounds)
+    drawn, notes = set(), []
+    for name, (labels, template) in FIGURE_SETS.items():
+        runs = [(label, finals.dir(label, template, s)) for label in labels for s in seeds if finals.has(label, template)]
+        if runs:
+            notes += draw_figures(runs, os.path.join(figures_dir, name), finals.budget)
+            drawn.add(name)
+    rel = os.path.relpath(figures_dir, os.path.dirname(out))
+    title = "Quick check" if quick else "Results"
+    command = f"{COMMAND} --quick" if quick else f"{COMMAND} --part all   # or --part grid, then fig5, fig7, fig8"
+    lines = [f"# {title}: the paper in miniature on the toy world", "",
+             f"Written by `{command}`; every number comes from the run folders under "
+             f"`{os.path.relpath(save_path, REPO_ROOT) if save_path.startswith(REPO_ROOT) else save_path}`.", "",
+             "## Protocol", "", *protocol_lines(kind, rounds, interval, seeds), "", "## Learning-rate grid", "", *grid_section(save_path)]
+    base_lines = []
+    for template in protocol.FIG5_TEMPLATES:
+        for prompt_set in ("train", "test"):
+            value = finals.base(template, prompt_set, "alignment_mean")
+            if value is not None:
+                base_lines.append(f"{template} {'training' if prompt_set == 'train' else 'held-out'} prompts {value:.1%}")
+    if base_lines:
+        lines += ["Base model's alignment: " + ", ".join(base_lines) + ".", ""]
+    all_verdicts = []
+    for item in ("Fig. 5", "Fig. 7a", "Fig. 7b", "Fig. 8", "Table 1", "Table 2", "Table 3"):
+        lines += [f"## {item}", ""]
+        rows, verdicts = claim_rows(finals, [item])
+        all_verdicts += verdicts
+        if not rows:
+            part = PART_OF_ITEM[item]
+            lines += [f"Not run yet: `{COMMAND} --part {part}`" + (" (and fig5)" if part == "fig7" else "") + ".", ""]
+            continue
+        lines += [*rows, ""]
+        images = [f"![{item}: {name}, {image}]({rel}/{name}/{image})" for name, image in ITEM_IMAGES.get(item, [])
+                  if name in drawn and os.path.isfile(os.path.join(figures_dir, name, image))]
+        lines += [*images, ""] if images else []
+    lines += ["## Stability", "", *stability_section(finals)]
+    counts = {v: all_verdicts.count(v) for v in sorted(set(all_verdicts))}
+    lines += ["## Summary", "", "Verdicts over every claim tested: " + (", ".join(f"{v} {c}" for v, c in counts.items()) or "none yet") + ".", "",
+              "## Machine and wall time", "", *timings_lines(save_path)]
+    if notes:
+        lines += ["", "Notes from the figures:", "", *[f"- {n[len('note: '):]}" for n in notes]]
+    discussion = ""
+    if os.path.isfile(out):
+        text = open(out).read()
+        if DISCUSSION in text:
+            discussion = text[text.index(DISCUSSION):]
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n" + ("\n" + discussion if discussion else ""))
+    print(f"wrote {out} and {figures_dir}/")
+    return out

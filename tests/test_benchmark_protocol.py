@@ -1,0 +1,139 @@
+"""The toy benchmark's protocol and report without running a model: equal budgets per method, the
+learning-rate pick, paired differences and verdicts, and docs/RESULTS.md's sections from run folders."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+def method_config(method):
+    from b2diffurl.driver import DRIVER_VARIABLES, load_config, set_field
+
+    config = load_config(f"{REPO}/config/stage_process.py:toy{method.presets}")
+    for variable, value in method.variables.items():
+        set_field(config, DRIVER_VARIABLES[variable], value)
+    return config
+
+
+def test_every_method_scores_the_same_images_per_round():
+    """Equal rounds are equal reward queries: batch size x batches x branches = 96 for every method,
+    and each method is the algorithm and the schedule its label says."""
+    from b2diffurl.toyworld.protocol import METHODS, QUERIES_PER_ROUND
+
+    for label, method in METHODS.items():
+        config = method_config(method)
+        assert config.sample.batch_size * config.sample.num_batches_per_epoch * config.split_time == QUERIES_PER_ROUND, label
+        vanilla = not label.startswith("B2-DiffuRL") and label != "BPT-only"
+        assert (config.process.split_step_left == config.sample.num_steps) == vanilla, f"{label}: vanilla methods train every step"
+        assert config.split_time == (2 if label == "DPO" else 1 if vanilla or label == "BPT-only" else 3), label
+        expected = {"PG": "pg", "DPOK": "dpok", "DPO": "dpo"}.get(label.split("+")[-1], "ppo")
+        assert config.train.algorithm == expected, label
+
+
+def test_the_protocol_keeps_selection_and_final_seeds_apart():
+    from b2diffurl.toyworld import protocol
+
+    assert not set(protocol.SELECTION_SEEDS) & set(protocol.FINAL_SEEDS)
+    assert len(protocol.FINAL_SEEDS) >= 5 and protocol.FINAL_ROUNDS > 6
+    assert list(protocol.LR_GRID) == sorted(protocol.LR_GRID)
+    in_parts = {label for part in protocol.PARTS.values() for label, _ in part.runs}
+    for claim in protocol.claims():
+        assert claim.a in in_parts and claim.b in in_parts and claim.metric in protocol.METRIC_NAMES
+    assert {c.item for c in protocol.claims()} == {"Fig. 5", "Fig. 7a", "Fig. 7b", "Fig. 8", "Table 1", "Table 2", "Table 3"}
+    assert all(c.prompt_set == "test" for c in protocol.claims() if c.item == "Table 3")
+    assert all(c.prompt_set == "train" for c in protocol.claims() if c.item != "Table 3")
+
+
+def test_paired_differences_and_verdicts():
+    from b2diffurl.toyworld.protocol import verdict
+    from b2diffurl.toyworld.verdicts import paired
+
+    mean, se, n, seeds = paired({1: 0.80, 2: 0.84, 3: 0.90, 9: 0.5}, {1: 0.70, 2: 0.72, 3: 0.74})
+    assert seeds == [1, 2, 3] and n == 3, "only the seeds both methods have"
+    diffs = [0.10, 0.12, 0.16]
+    m = sum(diffs) / 3
+    sd = (sum((d - m) ** 2 for d in diffs) / 2) ** 0.5
+    assert mean == pytest.approx(m) and se == pytest.approx(sd / 3 ** 0.5)
+    assert verdict(0.1, 0.04, 5) == "reproduced" and verdict(0.1, 0.06, 5) == "inconclusive"
+    assert verdict(-0.1, 0.04, 5) == "not reproduced" and verdict(-0.1, 0.04, 5, sign=-1) == "reproduced"
+    assert verdict(0.1, None, 1).startswith("inconclusive")
+
+
+def test_the_learning_rate_pick():
+    from b2diffurl.toyworld.verdicts import pick_learning_rate
+
+    assert pick_learning_rate({5e-4: [0.7, 0.8], 1e-3: [0.8, 0.9], 2e-3: [0.95, 0.5]}) == 1e-3
+    assert pick_learning_rate({5e-4: [0.8], 1e-3: [0.8], 2e-3: []}) == 5e-4, "ties go to the smaller rate; no score, no pick"
+    assert pick_learning_rate({1e-3: []}) is None
+
+
+def write_run(folder, rounds, alignment, kl=0.001, base=0.7, entropy=2.0):
+    """A finished toy run's files as the benchmark reads them (evaluations of both sets, progress.csv)."""
+    folder.mkdir(parents=True)
+    with open(folder / "progress.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["round", "run_name", "reward_queries", "approx_kl"])
+        for r in range(rounds):
+            writer.writerow([r, f"round_{r:03d}", 96 * (r + 1), kl if r == 0 else 0.0001])
+    for name, queries, value in (("base", 0, base), (f"round_{rounds - 1:03d}", 96 * rounds, alignment)):
+        for prompt_set in ("train", "test"):
+            (folder / name / "eval").mkdir(parents=True, exist_ok=True)
+            (folder / name / "eval" / f"{prompt_set}.json").write_text(json.dumps({
+                "reward_queries": queries, "alignment_mean": value, "clipscore_mean": 0.8 + value / 10,
+                "inception_score_per_prompt": 1.2, "background_entropy": entropy}))
+
+
+def test_the_report_states_pairs_verdicts_and_what_is_not_run(tmp_path, monkeypatch):
+    """RESULTS.md from a grid and the fig5 part: the grid with its pick in bold, per claim both means,
+    the paired difference with its SE and the verdict, stability shares, and the parts not run named
+    with their command."""
+    from b2diffurl.toyworld import benchmark, protocol, results
+
+    monkeypatch.setattr(benchmark, "draw_figures", lambda *a, **k: [])
+    save = tmp_path / "bench"
+    for label in protocol.METHODS:
+        for lr in protocol.LR_GRID:
+            for seed in protocol.SELECTION_SEEDS:
+                score = 0.75 + (0.1 if lr == 1e-3 else 0) + (0.05 if label == "DDPO" and lr == 5e-3 else 0)
+                write_run(tmp_path / benchmark.grid_dir(str(save), label, lr, seed), protocol.GRID_ROUNDS, score,
+                          kl=0.5 if lr == 5e-3 else 0.001)
+    picks = benchmark.write_picks(str(save))
+    assert picks["B2-DiffuRL"] == 1e-3 and picks["DDPO"] == 1e-3, "0.85 beats 0.80 at 5e-3"
+    b2 = {1: 0.80, 2: 0.84, 3: 0.90, 4: 0.82, 5: 0.86}
+    ddpo = {1: 0.70, 2: 0.72, 3: 0.74, 4: 0.69, 5: 0.71}
+    for template in protocol.FIG5_TEMPLATES:
+        for seed in protocol.FINAL_SEEDS:
+            write_run(save / "final" / template / f"b2_diffurl_seed{seed}", protocol.FINAL_ROUNDS, b2[seed])
+            write_run(save / "final" / template / f"ddpo_seed{seed}", protocol.FINAL_ROUNDS, ddpo[seed], base=0.75 if seed == 1 else 0.7)
+    out = tmp_path / "RESULTS.md"
+    out.write_text("stale report\n## Discussion\nkept as written\n")
+    results.write(str(save), str(out), str(tmp_path / "figures"))
+    text = out.read_text()
+    assert "**85.0% (n=2)<br>KL 0/2, below 0/2**" in text and "KL 2/2" in text, "the pick in bold, the unstable 5e-3 runs counted"
+    diffs = [b2[s] - ddpo[s] for s in protocol.FINAL_SEEDS]
+    m = sum(diffs) / 5
+    se = (sum((d - m) ** 2 for d in diffs) / 4) ** 0.5 / 5 ** 0.5
+    row = next(line for line in text.splitlines() if line.startswith("| Fig. 5 |") and "alignment" in line and "toy2" in line)
+    assert f"+{m * 100:.1f} pts ± {se * 100:.1f} (n=5)" in row and f"+{m / se:.1f}" in row and "**reproduced**" in row
+    assert "B2-DiffuRL: 84.4% ± 1.7 (n=5)" in row and "DDPO: 71.2% ± 0.9 (n=5)" in row
+    table3 = next(line for line in text.splitlines() if line.startswith("| Table 3 |") and "alignment" in line)
+    assert "held-out" in table3 and "**reproduced**" in table3
+    assert "Not run yet: `python -m b2diffurl.toyworld benchmark --part fig8`" in text, "Fig. 8's part is named"
+    assert "| DDPO | toy2 | 0/5 | 2/5 |" in text, "seeds 1 (base 75%) and 4 end below their base model"
+    assert text.rstrip().endswith("kept as written") and "stale report" not in text.split("## Discussion")[0]
+
+
+def test_final_parts_wait_for_the_grid(tmp_path):
+    """Without the grid's picks a final part stops at once with one line; --quick with --part is refused."""
+    proc = subprocess.run([sys.executable, "-m", "b2diffurl.toyworld", "benchmark", "--part", "fig8", "--save-path", str(tmp_path / "b")],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "no learning rate picked yet for" in proc.stderr and "--part grid first" in proc.stderr
+    assert not (tmp_path / "b" / "final").exists()
+    proc = subprocess.run([sys.executable, "-m", "b2diffurl.toyworld", "benchmark", "--part", "fig5", "--quick"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and "--quick" in proc.stderr

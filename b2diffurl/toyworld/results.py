@@ -208,9 +208,11 @@ def write(save_path, out, figures_dir, quick=False):
     interval = protocol.QUICK["eval_interval"] if quick else protocol.EVAL_INTERVAL
     finals = Finals(save_path, kind, seeds, rounds)
     drawn, notes = set(), []
+    fig5_pair = FIGURE_SETS[f"fig5_{protocol.MAIN_TEMPLATE}"][0]
     for name, (labels, template) in FIGURE_SETS.items():
         runs = [(label, finals.dir(label, template, s)) for label in labels for s in seeds if finals.has(label, template)]
-        if runs:
+        own = name.startswith("fig5_") or any(label not in fig5_pair for label, _ in runs)
+        if runs and own:  # fig7 and fig8 are drawn once they hold a method of their own, not as copies of fig5
             notes += draw_figures(runs, os.path.join(figures_dir, name), finals.budget)
             drawn.add(name)
     rel = os.path.relpath(figures_dir, os.path.dirname(out))
@@ -235,7 +237,10 @@ def write(save_path, out, figures_dir, quick=False):
         all_verdicts += verdicts
         if not rows:
             part = PART_OF_ITEM[item]
-            lines += [f"Not run yet: `{COMMAND} --part {part}`" + (" (and fig5)" if part == "fig7" else "") + ".", ""]
+            started = any(finals.has(label, template) for label, template in protocol.PARTS[part].runs)
+            rerun = f"{COMMAND} --quick" if finals.kind == "quick" else f"{COMMAND} --part {part}"
+            lines += [f"Runs started, none at {finals.budget} reward queries yet: rerun `{rerun}` to finish them."
+                      if started else f"Not run yet: `{COMMAND} --part {part}`" + (" (and fig5)" if part == "fig7" else "") + ".", ""]
             continue
         lines += [*rows, ""]
         images = [f"![{item}: {name}, {image}]({rel}/{name}/{image})" for name, image in ITEM_IMAGES.get(item, [])

@@ -53,7 +53,7 @@ def run_env(run_dir, label, template, seed, lr, rounds, eval_interval, eval_sets
     variables = {
         "CONFIG": f"config/stage_process.py:toy{method.presets}", "SavePath": os.path.dirname(run_dir),
         "ExpName": os.path.basename(run_dir), "Seed": protocol.SEED_STRIDE * seed, "StageCnt": rounds,
-        "EvalInterval": eval_interval, "EvalSets": eval_sets, "PromptFile": protocol.prompt_file(template),
+        "EvalInterval": eval_interval, "EvalSets": eval_sets, "EvalImages": protocol.EVAL_IMAGES, "PromptFile": protocol.prompt_file(template),
         **method.variables,
     }
     if lr is not None:

@@ -188,7 +188,7 @@ def protocol_lines(kind, rounds, eval_interval, seeds):
         "before the final runs. Fig. 5 on toy1 uses the picks made on toy2." + (" **Quick run:** the grid's picks when present, else the toy preset's rate." if kind == "quick" else ""),
         f"- {'Quick' if kind == 'quick' else 'Final'} runs: seeds {', '.join(map(str, seeds))} (run_process.sh's Seed = "
         f"{protocol.SEED_STRIDE} x seed; the same for every method, so differences are paired), {rounds} rounds = {budget} reward queries, "
-        f"both prompt sets evaluated on fixed seeds (the same images' noise for every policy) every {eval_interval} rounds and after the last; "
+        f"both prompt sets evaluated on {protocol.EVAL_IMAGES} images each, on fixed seeds (the same images' noise for every policy), every {eval_interval} rounds and after the last; "
         "every number below is at the last round.",
         "- Statistics: a method's value is the mean ± SE over seeds; a claim is the paired difference A - B over the seeds both have, "
         f"SE = stdev of the per-seed differences / sqrt(n); z = difference / SE. Verdict: **reproduced** when z >= {protocol.Z_VERDICT:g} in "

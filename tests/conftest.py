@@ -185,7 +185,7 @@ def reward_gain(lora_dir, prompts, preset="tiny", images=64):
 
 
 # ---------------------------------------------------------------- order: longest first
-# The suite runs on 2 workers (pytest.ini: -n 2 --dist worksteal); starting the long tests first keeps
+# The suite runs on 2 workers (pytest.ini: -n 2 --dist load --maxschedchunk 1: each worker takes the next test when it is free); starting the long tests first keeps
 # one of them from running alone at the end. Seconds on 2 cores (one test at a time), from --durations.
 LONG_TESTS = {
     "test_toymodel.py::test_the_quick_start_ends_above_the_base_model": 300,

@@ -182,28 +182,3 @@ def reward_gain(lora_dir, prompts, preset="tiny", images=64):
     standard_error = (base.var() / len(base) + trained.var() / len(trained)).sqrt().item()
     print(f"reward base {base.mean():.4f}, trained {trained.mean():.4f}, gain {gain:.4f}, SE {standard_error:.4f}")
     return gain, standard_error
-
-
-# ---------------------------------------------------------------- order: longest first
-# The suite runs on 2 workers (pytest.ini: -n 2 --dist load --maxschedchunk 1: each worker takes the next test when it is free); starting the long tests first keeps
-# one of them from running alone at the end. Seconds on 2 cores (one test at a time), from --durations.
-LONG_TESTS = {
-    "test_toymodel.py::test_the_quick_start_ends_above_the_base_model": 300,
-    "test_experiments.py::test_two_experiments_evaluate_and_plot": 360,
-    "test_experiments.py::test_dpok_and_dpo_learn": 300,
-    "test_run_process.py::test_the_loop_learns_resumes_and_reruns_for_free": 300,
-    "test_readme.py::test_readme_commands_run_verbatim": 210,
-    "test_experiments.py::test_every_objective_runs_the_full_loop": 100,
-    "test_performance.py::test_bf16_end_to_end_on_the_cpu": 125,
-    "test_run_process.py::test_two_processes_train_identical_loras": 105,
-    "test_faults.py::test_stops_anywhere_then_rerun_give_the_uninterrupted_run": 85,
-    "test_run_records.py::test_two_drivers_on_one_run_folder": 80,
-}
-
-
-def pytest_collection_modifyitems(items):
-    def cost(item):
-        name = item.nodeid.split("/")[-1].split("[")[0]
-        return LONG_TESTS.get(name, 50 if item.get_closest_marker("slow") else 0)
-
-    items.sort(key=cost, reverse=True)  # stable: equal costs keep the file order

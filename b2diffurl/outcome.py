@@ -57,10 +57,15 @@ def value_text(result, key, percent):
 
 def paired_difference(last, base, key):
     """(mean, SE) of last - base over the prompts both evaluated (per-prompt means); None if < 2 prompts."""
-    import math
-
     diffs = [last["per_prompt"][p][key] - base["per_prompt"][p][key]
              for p in last.get("per_prompt", {}) if p in base.get("per_prompt", {}) and key in last["per_prompt"][p] and key in base["per_prompt"][p]]
+    return _mean_se(diffs)
+
+
+def _mean_se(diffs):
+    """(mean, standard error (n - 1), n) of paired differences; None for fewer than 2."""
+    import math
+
     if len(diffs) < 2:
         return None
     mean = sum(diffs) / len(diffs)
@@ -71,15 +76,10 @@ def paired_difference(last, base, key):
 def image_paired_difference(last, base):
     """(mean, SE, n) of last - base over images (the toy world's per-image ``aligned`` 0/1 lists, same
     seeds and order); None when either lacks them or they differ in length."""
-    import math
-
     a, b = last.get("aligned"), base.get("aligned")
-    if not a or not b or len(a) != len(b) or len(a) < 2:
+    if not a or not b or len(a) != len(b):
         return None
-    diffs = [float(x) - float(y) for x, y in zip(a, b)]
-    mean = sum(diffs) / len(diffs)
-    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
-    return mean, math.sqrt(var / len(diffs)), len(diffs)
+    return _mean_se([float(x) - float(y) for x, y in zip(a, b)])
 
 
 def difference_text(diff, percent, unit):

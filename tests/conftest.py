@@ -9,6 +9,12 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # pytest -n N: the cores are shared out, one share per worker, and the stage processes a test
+    # starts inherit it; N workers with torch's default (every core) each would oversubscribe them
+    _THREADS = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, _THREADS)
 
 
 @pytest.fixture(scope="session")
@@ -113,11 +119,31 @@ def error_lines(stderr):
 REFERENCE_RUN = {"StageCnt": 2, "BatchCnt": 2, "SaveInterval": 2, "ExpName": "ref", "Seed": 5}
 
 
+def shared_folder(tmp_path_factory, name):
+    """A session folder every xdist worker sees (the parent of the workers' base temp); one worker
+    builds what goes in it (see :func:`built_once`)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+
+
+def built_once(folder, build):
+    """``build(folder)`` unless another worker of this session did: a file lock, then a marker."""
+    from filelock import FileLock
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        marker = folder.parent / (folder.name + ".built")
+        if not marker.exists():
+            build(folder)
+            marker.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def reference_run(tmp_path_factory):
-    """(save_path, experiment folder) of REFERENCE_RUN, finished without interruption."""
-    save_path = tmp_path_factory.mktemp("reference")
-    run_driver(save_path, **REFERENCE_RUN)
+    """(save_path, experiment folder) of REFERENCE_RUN, finished without interruption; run once per
+    session, whatever the number of workers (tests copy it before they change anything)."""
+    save_path = built_once(shared_folder(tmp_path_factory, "reference"), lambda folder: run_driver(folder, **REFERENCE_RUN))
     return save_path, save_path / REFERENCE_RUN["ExpName"]
 
 
@@ -182,3 +208,29 @@ def reward_gain(lora_dir, prompts, preset="tiny", images=64):
     standard_error = (base.var() / len(base) + trained.var() / len(trained)).sqrt().item()
     print(f"reward base {base.mean():.4f}, trained {trained.mean():.4f}, gain {gain:.4f}, SE {standard_error:.4f}")
     return gain, standard_error
+
+
+# ---------------------------------------------------------------- order: longest first
+# With workers (pytest -n 2, docs/TESTS.md) a free worker takes the next test; starting the longest
+# ones first keeps one of them from running alone at the end. Seconds on 2 cores, one test at a time
+# (--durations); a test not named here counts 50 s when marked slow, else 0.
+LONG_TESTS = {
+    "test_toymodel.py::test_the_quick_start_ends_above_the_base_model": 450,
+    "test_experiments.py::test_two_experiments_evaluate_and_plot": 360,
+    "test_experiments.py::test_dpok_and_dpo_learn": 300,
+    "test_run_process.py::test_the_loop_learns_resumes_and_reruns_for_free": 300,
+    "test_readme.py::test_readme_commands_run_verbatim": 210,
+    "test_performance.py::test_bf16_end_to_end_on_the_cpu": 125,
+    "test_experiments.py::test_every_objective_runs_the_full_loop": 100,
+    "test_run_process.py::test_two_processes_train_identical_loras": 105,
+    "test_faults.py::test_stops_anywhere_then_rerun_give_the_uninterrupted_run": 85,
+    "test_run_records.py::test_two_drivers_on_one_run_folder": 80,
+}
+
+
+def pytest_collection_modifyitems(items):
+    def cost(item):
+        name = item.nodeid.split("/")[-1].split("[")[0]
+        return LONG_TESTS.get(name, 50 if item.get_closest_marker("slow") else 0)
+
+    items.sort(key=cost, reverse=True)  # stable: equal costs keep the file order

@@ -14,7 +14,7 @@ from b2diffurl.toyworld import build, models
 from b2diffurl.toyworld.score import background_of, entropy_bits, toy_metrics
 from b2diffurl.toyworld.training import hard_negative, render_dataset, world_captions
 from b2diffurl.toyworld.world import BACKGROUNDS, all_captions, parse, render, sample_scene, shows
-from conftest import REPO, run_driver
+from conftest import run_driver
 
 
 @pytest.fixture(scope="module")

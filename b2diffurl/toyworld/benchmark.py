@@ -18,7 +18,6 @@ Layout under ``--save-path`` (default ``model/toy_benchmark``):
 (wall seconds per run folder) and ``benchmark.log`` (every run's output).
 """
 
-import json
 import os
 import subprocess
 import sys

@@ -18,6 +18,8 @@
 # 0 = off), EvalImages (evaluate.num_images: images per prompt set and evaluation), EvalSets
 # (evaluate.prompt_sets: train, test or train,test), Algorithm (train.algorithm: ppo, pg, dpok,
 # dpo), LogWith (tensorboard and/or wandb: per-round metrics and sample grids under ExpDir/logs),
+# OneProcess (1: each round's three stages in one launched process, python -m b2diffurl.round,
+# which saves the libraries' start-up twice a round and writes the same files; 0 = one per stage),
 # NUM_PROCESSES, ACCELERATE_ARGS, PYTHON, and AllowChanges (1: continue a run whose finished rounds
 # used other settings; without it such a rerun stops with one line per changed setting).
 # A variable that looks like one of these but is not (Lr, SAVEPATH, StageCt) stops the run.
@@ -126,9 +128,13 @@ for ((i = 0; i < StageCnt; i++)); do
         FLAGS+=(--config.train.fresh_optimizer=True)
     fi
     echo "||=========== round $i: k = ${Ks[$i]}, seed = $((Seed + i)) ===========||"
-    [ -f "$RoundDir/sample.done" ] || "${LAUNCH[@]}" run_sample.py "${FLAGS[@]}"
-    [ -f "$RoundDir/select.done" ] || "$PYTHON" run_select.py "${FLAGS[@]}"
-    [ -f "$RoundDir/train.done" ] || "${LAUNCH[@]}" run_train.py "${FLAGS[@]}"
+    if [ "$OneProcess" = 1 ]; then
+        "${LAUNCH[@]}" -m b2diffurl.round "${FLAGS[@]}"  # the three stages below, in one process
+    else
+        [ -f "$RoundDir/sample.done" ] || "${LAUNCH[@]}" run_sample.py "${FLAGS[@]}"
+        [ -f "$RoundDir/select.done" ] || "$PYTHON" run_select.py "${FLAGS[@]}"
+        [ -f "$RoundDir/train.done" ] || "${LAUNCH[@]}" run_train.py "${FLAGS[@]}"
+    fi
     if eval_due "$i"; then
         "${LAUNCH[@]}" -m b2diffurl.evaluate "${EVAL_FLAGS[@]}" --rounds "$i"
     fi

@@ -7,9 +7,8 @@
 
 Writes <save_path>/<exp_name>/<run_name>/{samples/,images/,prompts.json,sample.done}
 (format: b2diffurl/records.py). A finished round is skipped; an interrupted one resumes.
+The work: b2diffurl.stages.sample.
 """
-
-import time
 
 from b2diffurl import cli
 
@@ -17,30 +16,9 @@ FLAGS = cli.define_config_flag("Sampling configuration.")
 
 
 def main(_):
-    from b2diffurl.checks import check_stage
+    from b2diffurl import stages
 
-    config = FLAGS.config
-    accelerator = cli.make_accelerator(config)
-    check_stage(config, "sample", accelerator.num_processes)
-    cli.lock_run_folder(config)
-
-    from b2diffurl.models import load_policy
-    from b2diffurl.records import round_dir
-    from b2diffurl.sampler import finished_summary, sample_round
-
-    summary = finished_summary(config, accelerator)
-    state = "already done, skipped"
-    if summary is None:
-        started = time.perf_counter()
-        pipeline = load_policy(config, accelerator.device)
-        pipeline.unet.eval()
-        summary = sample_round(config, accelerator, pipeline, load_seconds=time.perf_counter() - started)
-        state = f"{summary['seconds']:.1f} s"
-    if accelerator.is_main_process:
-        print(
-            f"sample {config.run_name}: {summary['trajectories']} trajectories, {summary['images']} images, "
-            f"{summary['bytes_written'] / 2**20:.1f} MiB written to {round_dir(config)} ({state})"
-        )
+    stages.sample(FLAGS.config, cli.make_accelerator(FLAGS.config))
 
 
 if __name__ == "__main__":

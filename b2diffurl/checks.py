@@ -407,6 +407,7 @@ def check_process(c):
     config = c.config
     c.integer("process.stage_cnt", 1)
     c.integer("process.save_interval", 0, hint=" (0 keeps no round's interval latents, 1 keeps every round's)")
+    c.integer("process.one_process", 0, 1, hint=" (1: a round's three stages in one process, 0: one process per stage)")
     steps = config.sample.num_steps
     if c.integer("process.split_step_left", 1) and c.integer("process.split_step_right", 1) and _is_int(steps) and steps >= 1:
         left, right = config.process.split_step_left, config.process.split_step_right

@@ -96,12 +96,17 @@ def quiet_libraries():
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+_locked = set()  # run folders this process holds the lock of (a round's stages in one process lock once)
+
+
 def lock_run_folder(config):
     """Stop at once when another live process works on this run folder (b2diffurl.runlock); main process only."""
-    if _is_main_process():
+    exp_dir = os.path.join(config.save_path, config.exp_name)
+    if _is_main_process() and os.path.realpath(exp_dir) not in _locked:
         from b2diffurl.runlock import acquire_for_stage
 
-        acquire_for_stage(os.path.join(config.save_path, config.exp_name))
+        if acquire_for_stage(exp_dir):
+            _locked.add(os.path.realpath(exp_dir))
 
 
 def make_accelerator(config):

@@ -37,6 +37,7 @@ DEFAULT_CONFIG = "config/stage_process.py"
 # official driver variable -> config field (plus MixedPrecision, Algorithm, EvalInterval and LogWith, which the official driver lacks)
 DRIVER_VARIABLES = {
     "SaveInterval": "process.save_interval",
+    "OneProcess": "process.one_process",
     "SavePath": "save_path",
     "PromptFile": "prompt_file",
     "RandomPrompt": "prompt_random_choose",

@@ -264,6 +264,10 @@ def base_config():
     # are deleted once the round is trained. 0 (default) keeps none, 1 keeps every round's. Images,
     # prompts, scores, the LoRA, the optimizer state and the metrics of every round are always kept.
     process.save_interval = 0
+    # 1: each round's three stages run in one launched process (python -m b2diffurl.round), which
+    # imports the libraries and builds the accelerator once instead of three times; same files, byte
+    # for byte. 0 (default): one process per stage script, as the official driver. run_process.sh's OneProcess.
+    process.one_process = 0
     return config
 
 
@@ -321,6 +325,7 @@ def toy(config):
     config.process.stage_cnt = 4
     config.process.split_step_left = 14
     config.process.split_step_right = 20
+    config.process.one_process = 1  # a round's stages in one process: the libraries start once a round
     return config
 
 

@@ -23,7 +23,7 @@ def train_metrics(exp, rounds=2):
 def test_every_objective_runs_the_full_loop(tmp_path, presets, algorithm):
     """ppo (both presets), and dpok and dpo with branching, run through the loop in the other tests.
     Vanilla DPO (ddpo,dpo) samples 2 branches from step 0, so each pair shares its initial noise x_T."""
-    run_driver(tmp_path, config=f"config/stage_process.py:{presets}", ExpName="run", Algorithm=algorithm, SaveInterval=1, **SHORT)
+    run_driver(tmp_path, config=f"config/stage_process.py:{presets}", ExpName="run", Algorithm=algorithm, SaveInterval=1, OneProcess=1, **SHORT)
     for metrics in train_metrics(tmp_path / "run"):
         assert metrics["algorithm"] == algorithm
         assert metrics["optimizer_steps"] > 0 and metrics["first_step_max_ratio_deviation"] < 1e-5
@@ -58,7 +58,7 @@ def test_dpok_and_dpo_learn(tmp_path, algorithm):
     prompt_file = tmp_path / "red.json"
     prompt_file.write_text(json.dumps(["red apple"]))
     min_gain, min_se, variables = LEARNS[algorithm]
-    run_driver(tmp_path, PromptFile=prompt_file, StageCnt=6, BatchCnt=4, ExpName="learn", Seed=11, Algorithm=algorithm, **variables)
+    run_driver(tmp_path, PromptFile=prompt_file, StageCnt=6, BatchCnt=4, ExpName="learn", Seed=11, Algorithm=algorithm, OneProcess=1, **variables)
     metrics = train_metrics(tmp_path / "learn", 6)
     if algorithm == "dpo":
         assert sum(m["dpo_pairs"] for m in metrics) > 0
@@ -72,7 +72,7 @@ def test_two_experiments_evaluate_and_plot(tmp_path):
     Tables 1-2 from the training prompts and Table 3 from the held-out ones, at equal reward queries."""
     runs = {"b2diffurl_seed0": "tiny", "ddpo_seed0": "tiny,ddpo"}
     for name, presets in runs.items():
-        out = run_driver(tmp_path, config=f"config/stage_process.py:{presets}", ExpName=name, EvalInterval=1, StageCnt=2, BatchCnt=2, Seed=3).stdout
+        out = run_driver(tmp_path, config=f"config/stage_process.py:{presets}", ExpName=name, EvalInterval=1, StageCnt=2, BatchCnt=2, Seed=3, OneProcess=1).stdout
         assert "evaluation: base ===" in out and "eval base on train" in out and "eval base on test" in out
     per_round = {"b2diffurl_seed0": 2 * 8 * 3, "ddpo_seed0": 2 * 8}  # trajectories scored per round
     for name in runs:
@@ -97,7 +97,7 @@ def test_two_experiments_evaluate_and_plot(tmp_path):
     # a rerun checks the finished evaluations (LoRA and settings unchanged) and redoes none
     evals = sorted((tmp_path / "b2diffurl_seed0").glob("*/eval/*"))
     stamps = [p.stat().st_mtime_ns for p in evals]
-    again = run_driver(tmp_path, config="config/stage_process.py:tiny", ExpName="b2diffurl_seed0", EvalInterval=1, StageCnt=2, BatchCnt=2, Seed=3).stdout
+    again = run_driver(tmp_path, config="config/stage_process.py:tiny", ExpName="b2diffurl_seed0", EvalInterval=1, StageCnt=2, BatchCnt=2, Seed=3, OneProcess=1).stdout
     assert "evaluation: base,0,1 ===" in again and again.count("already done, skipped") == 6
     assert [p.stat().st_mtime_ns for p in evals] == stamps and len(evals) == 12
 

@@ -82,3 +82,22 @@ def test_finish_stage_never_moves_temporary_files_and_drops_later_markers(tmp_pa
     assert not (round_dir / "select.done").exists() and not (round_dir / ".sample.tmp").exists()
     assert marker["files"] == {"samples/batch_00000.safetensors": digest}
     assert records.read_verified(str(round_dir), "sample", "samples/batch_00000.safetensors") == b"abc"
+
+
+@pytest.mark.slow
+def test_one_process_per_round_stops_and_ends_as_the_reference_run(reference_run, tmp_path):
+    """OneProcess=1 (python -m b2diffurl.round: a round's three stages in one process), killed after
+    selection's marker and rerun, ends with the files the three stage scripts wrote, byte for byte;
+    only the recorded setting differs."""
+    _, reference = reference_run
+    exp = tmp_path / REFERENCE_RUN["ExpName"]
+    proc = run_driver(tmp_path, check=False, B2DIFFURL_FAULT="KILL:round_000/select.marker", OneProcess=1, **REFERENCE_RUN)
+    assert proc.returncode == -9 and (exp / "round_000" / "sample.done").is_file()
+    assert not (exp / "round_000" / "train.done").exists()
+    final = run_driver(tmp_path, OneProcess=1, **REFERENCE_RUN)
+    assert final.stdout.count("train round_00") == 2 and "sample round_000" not in final.stdout, "round 0 went on from training"
+    state, expected = run_state(exp), run_state(reference)
+    assert state.pop("settings.json") != expected.pop("settings.json")
+    assert state == expected
+    settings = records.read_json(exp / "settings.json")
+    assert settings["config"]["process.one_process"] == 1 and settings["variables"]["OneProcess"] == 1

@@ -75,7 +75,14 @@ def test_the_loop_learns_resumes_and_reruns_for_free(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_train_identical_loras(tmp_path):
-    drive(tmp_path, StageCnt=2, NUM_PROCESSES=2, ACCELERATE_ARGS="--main_process_port 0", ExpName="ddp", SaveInterval=2)
+    """Two ranks: round 0 by the three stage scripts, stopped in round 1's sampling; the rerun goes on
+    with OneProcess=1 (round 1 in one launched process: selection on rank 0 while rank 1 waits)."""
+    two = dict(StageCnt=2, NUM_PROCESSES=2, ACCELERATE_ARGS="--main_process_port 0", ExpName="ddp", SaveInterval=2)
+    stopped = run_driver(tmp_path, check=False, B2DIFFURL_FAULT="KILL:round_001/sample.batch", **two)
+    # the ranks' process group is killed (accelerate's launcher starts its own): the driver stops with 1
+    assert stopped.returncode != 0 and (tmp_path / "ddp" / "round_000" / "train.done").is_file()
+    assert not (tmp_path / "ddp" / "round_001" / "sample.done").exists()
+    assert "select round_001" in drive(tmp_path, OneProcess=1, **two)
     # SaveInterval=2 keeps the interval latents of rounds 0, 2, ... only; everything else stays.
     assert os.path.isdir(tmp_path / "ddp" / "round_000" / "samples")
     assert os.path.isfile(tmp_path / "ddp" / "round_000" / "selected.safetensors")

@@ -23,10 +23,12 @@ def main(_):
     config = FLAGS.config
     accelerator = cli.make_accelerator(config)
     round_dir = records.round_dir(config)
-    # decided once, before any rank writes a marker, so that every rank runs the same stages (a rank
-    # that looked later could find a marker another rank has just written, skip that stage and meet
-    # the others in the wrong collective); a finished stage is skipped, as the driver skips its script
+    # decided once by every rank, and no rank starts a stage before all have decided (the barrier), so
+    # that all run the same stages: a rank that looked later could find a marker another rank has just
+    # written, skip that stage and meet the others in the wrong collective. A finished stage is
+    # skipped, as the driver skips its script.
     todo = [name for name in stages.STAGES if not records.is_done(round_dir, name)]
+    accelerator.wait_for_everyone()
     for name in todo:
         stages.STAGES[name](config, accelerator)
         accelerator.wait_for_everyone()  # the stage's marker is written before the next stage checks it

@@ -96,17 +96,12 @@ def quiet_libraries():
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-_locked = set()  # run folders this process holds the lock of (a round's stages in one process lock once)
-
-
 def lock_run_folder(config):
     """Stop at once when another live process works on this run folder (b2diffurl.runlock); main process only."""
-    exp_dir = os.path.join(config.save_path, config.exp_name)
-    if _is_main_process() and os.path.realpath(exp_dir) not in _locked:
+    if _is_main_process():
         from b2diffurl.runlock import acquire_for_stage
 
-        if acquire_for_stage(exp_dir):
-            _locked.add(os.path.realpath(exp_dir))
+        acquire_for_stage(os.path.join(config.save_path, config.exp_name))
 
 
 def make_accelerator(config):

@@ -25,6 +25,7 @@ from b2diffurl.errors import UserError
 LOCK_NAME = ".run.lock"
 HELD_VARIABLE = "B2DIFFURL_RUN_LOCK"  # set by the driver to the folder it holds: its stages do not lock again
 _held = []  # open lock files of this process (kept open: closing one drops its lock)
+_held_dirs = set()  # run folders this process locked by hand (a round's stages in one process lock once)
 
 
 class RunFolderBusy(UserError):
@@ -82,12 +83,16 @@ def acquire(exp_dir, fd=None, command=None):
 
 
 def acquire_for_stage(exp_dir):
-    """The lock for a stage or evaluation run by hand; a no-op under the driver that holds it, and for
+    """The lock for a stage or evaluation run by hand; a no-op under the driver that holds it, once this
+    process holds it (a round's stages in one process), and for
     a run folder that does not exist yet (no process works on it; a stage that stops on a bad setting
     before writing then leaves nothing behind)."""
-    held = os.environ.get(HELD_VARIABLE)
-    if held and os.path.realpath(held) == os.path.realpath(exp_dir):
+    held, real = os.environ.get(HELD_VARIABLE), os.path.realpath(exp_dir)
+    if held and os.path.realpath(held) == real or real in _held_dirs:
         return True
     if not os.path.isdir(exp_dir):
         return False
-    return acquire(exp_dir)
+    locked = acquire(exp_dir)
+    if locked:
+        _held_dirs.add(real)
+    return locked

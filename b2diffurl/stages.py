@@ -7,6 +7,7 @@ its stage (the config, the previous stage's marker) before any model loads, does
 finished stage, and prints the stage's one summary line on the main process.
 """
 
+import os
 import time
 
 from b2diffurl import cli, records
@@ -37,8 +38,6 @@ def sample(config, accelerator):
 
 def select(config, accelerator):
     """Stage 2: score, normalise per prompt, select the contrastive pairs (main process; the others wait)."""
-    import os
-
     check_stage(config, "select")
     cli.lock_run_folder(config)
     round_dir = records.round_dir(config)

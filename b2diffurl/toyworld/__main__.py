@@ -2,6 +2,7 @@
 
     python -m b2diffurl.toyworld build [--force]      train the toy model and CLIP reward (~40 min on 2 cores)
                                                       into b2diffurl/toyworld/model/ with quality.json and SHA256SUMS
+    python -m b2diffurl.toyworld build --only clip    train only the CLIP reward again (7-16 min), same reward
     python -m b2diffurl.toyworld remeasure            redo quality.json of the built weights (metrics changed)
     python -m b2diffurl.toyworld verify               check the committed model against SHA256SUMS, print quality.json
     python -m b2diffurl.toyworld benchmark [--part all|grid|fig5|fig7|fig8] [--quick] [--report]
@@ -61,6 +62,15 @@ def build_or_verify(args):
         if bad:
             print(f"error: {', '.join(bad)} must be >= 1", file=sys.stderr)
             return 2
+        if args.only == "clip":
+            if not os.path.isfile(os.path.join(out, build.QUALITY_FILE)):
+                print(f"error: --only clip retrains the reward of a built model, and {out} holds no {build.QUALITY_FILE}: "
+                      "build it first (without --only)", file=sys.stderr)
+                return 2
+            summary = build.retrain_clip(out, clip_steps=args.clip_steps)
+            print(f"wrote {os.path.join(out, 'clip')} and {os.path.join(out, build.QUALITY_FILE)}")
+            build.print_summary(summary)
+            return 0
         if os.path.isdir(out) and not args.force:
             print(f"error: {out} exists: pass --force to rebuild it", file=sys.stderr)
             return 2
@@ -120,8 +130,11 @@ def main(argv):
     b.add_argument("--dataset-size", type=int, default=40_000)
     b.add_argument("--vae-steps", type=int, default=1800)
     b.add_argument("--unet-steps", type=int, default=5000)
-    b.add_argument("--clip-steps", type=int, default=700)
+    b.add_argument("--clip-steps", type=int, default=1200)
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--only", choices=["clip"], default=None,
+                   help="clip: train only the CLIP reward again, on the built model's VAE and dataset settings (its "
+                        "quality.json); the diffusion model is kept")
     m = commands.add_parser("benchmark", help="the paper's experiments on the toy world (protocol: b2diffurl/toyworld/protocol.py); writes docs/RESULTS.md")
     m.add_argument("--part", default="all", choices=["all", "grid", "fig5", "fig7", "fig8"],
                    help="grid (learning rates, first), fig5 (B2-DiffuRL vs DDPO: Fig. 5, Table 3), fig7 (BPT-only: Fig. 7, Table 1), "

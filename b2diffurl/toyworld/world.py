@@ -104,6 +104,16 @@ def parse(caption):
     raise ValueError(f"caption {caption!r} follows none of the toy world's three templates")
 
 
+def meaning(caption):
+    """The caption's canonical form: two captions with the same meaning (``a red circle left of a blue
+    square`` and ``a blue square right of a red circle``) have the same one. A scene shows both or neither."""
+    groups, relation = parse(caption)
+    if relation == "right of":
+        (_, c1, s1), (_, c2, s2) = groups
+        return caption_template3(c2, s2, "left of", c1, s1)
+    return caption
+
+
 def all_captions(template):
     """Every caption of a template (1, 2 or 3), in a fixed order."""
     if template == 1:

@@ -312,7 +312,8 @@ def toy(config):
     config.pretrained.model = MODEL_DIR
     config.prompt_file = "prompts/toy2_train.json"
     config.sample.batch_size = 8
-    config.sample.num_batches_per_epoch = 4
+    # 8 batches of 8 prompts x SplitTime 3 branches = 192 reward queries a round (docs/TOYWORLD.md)
+    config.sample.num_batches_per_epoch = 8
     # picked from 5e-4, 1e-3, 2e-3, 5e-3 by training-prompt alignment after the last round (docs/TOYWORLD.md)
     config.train.learning_rate = 1e-3
     config.train.gradient_accumulation_steps = 4
@@ -322,8 +323,8 @@ def toy(config):
     config.evaluate.alignment = "toyworld"
     config.evaluate.num_images = 320  # per prompt set: 32 per held-out prompt, 9-10 per training prompt
     config.evaluate.batch_size = 32
-    config.evaluate.interval = 1
-    config.process.stage_cnt = 4
+    config.evaluate.interval = 3  # the base model, round 2 and round 5 (the last)
+    config.process.stage_cnt = 6
     config.process.split_step_left = 14
     config.process.split_step_right = 20
     config.process.one_process = 1  # a round's stages in one process: the libraries start once a round

@@ -203,18 +203,17 @@ def test_paired_gain():
 @pytest.mark.slow
 def test_the_quick_start_ends_above_the_base_model(tmp_path):
     """The README's quick start (the toy preset, all its rounds) ends with held-out alignment above the
-    base model's by more than one paired standard error (image by image: the same evaluation seeds),
-    measured by the detector that never saw the reward: +5.3 points, 1.9 SE with torch's 2 threads, as
-    the README states; +3.4 points, 1.2 SE with one thread, as a worker of ``pytest -n 2`` runs it (the
-    float sums differ, and round 0's large step, approx KL about 1, carries the difference on; the 3
-    SE asked for is not reached by any of the rates tried; see the README). Only the base model and the last round are
+    base model's by at least 3 paired standard errors (image by image: the same evaluation seeds),
+    measured by the detector that never saw the reward. Only the base model and the last round are
     evaluated here (EvalInterval = the preset's StageCnt, held-out prompts): evaluations do not touch
-    training, so these are the numbers the quick start prints for them."""
+    training, so these are the numbers the quick start prints for them. With one thread, as a worker
+    of ``pytest -n 2`` runs it: 70.3% -> 75.9%, +5.6 points, 3.3 SE (20 minutes beside another test);
+    with torch's 2 threads the README's +7.2 points, 3.7 SE (the float sums differ)."""
     from b2diffurl.toyworld.score import paired_gain
 
     rounds = build.toy_config().process.stage_cnt
     last_round = f"round_{rounds - 1:03d}"
-    proc = run_driver(tmp_path, config="config/stage_process.py:toy", ExpName="toy", EvalInterval=rounds, EvalSets="test", timeout=1500)
+    proc = run_driver(tmp_path, config="config/stage_process.py:toy", ExpName="toy", EvalInterval=rounds, EvalSets="test", timeout=3000)
     exp = tmp_path / "toy"
     # the end of the run: base vs best vs last held-out alignment with SEs, the paired differences
     tail = proc.stdout[proc.stdout.index("||=========== outcome of"):].splitlines()
@@ -229,7 +228,7 @@ def test_the_quick_start_ends_above_the_base_model(tmp_path):
     base = json.loads((exp / "base" / "eval" / "test.json").read_text())
     last = json.loads((exp / last_round / "eval" / "test.json").read_text())
     gain, se = paired_gain(base["aligned"], last["aligned"])
-    assert gain > se > 0, f"alignment {base['alignment_mean']:.3f} -> {last['alignment_mean']:.3f} (paired SE {se:.3f})"
+    assert gain >= 3 * se > 0, f"alignment {base['alignment_mean']:.3f} -> {last['alignment_mean']:.3f} (paired SE {se:.3f})"
     assert f"paired over 320 images, same seeds = {gain / se:+.1f} SE" in tail[7]
     assert last["background_entropy"] > 0.8 * base["background_entropy"], "the unnamed attributes did not collapse"
     # the default SaveInterval (0): no round keeps its interval latents once trained; the rest stays

@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 
 BATCH_SIZE = 8  # prompts per sampling batch (the toy preset's)
 BRANCHES = 3  # B2-DiffuRL's split_time
-QUERIES_PER_ROUND = 4 * BATCH_SIZE * BRANCHES  # 96: the toy preset's 4 batches x 8 prompts x 3 branches
+# 96: 4 batches x 8 prompts x 3 branches. Every method sets its BatchCnt from it: the toy preset's own
+# 8 batches (192 a round, the quick start's) would double the branched methods' budget
+QUERIES_PER_ROUND = 4 * BATCH_SIZE * BRANCHES
 LR_GRID = (5e-4, 1e-3, 2e-3, 5e-3)
 SELECTION_SEEDS = (101, 102)
 GRID_ROUNDS = 6
@@ -71,17 +73,22 @@ def _vanilla(presets, split_time=1):
     return presets, {"BatchCnt": QUERIES_PER_ROUND // (BATCH_SIZE * split_time), "AccStep": 4}
 
 
+def _branched(presets):
+    """B2-DiffuRL with one of its algorithms: the batches that give QUERIES_PER_ROUND with 3 branches."""
+    return presets, {"BatchCnt": QUERIES_PER_ROUND // (BATCH_SIZE * BRANCHES)}
+
+
 METHODS = {
     m.label: m for m in (
-        Method("B2-DiffuRL", "", {}, "B2-DiffuRL (PPO, BPT + BS)"),
+        Method("B2-DiffuRL", *_branched(""), "B2-DiffuRL (PPO, BPT + BS)"),
         Method("DDPO", *_vanilla(",ddpo"), "DDPO"),
         Method("BPT-only", ",bpt_only", {"BatchCnt": QUERIES_PER_ROUND // BATCH_SIZE}, "BPT only (Fig. 7)"),
         Method("PG", *_vanilla(",ddpo,pg"), "vanilla PG"),
-        Method("B2-DiffuRL+PG", ",pg", {}, "Ours + PG"),
+        Method("B2-DiffuRL+PG", *_branched(",pg"), "Ours + PG"),
         Method("DPOK", *_vanilla(",ddpo,dpok"), "vanilla DPOK"),
-        Method("B2-DiffuRL+DPOK", ",dpok", {}, "Ours + DPOK"),
+        Method("B2-DiffuRL+DPOK", *_branched(",dpok"), "Ours + DPOK"),
         Method("DPO", *_vanilla(",ddpo,dpo", split_time=2), "vanilla DPO (pairs sharing x_T)"),
-        Method("B2-DiffuRL+DPO", ",dpo", {}, "Ours + DPO"),
+        Method("B2-DiffuRL+DPO", *_branched(",dpo"), "Ours + DPO"),
     )
 }
 # Fig. 8 / Table 2: (algorithm, vanilla method, with B2-DiffuRL); PPO's pair is DDPO / B2-DiffuRL

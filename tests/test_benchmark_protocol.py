@@ -3,6 +3,7 @@ learning-rate pick, paired differences and verdicts, and docs/RESULTS.md's secti
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -137,3 +138,41 @@ def test_final_parts_wait_for_the_grid(tmp_path):
     assert not (tmp_path / "b" / "final").exists()
     proc = subprocess.run([sys.executable, "-m", "b2diffurl.toyworld", "benchmark", "--part", "fig5", "--quick"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and "--quick" in proc.stderr
+
+
+def test_runs_at_once_share_the_cores_and_a_failed_run_is_named(tmp_path, monkeypatch):
+    """benchmark --jobs 2: two run folders at once, each with half the cores' threads, each's output in
+    its own log, its wall time in timings.json; after a failure nothing new starts, the running one
+    finishes, and the error names the failed run and its log."""
+    from b2diffurl.toyworld import benchmark, results
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    assert benchmark.threads_per_run(2) == threads
+    fake = tmp_path / "fake_driver.sh"  # stands in for run_process.sh: records its threads, takes 2 s
+    fake.write_text('echo "$ExpName $OMP_NUM_THREADS" >> "$SavePath/seen.txt"; echo "output of $ExpName"; sleep 2; [ "$ExpName" != bad ]\n')
+    save = tmp_path / "bench"
+    save.mkdir()
+
+    def plan(names):
+        return [(f"run {n}", str(save / "part" / n), {**os.environ, "ExpName": n, "SavePath": str(save)}) for n in names]
+
+    wall, worked = benchmark.run_plan(str(save), plan("abc"), jobs=2, command=("bash", str(fake)))
+    assert 4 <= wall < 6, f"3 runs of 2 s, 2 at a time (one after another: 6 s or more): {wall:.1f} s"
+    assert not worked, "no run took over 20 s"
+    assert sorted((save / "seen.txt").read_text().split("\n")[:-1]) == [f"{n} {threads}" for n in "abc"]
+    timings = benchmark.read_timings(str(save))
+    assert sorted(timings["runs"]) == [os.path.join("part", n) for n in "abc"] and all(2 <= t < 4 for t in timings["runs"].values())
+    assert "output of b" in (save / "logs" / "part" / "b.log").read_text()
+
+    (save / "seen.txt").unlink()
+    with pytest.raises(benchmark.BenchmarkError) as err:
+        benchmark.run_plan(str(save), plan(["a", "bad", "c"]), jobs=2, command=("bash", str(fake)))
+    assert str(err.value) == f"failed: run bad (exit 1; its output: {save / 'logs' / 'part' / 'bad.log'}); 1 run(s) not finished"
+    assert sorted((save / "seen.txt").read_text().split()) == sorted(["a", "bad", str(threads), str(threads)]), "c never started"
+
+    timings["parts"]["part"] = {"wall_seconds": 7200.0, "jobs": 2, "threads": threads}
+    timings["runs"] = {os.path.join("part", n): 5400.0 for n in "abc"}
+    (save / "timings.json").write_text(json.dumps(timings))
+    line = results.timings_lines(str(save))[1]
+    assert line == f"- Wall time (runs and their evaluations): part 2.00 h (3 runs, 2 at a time, {threads} thread(s) each; 4.50 h of run time); total 2.00 h.", line

@@ -15,7 +15,9 @@ the grid's learning rates when it has picked them, else the toy preset's) and wr
 Layout under ``--save-path`` (default ``model/toy_benchmark``):
 ``grid/<method>_lr<rate>_seed<s>/``, ``grid/picks.json`` (the learning rate picked per method),
 ``final/<template>/<method>_seed<s>/``, ``quick/<template>/<method>_seed<s>/``, ``timings.json``
-(wall seconds per run folder) and ``benchmark.log`` (every run's output).
+(wall seconds per run folder and per part, with the runs at a time and their threads) and
+``logs/<run folder>.log`` (each run's output). ``--jobs N`` runs N run folders at once, the cores
+shared out between them (:func:`run_plan`).
 """
 
 import os
@@ -60,24 +62,74 @@ def run_env(run_dir, label, template, seed, lr, rounds, eval_interval, eval_sets
     return dict(os.environ, HF_HUB_OFFLINE="1", PYTHON=sys.executable, **{k: str(v) for k, v in variables.items()})
 
 
-def run_one(save_path, run_dir, env, what):
-    """One run through run_process.sh (its output appended to benchmark.log); records its wall time."""
-    log = os.path.join(save_path, "benchmark.log")
-    timings_path = os.path.join(save_path, "timings.json")
-    started = time.time()
-    with open(log, "a") as out:
-        out.write(f"\n===== {what}: {run_dir}\n")
-        out.flush()
-        proc = subprocess.run(["bash", os.path.join(REPO_ROOT, "run_process.sh")], cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise BenchmarkError(f"{what} failed (exit {proc.returncode}); its output is at the end of {log}")
-    seconds = time.time() - started
-    timings = records.read_json(timings_path) if os.path.isfile(timings_path) else {}
-    key = os.path.relpath(run_dir, save_path)
-    if seconds > 20 or key not in timings:  # a rerun that only skipped keeps the first timing
-        timings[key] = round(seconds, 1)
-    records.write_json(timings_path, timings)
-    return timings[key]
+def read_timings(save_path):
+    """timings.json: ``{"runs": {run key: wall seconds}, "parts": {part: {"wall_seconds", "jobs", "threads"}}}``."""
+    path = os.path.join(save_path, "timings.json")
+    timings = records.read_json(path) if os.path.isfile(path) else {}
+    if timings and "runs" not in timings:  # written before parts were timed: run keys only
+        timings = {"runs": timings}
+    return {"runs": timings.get("runs", {}), "parts": timings.get("parts", {})}
+
+
+def threads_per_run(jobs):
+    """Threads each of ``jobs`` concurrent runs gets: the cores shared out (OMP_NUM_THREADS, when set, wins)."""
+    return int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // jobs))
+
+
+def run_plan(save_path, plan, jobs=1, command=("bash", os.path.join(REPO_ROOT, "run_process.sh"))):
+    """Run ``plan`` ([(what, run folder, env)]), ``jobs`` at a time, each with :func:`threads_per_run`
+    threads, each's output in ``logs/<run key>.log``. Records each run's wall time (timings.json's
+    ``runs``); returns the plan's wall time and whether any run did work (took over 20 s). After a failed run no new one starts; the ones running
+    finish, then BenchmarkError names every failed run and its log.
+
+    Two runs at 1 thread each on 2 cores finish a round in about 130 s each, one run at 2 threads in
+    about 95 s (the toy world's rounds are too small for two threads to share well): 2 jobs are
+    about 1.45x the throughput. The float sums differ with the thread count, so a run's numbers
+    depend on it; the report states it."""
+    threads = threads_per_run(jobs)
+    started, running, failed, done, worked = time.time(), {}, [], 0, False
+    todo = list(plan)
+    try:
+        while todo or running:
+            while todo and len(running) < jobs and not failed:
+                what, run_dir, env = todo.pop(0)
+                key = os.path.relpath(run_dir, save_path)
+                log = os.path.join(save_path, "logs", key + ".log")
+                os.makedirs(os.path.dirname(log), exist_ok=True)
+                out = open(log, "a")
+                out.write(f"\n===== {what}: {run_dir} ({threads} thread(s))\n")
+                out.flush()
+                env = dict(env, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+                proc = subprocess.Popen(list(command), cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+                running[proc] = (what, key, log, out, time.time())
+                print(f"[{len(plan) - len(todo)}/{len(plan)}] {what} ...", flush=True)
+            if not running:
+                break  # a run failed: nothing more starts
+            finished = [proc for proc in running if proc.poll() is not None]
+            if not finished:
+                time.sleep(0.5)
+                continue
+            for proc in finished:
+                what, key, log, out, t0 = running.pop(proc)
+                out.close()
+                seconds = time.time() - t0
+                if proc.returncode != 0:
+                    failed.append(f"{what} (exit {proc.returncode}; its output: {log})")
+                    continue
+                done += 1
+                worked = worked or seconds > 20
+                timings = read_timings(save_path)
+                if seconds > 20 or key not in timings["runs"]:  # a rerun that only skipped keeps the first timing
+                    timings["runs"][key] = round(seconds, 1)
+                records.write_json(os.path.join(save_path, "timings.json"), timings)
+                print(f"  done: {what}, {timings['runs'][key] / 60:.1f} min", flush=True)
+    finally:
+        for proc, (_, _, _, out, _) in running.items():  # interrupted: the runs stop with their driver's message
+            proc.wait()
+            out.close()
+    if failed:
+        raise BenchmarkError("failed: " + "; ".join(failed) + (f"; {len(plan) - done - len(failed)} run(s) not finished" if len(plan) > done + len(failed) else ""))
+    return time.time() - started, worked
 
 
 def grid_runs(save_path):
@@ -138,19 +190,19 @@ def planned(save_path, part, seeds, picks, quick=False):
             for seed in seeds for label, template in runs]
 
 
-def run_part(save_path, part, seeds, quick=False):
+def run_part(save_path, part, seeds, quick=False, jobs=1):
     picks = read_picks(save_path)
     plan = planned(save_path, part, seeds, picks, quick)
-    total = 0.0
-    for i, (what, run_dir, env) in enumerate(plan, 1):
-        print(f"[{i}/{len(plan)}] {what} ...", flush=True)
-        seconds = run_one(save_path, run_dir, env, what)
-        total += seconds
-        print(f"  {seconds / 60:.1f} min", flush=True)
+    wall, worked = run_plan(save_path, plan, jobs)
+    if worked:  # a rerun that only skipped finished runs adds nothing to the part's wall time
+        timings = read_timings(save_path)
+        entry = timings["parts"].setdefault("quick" if quick else part, {"wall_seconds": 0.0})
+        entry.update(wall_seconds=round(entry["wall_seconds"] + wall, 1), jobs=jobs, threads=threads_per_run(jobs))
+        records.write_json(os.path.join(save_path, "timings.json"), timings)
+    print(f"part {part}: {wall / 60:.1f} min wall, {jobs} run(s) at a time", flush=True)
     if part == "grid":
         picks = write_picks(save_path)
         print("picked: " + ", ".join(f"{label} {protocol.lr_text(lr)}" for label, lr in picks.items()), flush=True)
-    return total
 
 
 def draw_figures(runs, out, budget):
@@ -165,7 +217,7 @@ def draw_figures(runs, out, budget):
     return [line for line in proc.stdout.splitlines() if line.startswith("note:")]
 
 
-def benchmark(save_path, parts, seeds=None, quick=False):
+def benchmark(save_path, parts, seeds=None, quick=False, jobs=1):
     """Run ``parts`` (names of :data:`protocol.PARTS`), then write the report. Returns the report's path."""
     from b2diffurl.toyworld import results
 
@@ -174,7 +226,7 @@ def benchmark(save_path, parts, seeds=None, quick=False):
     seeds = tuple(seeds or (protocol.QUICK["seeds"] if quick else protocol.FINAL_SEEDS))
     for part in (["quick"] if quick else parts):
         print(f"=== part {part} ===", flush=True)
-        run_part(save_path, "fig5" if part == "quick" else part, seeds, quick)
+        run_part(save_path, "fig5" if part == "quick" else part, seeds, quick, jobs)
     if quick:
         return results.write(save_path, os.path.join(save_path, "quick", "RESULTS.md"), os.path.join(save_path, "quick", "figures"), quick=True)
     return results.write(save_path, RESULTS, FIGURES)

@@ -159,16 +159,27 @@ def stability_section(finals):
 
 
 def timings_lines(save_path):
-    path = os.path.join(save_path, "timings.json")
-    timings = records.read_json(path) if os.path.isfile(path) else {}
-    parts = {}
-    for key, seconds in timings.items():
-        part = key.split(os.sep)[0]
-        parts[part] = parts.get(part, 0.0) + seconds
+    """The machine, and per part its wall time with how many runs ran at once (benchmark --jobs) and
+    the runs' summed wall time."""
+    from b2diffurl.toyworld.benchmark import read_timings
+
+    timings = read_timings(save_path)
+    run_seconds = {}
+    for key, seconds in timings["runs"].items():
+        run_seconds.setdefault(key.split(os.sep)[0], []).append(seconds)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
-    text = ", ".join(f"{part} {s / 3600:.2f} h ({sum(1 for k in timings if k.startswith(part + os.sep))} runs)" for part, s in sorted(parts.items()))
-    return [f"- Machine: {machine}.", f"- Wall time (runs and their evaluations): {text or 'nothing run yet'}; "
-            f"total {sum(parts.values()) / 3600:.2f} h."]
+    texts, total = [], 0.0
+    for part, seconds in sorted(run_seconds.items()):
+        entry = timings["parts"].get(part)
+        if entry:
+            total += entry["wall_seconds"]
+            texts.append(f"{part} {entry['wall_seconds'] / 3600:.2f} h ({len(seconds)} runs, {entry['jobs']} at a time, "
+                         f"{entry['threads']} thread(s) each; {sum(seconds) / 3600:.2f} h of run time)")
+        else:  # timed before parts were: the runs one after another
+            total += sum(seconds)
+            texts.append(f"{part} {sum(seconds) / 3600:.2f} h ({len(seconds)} runs, one at a time)")
+    return [f"- Machine: {machine}.", f"- Wall time (runs and their evaluations): {', '.join(texts) or 'nothing run yet'}; "
+            f"total {total / 3600:.2f} h."]
 
 
 def protocol_lines(kind, rounds, eval_interval, seeds):

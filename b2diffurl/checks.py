@@ -24,7 +24,7 @@ ALGORITHMS = ("ppo", "pg", "dpok", "dpo")  # b2diffurl.objectives.OBJECTIVES (ke
 PARTIAL_STEPS = ("scale", "drop")  # train.partial_step
 PARTIAL_BATCHES = ("weight", "drop")  # train.partial_batch
 DPO_REFERENCES = ("base", "sampling")  # train.dpo_reference (b2diffurl.objectives.DPO_REFERENCES, kept in step by a test)
-REWARD_NAMES = ("clipscore", "colour")  # b2diffurl.rewards.REWARDS (kept in step by a test)
+REWARD_NAMES = ("clipscore", "colour", "bertscore")  # b2diffurl.rewards.REWARDS (kept in step by a test)
 REWARD_PRECISIONS = ("fp32", "fp16", "bf16")  # b2diffurl.rewards.PRECISIONS (kept in step by a test)
 LATENT_DTYPES = ("fp16", "fp32")  # sample.latent_dtype (b2diffurl.models.STORAGE_DTYPES, kept in step by a test)
 ATTENTIONS = ("sdpa", "math")  # runtime.attention (b2diffurl.models.ATTENTION_PROCESSORS, kept in step by a test)
@@ -144,9 +144,14 @@ def check_reward(c, prompts):
         reward.precision in REWARD_PRECISIONS, "reward.precision", reward.precision,
         f"must be one of {', '.join(REWARD_PRECISIONS)} (fp32 keeps close branch scores apart; fp16 is faster on a GPU)",
     )
-    if not c.require(reward.name in REWARD_NAMES, "reward.name", reward.name, f"is not a known reward: choose from {list(REWARD_NAMES)}"):
+    from b2diffurl.rewards.combined import RewardSpecError, parse_spec
+
+    try:
+        names = [name for name, _ in parse_spec(reward.name, REWARD_NAMES)]
+    except RewardSpecError as err:
+        c.require(False, "reward.name", reward.name, str(err))
         return
-    if reward.name == "colour" and prompts:
+    if "colour" in names and prompts:
         from b2diffurl.rewards import prompt_colour
 
         for prompt in prompts:
@@ -158,11 +163,51 @@ def check_reward(c, prompts):
                     f"cannot score prompt {prompt!r} (it names no colour): use clipscore or a prompt file such as prompts/template2_train.json",
                 )
                 break
-    if reward.name == "clipscore":
+    if "bertscore" in names:
+        check_bertscore(c)
+    if "clipscore" in names:
         if reward.clip_model.endswith(".json"):
             c.require(os.path.isfile(reward.clip_model), "reward.clip_model", reward.clip_model, "does not exist: fix the open_clip config path")
         if reward.clip_pretrained.endswith(CHECKPOINT_SUFFIXES):
             c.require(os.path.isfile(reward.clip_pretrained), "reward.clip_pretrained", reward.clip_pretrained, "does not exist: fix the checkpoint path")
+
+
+def reward_components(name):
+    """The reward names in ``reward.name`` (one, or a weighted sum); [] when it is not a valid spec."""
+    from b2diffurl.rewards.combined import RewardSpecError, parse_spec
+
+    try:
+        return [n for n, _ in parse_spec(name, REWARD_NAMES)]
+    except RewardSpecError:
+        return []
+
+
+def _looks_like_path(name):
+    return name.startswith((".", "/", "~")) or name.count("/") != 1
+
+
+def check_bertscore(c):
+    """The bertscore reward's settings: the reference names the prompt, lengths and layer in range, and
+    the captioner and encoder are local folders of their kind (or hub ids, checked by _model_problems)."""
+    reward = c.config.reward
+    c.integer("reward.caption_max_tokens", 1)
+    c.integer("reward.bertscore_layer", 1)
+    c.require(isinstance(reward.caption_question, str) and reward.caption_question.strip() != "", "reward.caption_question",
+              reward.caption_question, "is empty: ask the captioner a question (the release's: 'Answer concisely: what is going on in this image?')")
+    c.require(isinstance(reward.caption_reference, str) and "{prompt}" in reward.caption_reference, "reward.caption_reference",
+              reward.caption_reference, "must contain {prompt}, where each image's prompt goes (the release's: 'The image contains {prompt}')")
+    c.require(reward.caption_precision in ("auto", *REWARD_PRECISIONS), "reward.caption_precision", reward.caption_precision,
+              f"must be auto or one of {', '.join(REWARD_PRECISIONS)}")
+    if reward.build_tiny_text:
+        return
+    for field, kind in (("captioner", "a LLaVA model (transformers' LlavaForConditionalGeneration)"), ("bertscore_model", "an encoder such as microsoft/deberta-xlarge-mnli")):
+        path = reward[field]
+        if os.path.isdir(path):
+            c.require(os.path.isfile(os.path.join(path, "config.json")), f"reward.{field}", path,
+                      f"is a folder without config.json: point it at {kind} saved with save_pretrained")
+        else:
+            c.require(not _looks_like_path(path) and HUB_ID.match(path) is not None, f"reward.{field}", path,
+                      f"is neither an existing folder nor a hub id (owner/name) of {kind}: fix the path")
 
 
 def _installed(module):
@@ -476,7 +521,13 @@ def _model_problems(config):
         if reason := _hub_problem(model, "model_index.json", config.pretrained.revision):
             problems.append(ConfigError("pretrained.model", model, reason + ", or point pretrained.model at a local diffusers folder"))
     reward = config.reward
-    if reward.name == "clipscore" and not reward.clip_pretrained.endswith(CHECKPOINT_SUFFIXES):
+    names = reward_components(reward.name)
+    if "bertscore" in names and not reward.build_tiny_text:
+        for field in ("captioner", "bertscore_model"):
+            if not os.path.isdir(reward[field]):
+                if reason := _hub_problem(reward[field], "config.json", "main"):
+                    problems.append(ConfigError(f"reward.{field}", reward[field], reason + ", or point it at a local folder"))
+    if "clipscore" in names and not reward.clip_pretrained.endswith(CHECKPOINT_SUFFIXES):
         import open_clip
         from open_clip import pretrained
 

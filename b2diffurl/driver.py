@@ -331,6 +331,7 @@ def round_row(exp_dir, run_name):
         "trajectories": select["trajectories"],
         "reward_mean": select["reward_mean"],
         "reward_std": select["reward_std"],
+        **{f"reward_{name}_mean": mean for name, mean in select.get("reward_components", {}).items()},
         "selected": select["selected"],
         "loss": train["loss"],
         "approx_kl": train["approx_kl"],
@@ -344,15 +345,19 @@ def round_row(exp_dir, run_name):
 def progress_table(exp_dir):
     """CSV text of every finished round of the experiment, in round order (with cumulative reward queries
     and, where the round was evaluated, its evaluation's numbers: :data:`b2diffurl.outcome.EVAL_COLUMNS`)."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    queries = 0
+    rows, queries = [], 0
     for r, name in round_folders(exp_dir):
         if round_finished(os.path.join(exp_dir, name)):
             row = round_row(exp_dir, name)
             queries += row["trajectories"]
-            writer.writerow({"round": r, "reward_queries": queries, **row, **outcome.eval_columns(exp_dir, name)})
+            rows.append({"round": r, "reward_queries": queries, **row, **outcome.eval_columns(exp_dir, name)})
+    # a combined reward's components (reward_<name>_mean) follow reward_std
+    components = list(dict.fromkeys(k for row in rows for k in row if k.startswith("reward_") and k.endswith("_mean") and k not in COLUMNS))
+    at = COLUMNS.index("reward_std") + 1
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS[:at] + components + COLUMNS[at:], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
     return out.getvalue()
 
 

@@ -242,6 +242,9 @@ class Judge:
         is_mean, is_std = inception_score(probs[order], is_splits)
         mean, sem = mean_and_sem(clipscores)
         reward_mean, reward_sem = mean_and_sem(rewards)
+        components = {}  # a combined reward's parts: {name: {"mean", "sem"}} of their raw scores
+        for name, scores in getattr(self.reward, "last", {}).items():
+            components[name] = dict(zip(("mean", "sem"), mean_and_sem(scores)))
         per_prompt = {}
         for i, prompt in enumerate(prompts):
             entry = per_prompt.setdefault(prompt, {"clipscore": [], "reward": []})
@@ -269,6 +272,7 @@ class Judge:
             "reward": self.reward_name,
             "reward_mean": reward_mean,
             "reward_sem": reward_sem,
+            **({"reward_components": components} if components else {}),
             **extra,
             "per_prompt": per_prompt,
         }

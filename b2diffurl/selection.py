@@ -150,6 +150,8 @@ def select_round(config, reward, round_dir, exp_dir, load_seconds=0.0):
                 "normalised": normalised.tolist(),
                 "selected": keep.tolist(),
                 "history_rounds": [os.path.basename(d) for d in history_dirs],
+                # what the reward read off each image, when it reads something (bertscore: its captions)
+                **(reward.record() if hasattr(reward, "record") else {}),
             },
         ),
         "selected.safetensors": records.save_trajectories(
@@ -164,6 +166,8 @@ def select_round(config, reward, round_dir, exp_dir, load_seconds=0.0):
         "selected": len(keep),
         "reward_mean": scores.mean().item(),
         "reward_std": scores.std().item() if len(scores) > 1 else 0.0,
+        # a combined reward (clipscore+bertscore): each component's mean raw score
+        **({"reward_components": reward.component_means()} if hasattr(reward, "component_means") else {}),
         "history_rounds": len(history_dirs),
         "seconds": round(time.time() - started, 2),
         "load_seconds": round(load_seconds, 2),

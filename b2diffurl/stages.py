@@ -55,7 +55,8 @@ def select(config, accelerator):
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         print(
-            f"select {config.run_name}: reward {summary['reward_mean']:.4f} +- {summary['reward_std']:.4f} over "
+            f"select {config.run_name}: reward {summary['reward_mean']:.4f} +- {summary['reward_std']:.4f}"
+            + "".join(f", {name} {mean:.4f}" for name, mean in summary.get("reward_components", {}).items()) + " over "
             f"{summary['trajectories']} images, {summary['selected']} trajectories selected, "
             f"history of {summary['history_rounds']} rounds ({state})"
         )

@@ -143,26 +143,17 @@ def tiny_clip_paths(tiny_dir):
     return os.path.join(clip_dir, f"{TINY_CLIP_NAME}.json"), os.path.join(clip_dir, TINY_CLIP_WEIGHTS)
 
 
-def build_tiny_pipeline(out_dir, seed=0):
-    """Write the tiny pipeline (and ``clip/`` for the reward) to ``out_dir``; returns ``out_dir``.
-
-    Built in a temporary folder and renamed into place, so concurrent callers (several ranks) are safe:
-    the first rename wins and the others, identical by construction, are dropped.
-    """
-    from diffusers import StableDiffusionPipeline
-
+def build_atomically(out_dir, build):
+    """``build(tmp)`` into a temporary sibling folder, then renamed to ``out_dir``; returns ``out_dir``
+    (at once when it exists). Concurrent callers (several ranks) are safe: the first rename wins and
+    the others, identical by construction, are dropped."""
     if os.path.isdir(out_dir):
         return out_dir
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tiny-", dir=parent)
     try:
-        pipeline = StableDiffusionPipeline(
-            **_build_components(seed), safety_checker=None, feature_extractor=None, requires_safety_checker=False
-        )
-        pipeline.save_pretrained(tmp)
-        os.makedirs(os.path.join(tmp, "clip"))
-        _save_tiny_clip(os.path.join(tmp, "clip"), seed)
+        build(tmp)
         try:
             os.rename(tmp, out_dir)
         except OSError:
@@ -171,6 +162,22 @@ def build_tiny_pipeline(out_dir, seed=0):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def build_tiny_pipeline(out_dir, seed=0):
+    """Write the tiny pipeline (and ``clip/`` for the reward) to ``out_dir``; returns ``out_dir``."""
+
+    def build(tmp):
+        from diffusers import StableDiffusionPipeline
+
+        pipeline = StableDiffusionPipeline(
+            **_build_components(seed), safety_checker=None, feature_extractor=None, requires_safety_checker=False
+        )
+        pipeline.save_pretrained(tmp)
+        os.makedirs(os.path.join(tmp, "clip"))
+        _save_tiny_clip(os.path.join(tmp, "clip"), seed)
+
+    return build_atomically(out_dir, build)
 
 
 if __name__ == "__main__":

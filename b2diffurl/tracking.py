@@ -69,6 +69,9 @@ def round_summary(round_dir):
         for key, tag in names.items():
             if _is_scalar(markers.get(stage, {}).get(key)):
                 summary[tag] = float(markers[stage][key])
+    for name, value in markers.get("select", {}).get("reward_components", {}).items():
+        if _is_scalar(value):
+            summary[f"reward/{name}"] = float(value)
     for key, value in markers.get("train", {}).items():
         if key not in NOT_LOGGED and _is_scalar(value):
             summary[f"train/{key}"] = float(value)

@@ -219,6 +219,20 @@ def base_config():
     # fp32 because the branches of one latent differ by < 0.01 CLIPScore (paper App. F.1), so fp16
     # rounding could flip which branch is kept as best or worst; "fp16" is faster on a GPU.
     reward.precision = "fp32"
+    # bertscore, the paper's second reward (Sec. 4.1): a LLaVA caption of each image (greedy, so a rerun
+    # gives the same words) against reward.caption_reference by BERTScore recall (DeBERTa-xlarge-MNLI,
+    # layer 40, no idf), as the release the paper follows scores it. The captioner: a transformers
+    # LLaVA folder or hub id (the paper: LLaVA v1.5 7B); its question and answer length (tokens).
+    reward.captioner = "llava-hf/llava-1.5-7b-hf"
+    reward.caption_question = "Answer concisely: what is going on in this image?"
+    reward.caption_max_tokens = 64
+    reward.caption_reference = "The image contains {prompt}"
+    # the captioner's precision: "auto" = fp16 on a GPU (the paper's), fp32 on the CPU; or fp32 / fp16 / bf16.
+    reward.caption_precision = "auto"
+    reward.bertscore_model = "microsoft/deberta-xlarge-mnli"
+    reward.bertscore_layer = 40
+    # build b2diffurl.tiny_text's random captioner and encoder at those paths when missing (tiny,bertscore only).
+    reward.build_tiny_text = False
 
     ###### Evaluation (python -m b2diffurl.evaluate; run_process.sh's EvalInterval) ######
     config.evaluate = evaluate = ml_collections.ConfigDict()
@@ -415,6 +429,22 @@ def _template(number):
     )
 
 
+def bertscore(config):
+    """The paper's second reward (LLaVA caption, BERTScore recall): ``reward.name = "bertscore"``. After
+    ``tiny`` (``tiny,bertscore``) it uses b2diffurl.tiny_text's random captioner and encoder, built on
+    first use in model/tiny-text-v1, with 8-token captions."""
+    from b2diffurl.tiny_text import DEFAULT_TINY_TEXT_DIR
+
+    config.reward.name = "bertscore"
+    if config.pretrained.build_tiny:
+        config.reward.captioner = os.path.join(DEFAULT_TINY_TEXT_DIR, "llava")
+        config.reward.bertscore_model = os.path.join(DEFAULT_TINY_TEXT_DIR, "deberta")
+        config.reward.bertscore_layer = 3  # of its 4
+        config.reward.caption_max_tokens = 8
+        config.reward.build_tiny_text = True
+    return config
+
+
 PRESETS = {
     "": lambda config: config,
     "tiny": tiny,
@@ -426,6 +456,7 @@ PRESETS = {
     "pg": _algorithm("pg"),
     "dpok": _algorithm("dpok"),
     "dpo": dpo,
+    "bertscore": bertscore,
     "template1": _template(1),
     "template2": _template(2),
     "template3": _template(3),

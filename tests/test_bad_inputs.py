@@ -89,6 +89,10 @@ DRIVER_CASES = [
     ({"CONFIG": "{dir}/hub_model.py"}, ["pretrained.model='someone/not-cached-model' is not in the local Hugging Face cache", "HF_HUB_OFFLINE=1"]),
     ({"CONFIG": "{dir}/clip_tag.py"}, ["reward.clip_pretrained='openai' is not in the local Hugging Face cache"]),
     ({"CONFIG": "{dir}/model_folder.py"}, ["pretrained.model=", "without model_index.json"]),
+    ({"CONFIG": "{dir}/reward_name.py"}, ["reward.name='bertscor' is not a known reward", "'bertscore'"]),
+    ({"CONFIG": "{dir}/bertscore_reference.py"}, ["reward.caption_reference='The image contains' must contain {{prompt}}"]),
+    ({"CONFIG": "{dir}/bertscore_hub.py"}, ["reward.captioner='someone/not-cached-llava' is not in the local Hugging Face cache", "HF_HUB_OFFLINE=1"]),
+    ({"CONFIG": "{dir}/bertscore_folder.py"}, ["reward.bertscore_model=", "is a folder without config.json"]),
     ({"CONFIG": "{dir}/eta.py"}, ["sample.eta=0.0 must be > 0", "set in CONFIG"]),
     ({"CONFIG": "{dir}/bf16_latents.py"}, ["sample.latent_dtype='bf16' rounds a stored latent by up to 73%", "use fp16", "set in CONFIG"]),
 ]
@@ -103,10 +107,16 @@ def _scratch(folder):
     (folder / "a_file").write_text("a file, not a folder")
     (folder / "broken_config.py").write_text("def get_config(preset=''):\n    return undefined_name\n")
     (folder / "empty_model").mkdir()
+    (folder / "encoder").mkdir()
+    (folder / "encoder" / "config.json").write_text("{}")
     for name, body in {
         "hub_model": "config.pretrained.model = 'someone/not-cached-model'\nconfig.pretrained.build_tiny = False",
         "clip_tag": "config.reward.name = 'clipscore'\nconfig.reward.clip_model = 'ViT-B-32'\nconfig.reward.clip_pretrained = 'openai'",
         "model_folder": f"config.pretrained.model = {str(folder / 'empty_model')!r}\nconfig.pretrained.build_tiny = False",
+        "reward_name": "config.reward.name = 'bertscor'",
+        "bertscore_reference": "config.reward.name = 'bertscore'\nconfig.reward.build_tiny_text = True\nconfig.reward.caption_reference = 'The image contains'",
+        "bertscore_hub": f"config.reward.name = 'bertscore'\nconfig.reward.captioner = 'someone/not-cached-llava'\nconfig.reward.bertscore_model = {str(folder / 'encoder')!r}",
+        "bertscore_folder": f"config.reward.name = 'bertscore'\nconfig.reward.captioner = {str(folder / 'encoder')!r}\nconfig.reward.bertscore_model = {str(folder / 'empty_model')!r}",
         "eta": "config.sample.eta = 0.0",
         "bf16_latents": "config.sample.latent_dtype = 'bf16'",
     }.items():

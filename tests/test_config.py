@@ -87,7 +87,7 @@ def test_resume_from_without_lora(tiny_config, tmp_path):
 @pytest.mark.parametrize("field,value,fragment", [
     ("sample.eta", 0.0, "sample.eta=0.0"),
     ("sample.eta", 1.5, "sample.eta=1.5"),
-    ("reward.name", "bertscore", "reward.name='bertscore'"),
+    ("reward.name", "bertscor", "reward.name='bertscor'"),
     ("reward.batch_size", 0, "reward.batch_size=0"),
     ("sample.batch_size", 0, "sample.batch_size=0"),
     ("sample.guidance_scale", 0.5, "sample.guidance_scale=0.5"),

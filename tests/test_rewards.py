@@ -256,7 +256,7 @@ def test_unknown_reward_one_line_error():
     with pytest.raises(ValueError) as err:
         build_reward(reward_config("foo"), "cpu")
     message = str(err.value)
-    assert message == f"reward.name='foo' is not a known reward; choose from {sorted(REWARDS)}"
+    assert message == f"reward.name='foo' is not a known reward: choose from {list(REWARDS)}, or a sum such as 'clipscore+0.5*bertscore'"
     assert "\n" not in message
 
 
@@ -266,3 +266,36 @@ def test_tiny_preset_reward_builds():
     config = get_config("tiny")
     scorer = build_reward(config.reward, "cpu")
     assert scorer(torch.stack([solid((255, 0, 0))]), ["red apple"]).tolist() == pytest.approx([1.0])
+
+
+def test_a_combined_reward_keeps_its_parts_and_selection_follows_the_sum(tiny_config):
+    """reward.name = "colour+5*clipscore": scores.json keeps each part's raw score per image (each
+    equal to that reward alone) and the weights; the scores are the weighted sum, and normalisation
+    and selection follow the sum (not colour alone); the round's summary and progress.csv carry each
+    part's mean."""
+    from accelerate import Accelerator
+
+    from b2diffurl import driver, records
+    from b2diffurl.selection import normalize_scores, select_pairs
+    from conftest import run_round
+
+    tiny_config.reward.name = "colour+5*clipscore"
+    out, summary, _, _ = run_round(tiny_config, Accelerator(cpu=True), 0)
+    saved = records.read_json(os.path.join(out, "scores.json"))
+    parts, prompts = saved["components"], saved["prompts"]
+    assert saved["weights"] == {"colour": 1.0, "clipscore": 5.0} and saved["reward"] == "colour+5*clipscore"
+    assert saved["scores"] == pytest.approx([c + 5 * k for c, k in zip(parts["colour"], parts["clipscore"])], abs=1e-6)
+    marker = records.read_marker(out, "sample")
+    images = records.load_images(out, len(prompts), marker)
+    assert ColourScore()(images, prompts).tolist() == pytest.approx(parts["colour"], abs=1e-6)
+    _, trajectories = records.load_samples(out, marker)
+    eval_cfg = tiny_config.eval
+
+    def selection(scores):
+        return select_pairs(normalize_scores(torch.tensor(scores), prompts, []), trajectories.group_ids,
+                            eval_cfg.pos_threshold, eval_cfg.neg_threshold).tolist()
+
+    assert saved["selected"] == selection(saved["scores"]) != selection(parts["colour"]), "the sum decides, not one part"
+    assert summary["reward_components"] == pytest.approx({k: sum(v) / len(v) for k, v in parts.items()}, abs=1e-6)
+    header, row = driver.progress_table(os.path.dirname(out)).splitlines()[:2]
+    assert header.startswith("round,run_name,k,split_time,trajectories,reward_queries,reward_mean,reward_std,reward_colour_mean,reward_clipscore_mean,selected")

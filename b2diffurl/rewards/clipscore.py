@@ -1,29 +1,8 @@
-"""Rewards: one score per final image, higher = image better aligned with its prompt.
+"""CLIPScore, the paper's reward: cosine similarity of open_clip image and prompt embeddings."""
 
-:data:`REWARDS` maps a reward name (``config.reward.name``) to a factory
-``factory(reward_config, device) -> scorer``; :func:`build_reward` looks it up. A scorer is called as
-``scorer(images, prompts)`` with ``images`` a uint8 tensor [N, H, W, 3] (RGB, as read from the PNGs)
-and ``prompts`` a list of N strings, and returns a float32 CPU tensor [N]. Images go through the
-model in chunks of ``reward_config.batch_size``, without gradients.
-
-- ``clipscore`` (the paper's reward): cosine similarity of the open_clip image and text embeddings.
-- ``colour``: a cheap, deterministic stand-in for tests and the CPU demo.
-"""
-
-import math
 import os
-import re
 
-
-def _check_inputs(images, prompts):
-    import torch
-
-    if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.ndim == 4 and images.shape[-1] == 3):
-        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a uint8 tensor [N, H, W, 3] (RGB); got {got}")
-    if len(prompts) != images.shape[0]:
-        raise ValueError(f"got {images.shape[0]} images but {len(prompts)} prompts: pass one prompt per image")
-
+from b2diffurl.rewards.base import check_inputs
 
 # reward.precision -> torch dtype name of ClipScore's pixels (and of open_clip's matmul weights).
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -102,7 +81,7 @@ class ClipScore:
     def __call__(self, images, prompts):
         import torch
 
-        _check_inputs(images, prompts)
+        check_inputs(images, prompts)
         if len(prompts) == 0:
             return torch.zeros(0)
         with torch.no_grad():
@@ -138,65 +117,3 @@ class ClipScore:
 
     def _scores(self, images, prompts):
         return self.scores_from_features(self.embed_images(images), prompts)
-
-
-# Target colours of the colour reward: the CSS / X11 named colours, RGB in 0..255.
-COLOURS = {
-    "red": (255, 0, 0),
-    "green": (0, 128, 0),
-    "blue": (0, 0, 255),
-    "yellow": (255, 255, 0),
-    "orange": (255, 165, 0),
-    "purple": (128, 0, 128),
-    "pink": (255, 192, 203),
-    "brown": (165, 42, 42),
-    "white": (255, 255, 255),
-    "black": (0, 0, 0),
-}
-_COLOUR_WORD = re.compile(r"\b(" + "|".join(COLOURS) + r")\b", re.IGNORECASE)
-
-
-def prompt_colour(prompt):
-    """The first colour word of :data:`COLOURS` in ``prompt`` (whole words, any case)."""
-    match = _COLOUR_WORD.search(prompt)
-    if match is None:
-        raise ValueError(f"prompt {prompt!r} names no colour the colour reward knows; use one of {list(COLOURS)}")
-    return match.group(1).lower()
-
-
-class ColourScore:
-    """Cheap, deterministic, prompt-dependent reward for tests and the CPU demo (not a real alignment metric).
-
-    reward = 1 - ||mean RGB of the image - RGB of the prompt's colour word||_2 / sqrt(3), in [0, 1]
-    (RGB in [0, 1]; 1 = the image's mean colour is exactly the named colour). The colour is the first
-    word of :data:`COLOURS` in the prompt ("red apple" -> red); a prompt naming none is an error.
-    """
-
-    def __init__(self, batch_size=64):
-        if batch_size < 1:
-            raise ValueError(f"reward.batch_size={batch_size} must be >= 1")
-        self.batch_size = batch_size
-
-    def __call__(self, images, prompts):
-        import torch
-
-        _check_inputs(images, prompts)
-        if len(prompts) == 0:
-            return torch.zeros(0)
-        target = torch.tensor([COLOURS[prompt_colour(p)] for p in prompts], dtype=torch.float64) / 255  # [N, 3]
-        mean = torch.cat([chunk.double().mean(dim=(1, 2)) for chunk in images.split(self.batch_size)]) / 255  # [N, 3]
-        return (1 - (mean - target).norm(dim=-1) / math.sqrt(3)).float()  # [N]
-
-
-REWARDS = {
-    "clipscore": lambda cfg, device: ClipScore(cfg.clip_model, cfg.clip_pretrained, cfg.batch_size, device, cfg.get("precision", "fp32")),
-    "colour": lambda cfg, device: ColourScore(cfg.batch_size),
-}
-
-
-def build_reward(reward_config, device="cpu"):
-    """The scorer named by ``reward_config.name`` (a ``config.reward`` ConfigDict), on ``device``."""
-    factory = REWARDS.get(reward_config.name)
-    if factory is None:
-        raise ValueError(f"reward.name={reward_config.name!r} is not a known reward; choose from {sorted(REWARDS)}")
-    return factory(reward_config, device)

@@ -123,17 +123,18 @@ def check_model(c):
         return
     if config.pretrained.build_tiny:
         return
-    if os.path.isdir(model):
-        c.require(
-            os.path.isfile(os.path.join(model, "model_index.json")), "pretrained.model", model,
-            "is a folder without model_index.json: point it at a diffusers pipeline folder (save_pretrained's output)",
-        )
+    check_model_location(c, "pretrained.model", model, "model_index.json", "a diffusers pipeline folder (save_pretrained's output)")
+
+
+def check_model_location(c, field, path, marker, folder_kind, hub_kind=""):
+    """``path`` is a local folder holding ``marker`` (a saved model of ``folder_kind``) or looks like a
+    hub id (owner/name; whether it is cached is environment_problems' check)."""
+    if os.path.isdir(path):
+        c.require(os.path.isfile(os.path.join(path, marker)), field, path, f"is a folder without {marker}: point it at {folder_kind}")
         return
-    looks_like_path = model.startswith((".", "/", "~")) or os.sep + os.sep in model or model.count("/") != 1
-    c.require(
-        not looks_like_path and HUB_ID.match(model) is not None, "pretrained.model", model,
-        "is neither an existing folder nor a hub id (owner/name): fix the path",
-    )
+    looks_like_path = path.startswith((".", "/", "~")) or os.sep + os.sep in path or path.count("/") != 1
+    c.require(not looks_like_path and HUB_ID.match(path) is not None, field, path,
+              f"is neither an existing folder nor a hub id (owner/name){hub_kind}: fix the path")
 
 
 def check_reward(c, prompts):
@@ -182,10 +183,6 @@ def reward_components(name):
         return []
 
 
-def _looks_like_path(name):
-    return name.startswith((".", "/", "~")) or name.count("/") != 1
-
-
 def check_bertscore(c):
     """The bertscore reward's settings: the reference names the prompt, lengths and layer in range, and
     the captioner and encoder are local folders of their kind (or hub ids, checked by _model_problems)."""
@@ -201,13 +198,7 @@ def check_bertscore(c):
     if reward.build_tiny_text:
         return
     for field, kind in (("captioner", "a LLaVA model (transformers' LlavaForConditionalGeneration)"), ("bertscore_model", "an encoder such as microsoft/deberta-xlarge-mnli")):
-        path = reward[field]
-        if os.path.isdir(path):
-            c.require(os.path.isfile(os.path.join(path, "config.json")), f"reward.{field}", path,
-                      f"is a folder without config.json: point it at {kind} saved with save_pretrained")
-        else:
-            c.require(not _looks_like_path(path) and HUB_ID.match(path) is not None, f"reward.{field}", path,
-                      f"is neither an existing folder nor a hub id (owner/name) of {kind}: fix the path")
+        check_model_location(c, f"reward.{field}", reward[field], "config.json", f"{kind} saved with save_pretrained", f" of {kind}")
 
 
 def _installed(module):

@@ -31,7 +31,7 @@ def vocabulary():
 def tokenizer(cls="[CLS]", sep="[SEP]"):
     """A word-level fast tokenizer: lower-cased words and punctuation; ``cls ... sep`` around each text
     (``cls`` alone, ``sep=None``: a BOS before it, as Llama's)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     vocab = vocabulary()
@@ -42,8 +42,6 @@ def tokenizer(cls="[CLS]", sep="[SEP]"):
         tok.post_processor = processors.TemplateProcessing(single=f"{cls} $A", special_tokens=[(cls, vocab[cls])])
     else:
         tok.post_processor = processors.TemplateProcessing(single=f"{cls} $A {sep}", special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])])
-    from tokenizers import decoders
-
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
     if sep is None:  # a causal LM's tokenizer
         return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token=cls, eos_token="</s>",

@@ -24,7 +24,7 @@ ALGORITHMS = ("ppo", "pg", "dpok", "dpo")  # b2diffurl.objectives.OBJECTIVES (ke
 PARTIAL_STEPS = ("scale", "drop")  # train.partial_step
 PARTIAL_BATCHES = ("weight", "drop")  # train.partial_batch
 DPO_REFERENCES = ("base", "sampling")  # train.dpo_reference (b2diffurl.objectives.DPO_REFERENCES, kept in step by a test)
-REWARD_NAMES = ("clipscore", "colour", "bertscore")  # b2diffurl.rewards.REWARDS (kept in step by a test)
+REWARD_NAMES = ("clipscore", "colour", "bertscore", "toycaption")  # b2diffurl.rewards.REWARDS (kept in step by a test)
 REWARD_PRECISIONS = ("fp32", "fp16", "bf16")  # b2diffurl.rewards.PRECISIONS (kept in step by a test)
 LATENT_DTYPES = ("fp16", "fp32")  # sample.latent_dtype (b2diffurl.models.STORAGE_DTYPES, kept in step by a test)
 ATTENTIONS = ("sdpa", "math")  # runtime.attention (b2diffurl.models.ATTENTION_PROCESSORS, kept in step by a test)
@@ -166,7 +166,7 @@ def check_reward(c, prompts):
                 break
     if "bertscore" in names:
         check_bertscore(c)
-    if "clipscore" in names:
+    if "clipscore" in names or "toycaption" in names:  # (toycaption embeds with the reward's CLIP too)
         if reward.clip_model.endswith(".json"):
             c.require(os.path.isfile(reward.clip_model), "reward.clip_model", reward.clip_model, "does not exist: fix the open_clip config path")
         if reward.clip_pretrained.endswith(CHECKPOINT_SUFFIXES):
@@ -316,6 +316,12 @@ def check_evaluation(c, with_prompts, train_prompts=NOT_CHECKED):
     c.integer("evaluate.interval", 0, hint=" (0 = no evaluation during training)")
     alignment = evaluate.get("alignment", "")
     c.require(alignment in ALIGNMENT_METRICS, "evaluate.alignment", alignment, f"is not known: use one of {list(ALIGNMENT_METRICS)}")
+    metrics = [n.strip() for n in str(evaluate.get("metrics", "")).split(",") if n.strip()]
+    unknown = [n for n in metrics if n not in REWARD_NAMES]
+    c.require(not unknown, "evaluate.metrics", evaluate.get("metrics", ""),
+              f"names {', '.join(map(repr, unknown))}, which is no reward: use reward names, comma-separated, from {list(REWARD_NAMES)}")
+    if "bertscore" in metrics and "bertscore" not in reward_components(config.reward.name):
+        check_bertscore(c)  # (the training reward's check covers it otherwise)
     if not with_prompts or not all(s in PROMPT_SETS for s in sets):
         return None
     found, toy_captions_checked = {}, False
@@ -513,12 +519,13 @@ def _model_problems(config):
             problems.append(ConfigError("pretrained.model", model, reason + ", or point pretrained.model at a local diffusers folder"))
     reward = config.reward
     names = reward_components(reward.name)
-    if "bertscore" in names and not reward.build_tiny_text:
+    metrics = [n.strip() for n in str(config.evaluate.get("metrics", "")).split(",")]
+    if ("bertscore" in names or "bertscore" in metrics) and not reward.build_tiny_text:
         for field in ("captioner", "bertscore_model"):
             if not os.path.isdir(reward[field]):
                 if reason := _hub_problem(reward[field], "config.json", "main"):
                     problems.append(ConfigError(f"reward.{field}", reward[field], reason + ", or point it at a local folder"))
-    if "clipscore" in names and not reward.clip_pretrained.endswith(CHECKPOINT_SUFFIXES):
+    if ("clipscore" in names or "toycaption" in names) and not reward.clip_pretrained.endswith(CHECKPOINT_SUFFIXES):
         import open_clip
         from open_clip import pretrained
 

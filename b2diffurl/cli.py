@@ -5,12 +5,14 @@ a bad flag or config (2), a stage file that cannot be trusted (2), a NaN/inf sto
 Under ``accelerate launch`` an error every rank raises is printed by the main process only.
 """
 
+import atexit
 import os
 import sys
 
 from absl import flags
 from ml_collections import config_flags
 
+from b2diffurl import heap
 from b2diffurl.errors import UserError, first_line
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,12 +63,13 @@ def run(main):
     try:
         argv = parse_flags(sys.argv)
         quiet_libraries()
+        heap.hold()  # no garbage collection until the stage's imports and models are in (heap.settle)
         main(argv)
     except UserError as err:
         if _is_main_process() or not err.same_on_every_rank:
             for problem in getattr(err, "problems", [err]):
                 print(f"error: {problem}", file=sys.stderr)
-        sys.exit(err.exit_code)
+        leave(err.exit_code)
     except KeyboardInterrupt:
         if _is_main_process() and not os.environ.get("B2DIFFURL_DRIVER"):  # the driver prints its own line
             print(INTERRUPTED, file=sys.stderr)
@@ -76,6 +79,19 @@ def run(main):
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and _lost_peer(err):
             sys.exit(1)
         raise
+    leave(0)
+
+
+def leave(code):
+    """End a stage process with ``code`` without the interpreter's teardown. Freeing the millions of
+    objects torch, diffusers and transformers leave took 3.4 s a process on the tiny preset (as long as
+    a tiny round's selection and a third of its sampling); the stage's files are closed and its
+    trackers finished by then. The atexit handlers (logging, accelerate) still run, then stdout and
+    stderr are flushed."""
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 def _lost_peer(err):

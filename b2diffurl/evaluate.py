@@ -125,6 +125,8 @@ def settings(config, prompt_set, prompts):
         "evaluate": {
             **{k: config.evaluate[k] for k in ("num_images", "seed", "batch_size", "is_splits", "grid_prompts")},
             "alignment": config.evaluate.get("alignment", ""),
+            # only when set, so that evaluations written before the field existed stay current
+            **({"metrics": metric_names(config)} if metric_names(config) else {}),
         },
         "sample": {k: config.sample[k] for k in ("num_steps", "guidance_scale", "eta")},
         "reward": config.reward.to_dict(),
@@ -201,9 +203,17 @@ def sample_images(pipeline, prompts, config, accelerator=None):
 
 # ---------------------------------------------------------------- scoring
 
+def metric_names(config):
+    """``evaluate.metrics`` as a list of reward names, in order, without repeats and without clipscore
+    (always reported): "bertscore, clipscore" -> ["bertscore"]."""
+    names = [n.strip() for n in config.evaluate.get("metrics", "").split(",") if n.strip()]
+    return [n for n in dict.fromkeys(names) if n != "clipscore"]
+
+
 class Judge:
     """The evaluation's models, loaded once per process: CLIP (CLIPScore and the IS classifier), the
-    ImageNet label embeddings, and the training reward when it is not CLIPScore."""
+    ImageNet label embeddings, the training reward when it is not CLIPScore, and the scorers of
+    ``evaluate.metrics`` that the training reward does not already compute."""
 
     def __init__(self, config, device):
         from b2diffurl.metrics import LABEL_TEMPLATE, label_set
@@ -215,6 +225,11 @@ class Judge:
         self.reward_name = reward.name
         self.reward = None if reward.name == "clipscore" else build_reward(reward, device)
         self.alignment = config.evaluate.get("alignment", "")
+        from b2diffurl.rewards import REWARDS
+
+        own = {reward.name} | set(getattr(self.reward, "names", ()))  # scores the training reward gives anyway
+        # {name: scorer, or None to take the training reward's scores}
+        self.metrics = {name: None if name in own else REWARDS[name](reward, device) for name in metric_names(config)}
 
     def __call__(self, images, prompts, is_splits):
         """Scores of images [N, H, W, 3] (uint8) with their N prompts: a dict of the JSON's metric keys.
@@ -245,11 +260,19 @@ class Judge:
         components = {}  # a combined reward's parts: {name: {"mean", "sem"}} of their raw scores
         for name, scores in getattr(self.reward, "last", {}).items():
             components[name] = dict(zip(("mean", "sem"), mean_and_sem(scores)))
+        metrics = {}  # evaluate.metrics: {name: [N]}
+        for name, scorer in self.metrics.items():
+            if scorer is not None:
+                metrics[name] = scorer(images, prompts)
+            else:
+                metrics[name] = rewards if name == self.reward_name else self.reward.last[name]
         per_prompt = {}
         for i, prompt in enumerate(prompts):
-            entry = per_prompt.setdefault(prompt, {"clipscore": [], "reward": []})
+            entry = per_prompt.setdefault(prompt, {"clipscore": [], "reward": [], **{name: [] for name in metrics}})
             entry["clipscore"].append(clipscores[i].item())
             entry["reward"].append(rewards[i].item())
+            for name, scores in metrics.items():
+                entry[name].append(scores[i].item())
         per_prompt = {p: {k: sum(v) / len(v) for k, v in entry.items()} for p, entry in per_prompt.items()}
         extra = {}
         if self.alignment == "toyworld":  # the toy world's detector: alignment and diversity (b2diffurl.toyworld.score)
@@ -273,6 +296,7 @@ class Judge:
             "reward_mean": reward_mean,
             "reward_sem": reward_sem,
             **({"reward_components": components} if components else {}),
+            **{f"{name}_{key}": value for name, scores in metrics.items() for key, value in zip(("mean", "sem"), mean_and_sem(scores))},
             **extra,
             "per_prompt": per_prompt,
         }

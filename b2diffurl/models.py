@@ -9,6 +9,7 @@ import os
 
 import torch
 
+from b2diffurl import heap
 from b2diffurl.ddim import check_scheduler_config
 from b2diffurl.records import LORA_WEIGHTS_NAME
 DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -167,6 +168,7 @@ def load_policy(config, device):
         load_lora(pipeline.unet, config.resume_from)
     if runtime.compile_unet:
         pipeline.unet.compile()  # in place: the module (its config, adapters, parameters) stays the same object
+    heap.settle()  # see b2diffurl.heap
     return pipeline
 
 

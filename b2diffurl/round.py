@@ -32,7 +32,9 @@ def main(_):
     for name in todo:
         stages.STAGES[name](config, accelerator)
         accelerator.wait_for_everyone()  # the stage's marker is written before the next stage checks it
-        gc.collect()  # the stage's models go before the next stage loads its own
+        # the stage's models go before the next stage loads its own: let the collector see them again
+        # (heap.settle froze them) and collect once (free_memory's gc.collect)
+        gc.unfreeze()
         accelerator.free_memory()
 
 

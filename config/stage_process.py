@@ -266,6 +266,11 @@ def base_config():
     # independent alignment metric added to each evaluation: "" (none) or "toyworld" (the toy world's
     # object detector: alignment mean / sem, background and size entropy; b2diffurl.toyworld.score).
     evaluate.alignment = ""
+    # extra scores of each evaluation besides CLIPScore (always) and the training reward: reward names,
+    # comma-separated ("bertscore": Fig. 7a's second panel). Each is scored with the reward's own
+    # settings (config.reward.*: captioner, encoder, ...) and written as <name>_mean / <name>_sem and
+    # per prompt; a name that is the training reward (or one of its weighted parts) reuses its scores.
+    evaluate.metrics = ""
 
     ###### Rounds (read by run_process.sh) ######
     config.process = process = ml_collections.ConfigDict()
@@ -288,6 +293,7 @@ def base_config():
 def tiny(config):
     """CPU demo and tests: b2diffurl.tiny's random models, a few prompts, seconds per stage."""
     from b2diffurl.tiny import DEFAULT_TINY_DIR, tiny_clip_paths
+    from b2diffurl.tiny_text import DEFAULT_TINY_TEXT_DIR
 
     config.exp_name = "tiny"
     config.save_path = "./model/runs"
@@ -308,6 +314,13 @@ def tiny(config):
     config.reward.name = "colour"
     config.reward.clip_model, config.reward.clip_pretrained = tiny_clip_paths(DEFAULT_TINY_DIR)
     config.reward.batch_size = 64
+    # bertscore (as the reward, ",bertscore", or as evaluate.metrics): b2diffurl.tiny_text's random
+    # captioner and encoder, built on first use in model/tiny-text-v1, with 8-token captions
+    config.reward.captioner = os.path.join(DEFAULT_TINY_TEXT_DIR, "llava")
+    config.reward.bertscore_model = os.path.join(DEFAULT_TINY_TEXT_DIR, "deberta")
+    config.reward.bertscore_layer = 3  # of its 4
+    config.reward.caption_max_tokens = 8
+    config.reward.build_tiny_text = True
     config.evaluate.num_images = 80  # 2 per prompt of template 2's 40 training and 40 held-out prompts
     config.process.stage_cnt = 4
     config.process.split_step_left = 2
@@ -338,6 +351,8 @@ def toy(config):
     config.evaluate.num_images = 320  # per prompt set: 32 per held-out prompt, 9-10 per training prompt
     config.evaluate.batch_size = 32
     config.evaluate.interval = 3  # the base model, round 2 and round 5 (the last)
+    # evaluations also report the toy captioning score (b2diffurl.rewards.toycaption): Fig. 7a's second panel
+    config.evaluate.metrics = "toycaption"
     config.process.stage_cnt = 6
     config.process.split_step_left = 14
     config.process.split_step_right = 20
@@ -432,16 +447,18 @@ def _template(number):
 def bertscore(config):
     """The paper's second reward (LLaVA caption, BERTScore recall): ``reward.name = "bertscore"``. After
     ``tiny`` (``tiny,bertscore``) it uses b2diffurl.tiny_text's random captioner and encoder, built on
-    first use in model/tiny-text-v1, with 8-token captions."""
-    from b2diffurl.tiny_text import DEFAULT_TINY_TEXT_DIR
-
+    first use in model/tiny-text-v1, with 8-token captions (set by ``tiny``). Evaluations report
+    BERTScore (``evaluate.metrics``) beside CLIPScore."""
     config.reward.name = "bertscore"
-    if config.pretrained.build_tiny:
-        config.reward.captioner = os.path.join(DEFAULT_TINY_TEXT_DIR, "llava")
-        config.reward.bertscore_model = os.path.join(DEFAULT_TINY_TEXT_DIR, "deberta")
-        config.reward.bertscore_layer = 3  # of its 4
-        config.reward.caption_max_tokens = 8
-        config.reward.build_tiny_text = True
+    config.evaluate.metrics = "bertscore"  # evaluations report it beside CLIPScore: Fig. 7a's two panels
+    return config
+
+
+def toycaption(config):
+    """The toy world's captioning reward (b2diffurl.rewards.toycaption), BERTScore's stand-in on the
+    CPU: ``toy,toycaption`` trains on it; evaluations report it beside CLIPScore."""
+    config.reward.name = "toycaption"
+    config.evaluate.metrics = "toycaption"
     return config
 
 
@@ -457,6 +474,7 @@ PRESETS = {
     "dpok": _algorithm("dpok"),
     "dpo": dpo,
     "bertscore": bertscore,
+    "toycaption": toycaption,
     "template1": _template(1),
     "template2": _template(2),
     "template3": _template(3),

@@ -93,6 +93,8 @@ DRIVER_CASES = [
     ({"CONFIG": "{dir}/bertscore_reference.py"}, ["reward.caption_reference='The image contains' must contain {{prompt}}"]),
     ({"CONFIG": "{dir}/bertscore_hub.py"}, ["reward.captioner='someone/not-cached-llava' is not in the local Hugging Face cache", "HF_HUB_OFFLINE=1"]),
     ({"CONFIG": "{dir}/bertscore_folder.py"}, ["reward.bertscore_model=", "is a folder without config.json"]),
+    ({"CONFIG": "{dir}/eval_metric.py"}, ["evaluate.metrics='bertscore,bleu' names 'bleu', which is no reward", "'bertscore'"]),
+    ({"CONFIG": "{dir}/eval_metric_hub.py"}, ["reward.captioner='someone/not-cached-llava' is not in the local Hugging Face cache"]),
     ({"CONFIG": "{dir}/eta.py"}, ["sample.eta=0.0 must be > 0", "set in CONFIG"]),
     ({"CONFIG": "{dir}/bf16_latents.py"}, ["sample.latent_dtype='bf16' rounds a stored latent by up to 73%", "use fp16", "set in CONFIG"]),
 ]
@@ -115,8 +117,10 @@ def _scratch(folder):
         "model_folder": f"config.pretrained.model = {str(folder / 'empty_model')!r}\nconfig.pretrained.build_tiny = False",
         "reward_name": "config.reward.name = 'bertscor'",
         "bertscore_reference": "config.reward.name = 'bertscore'\nconfig.reward.build_tiny_text = True\nconfig.reward.caption_reference = 'The image contains'",
-        "bertscore_hub": f"config.reward.name = 'bertscore'\nconfig.reward.captioner = 'someone/not-cached-llava'\nconfig.reward.bertscore_model = {str(folder / 'encoder')!r}",
-        "bertscore_folder": f"config.reward.name = 'bertscore'\nconfig.reward.captioner = {str(folder / 'encoder')!r}\nconfig.reward.bertscore_model = {str(folder / 'empty_model')!r}",
+        "bertscore_hub": f"config.reward.name = 'bertscore'\nconfig.reward.build_tiny_text = False\nconfig.reward.captioner = 'someone/not-cached-llava'\nconfig.reward.bertscore_model = {str(folder / 'encoder')!r}",
+        "bertscore_folder": f"config.reward.name = 'bertscore'\nconfig.reward.build_tiny_text = False\nconfig.reward.captioner = {str(folder / 'encoder')!r}\nconfig.reward.bertscore_model = {str(folder / 'empty_model')!r}",
+        "eval_metric": "config.evaluate.metrics = 'bertscore,bleu'",
+        "eval_metric_hub": "config.evaluate.metrics = 'bertscore'\nconfig.reward.build_tiny_text = False\nconfig.reward.captioner = 'someone/not-cached-llava'",
         "eta": "config.sample.eta = 0.0",
         "bf16_latents": "config.sample.latent_dtype = 'bf16'",
     }.items():

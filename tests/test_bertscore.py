@@ -86,3 +86,37 @@ def test_the_bertscore_reward_runs_the_loop_deterministically(tmp_path):
         recomputed = scorer.recall(first["captions"], [f"The image contains {p}" for p in first["prompts"]])
         assert recomputed.tolist() == pytest.approx(first["scores"], abs=1e-5)
         assert len(first["selected"]) > 0 and (tmp_path / "first" / round_name / "train.done").is_file()
+
+
+def test_evaluations_report_bertscore_when_asked(tiny_config):
+    """evaluate.metrics = "bertscore": the judge reports bertscore_mean / _sem and per prompt, the recall
+    of each image's caption; with a combined training reward it takes that reward's own bertscore
+    part instead of captioning twice. The setting enters the evaluation's settings only when set."""
+    from b2diffurl.evaluate import Judge, settings
+    from b2diffurl.metrics import mean_and_sem
+    from b2diffurl.rewards import build_reward
+
+    images = torch.randint(0, 256, (6, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    prompts = ["a red apple"] * 3 + ["a blue cup"] * 3
+    tiny_config.reward.name = "clipscore"
+    before = settings(tiny_config, "train", prompts)
+    tiny_config.evaluate.metrics = "bertscore, clipscore"
+    assert "metrics" not in before["evaluate"] and settings(tiny_config, "train", prompts)["evaluate"]["metrics"] == ["bertscore"]
+    alone = build_reward(_with_name(tiny_config.reward, "bertscore"))(images, prompts)
+    result = Judge(tiny_config, "cpu")(images, prompts, 1)
+    mean, sem = mean_and_sem(alone)
+    assert result["bertscore_mean"] == pytest.approx(mean, abs=1e-6) and result["bertscore_sem"] == pytest.approx(sem, abs=1e-6)
+    assert result["per_prompt"]["a blue cup"]["bertscore"] == pytest.approx(alone[3:].mean().item(), abs=1e-6)
+    assert result["reward"] == "clipscore" and "clipscore_mean" in result
+    tiny_config.reward.name = "clipscore+0.5*bertscore"
+    judge = Judge(tiny_config, "cpu")
+    assert judge.metrics == {"bertscore": None}, "the training reward's bertscore part is reused"
+    combined = judge(images, prompts, 1)
+    assert combined["bertscore_mean"] == pytest.approx(mean, abs=1e-6)
+    assert combined["reward_components"]["bertscore"]["mean"] == pytest.approx(mean, abs=1e-6)
+
+
+def _with_name(reward_config, name):
+    copy = reward_config.copy_and_resolve_references()
+    copy.name = name
+    return copy

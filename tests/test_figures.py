@@ -714,3 +714,35 @@ def test_figures_need_matplotlib_before_writing(tmp_path):
     assert proc.returncode == 2 and proc.stderr.startswith("error: matplotlib is not installed for ")
     assert ".venv/bin/python -m b2diffurl.figures" in proc.stderr and proc.stderr.count("\n") == 1
     assert not os.path.exists(os.path.join(run, "figures"))
+
+
+def test_fig7a_draws_clipscore_and_bertscore_side_by_side_when_runs_carry_bertscore(tmp_path):
+    """Runs whose evaluations report BERTScore (evaluate.metrics) get fig7a_<set>.png: a CLIPScore panel
+    and a BERTScore panel, DDPO vs BPT-only vs B2-DiffuRL, and the BERTScore curve as CSV; runs without
+    it get neither."""
+    root = str(tmp_path / "runs")
+    methods = {"b2_seed1": "B2-DiffuRL", "ddpo_seed1": "vanilla", "bpt_seed1": "BPT only"}
+    for i, (name, label) in enumerate(methods.items()):
+        run = os.path.join(root, name)
+        write_progress(run, [0.2, 0.3], 64)
+        for r in (-1, 0, 1):
+            write_eval(run, "base" if r < 0 else f"round_{r:03d}", r, clip=0.28 + 0.01 * (r + 1), pp=1.2, pooled=6.0,
+                       queries=64 * (r + 1), label=label, bertscore_mean=0.5 + 0.02 * (r + 1) * (i + 1), bertscore_sem=0.01)
+    figs = drawn_figures([*(os.path.join(root, n) for n in methods), "--out", str(tmp_path / "o")])
+    assert_png(tmp_path / "o" / "fig7a_train.png")
+    (panels,) = [axes for _, axes in figs if getattr(axes, "shape", None) == (2,) and axes[1].get_title().startswith("BERTScore")]
+    assert [ax.get_title() for ax in panels] == ["CLIPScore, training prompts", "BERTScore, training prompts"]
+    assert panels[1].get_ylabel() == "BERTScore (training prompts)"
+    for ax, values in zip(panels, ([0.28, 0.29, 0.30], [0.50, 0.54, 0.58])):  # the second group (ddpo): i = 1
+        line = ax.get_lines()[1]
+        assert list(line.get_xdata()) == [0, 64, 128] and list(line.get_ydata()) == pytest.approx(values)
+    rows = read_csv(tmp_path / "o" / "curve_train_bertscore.csv")
+    assert [(r["label"], r["reward_queries"], float(r["mean"])) for r in rows if r["label"] == "bpt"] == [
+        ("bpt", "0", 0.5), ("bpt", "64", pytest.approx(0.56)), ("bpt", "128", pytest.approx(0.62))]
+    # without BERTScore in the evaluations: no Fig. 7a, no BERTScore curve
+    plain = tmp_path / "plain"
+    write_progress(str(plain / "b2_seed1"), [0.2], 64)
+    for r in (-1, 0):
+        write_eval(str(plain / "b2_seed1"), "base" if r < 0 else "round_000", r, clip=0.3, pp=1.2, pooled=6.0, queries=64 * (r + 1))
+    assert figures.main([str(plain / "b2_seed1"), "--out", str(tmp_path / "o2")]) == 0
+    assert not list((tmp_path / "o2").glob("fig7a_*")) and not list((tmp_path / "o2").glob("*bertscore*"))

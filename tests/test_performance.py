@@ -182,6 +182,7 @@ def test_bf16_end_to_end_on_the_cpu(tiny_config, fresh_accelerator):
     from safetensors.torch import load_file
 
     tiny_config.mixed_precision = "bf16"
+    tiny_config.sample.num_batches_per_epoch = 1  # bf16 kernels are slow on the CPU: one batch a round will do
     accelerator = fresh_accelerator("bf16")
     out0, pipeline, m0 = run_round(tiny_config, accelerator, 0)
     assert pipeline.unet.conv_in.weight.dtype == torch.bfloat16 and pipeline.vae.dtype == torch.bfloat16

@@ -79,3 +79,8 @@ def test_readme_commands_run_verbatim(tmp_path):
     header = open(toy / "progress.csv").readline()
     assert "test_alignment,test_alignment_sem" in header and (toy / "figures" / "bars_train.png").is_file()
     assert (toy / "base_vs_last.png").is_file() and (toy / "settings.json").is_file()
+    # the default SaveInterval (0): a trained round keeps no interval latents; the rest stays
+    round_000 = toy / "round_000"
+    assert not (round_000 / "samples").exists() and not (round_000 / "selected.safetensors").exists()
+    assert (round_000 / "images" / "00000.png").is_file() and (round_000 / "scores.json").is_file()
+    assert (round_000 / "lora" / "pytorch_lora_weights.safetensors").is_file() and (round_000 / "metrics.json").is_file()

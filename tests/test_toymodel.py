@@ -200,7 +200,7 @@ def test_paired_gain():
         paired_gain([0, 1], [1])
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_the_quick_start_ends_above_the_base_model(tmp_path):
     """The README's quick start (the toy preset, all its rounds) ends with held-out alignment above the
     base model's by at least 3 paired standard errors (image by image: the same evaluation seeds),

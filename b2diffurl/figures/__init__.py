@@ -59,6 +59,9 @@ Outputs in ``--out`` (created if missing; one that lacks data is skipped with a 
 - ``curve_train_reward.png`` / ``.csv``: the training reward from progress.csv.
 - toy world only: ``curve_<set>_alignment.png`` / ``.csv``, ``curve_<set>_background_entropy.png`` / ``.csv``
   for each set whose evaluations have them.
+- ``fig7a_<set>.png``, ``curve_<set>_bertscore.csv``: Fig. 7a's two panels, CLIPScore and BERTScore
+  vs reward queries side by side, for each set whose evaluations carry BERTScore (``evaluate.metrics``);
+  in the toy world its stand-in, the toy captioning score (``curve_<set>_toycaption.csv``).
 - ``bars_train.png``: Fig. 7/8, training prompts at the budget: CLIPScore, per-prompt IS, pooled IS.
 - ``tables.md`` (also printed at the end): Table 1 (diversity: per-prompt IS, training prompts),
   "Table 1, pooled IS", Table 2 (algorithms, per-prompt IS, training prompts), "Table 2, pooled IS",

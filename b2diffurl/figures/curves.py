@@ -6,7 +6,7 @@ import functools
 import io
 import math
 
-from b2diffurl.figures.metrics import CLIPSCORE, TOY_METRICS, prompts_name
+from b2diffurl.figures.metrics import CAPTION_METRICS, CLIPSCORE, TOY_METRICS, prompts_name
 from b2diffurl.figures.runs import PROGRESS
 from b2diffurl.figures.stats import average_curves, se_note
 
@@ -72,9 +72,20 @@ def plot_curves(path, curves, colors, title, ylabel, band_note, budget):
 
     curves: dict[label, list[tuple[int, Stat]]]; colors: dict[label, matplotlib colour]; budget: int.
     """
+    plot_panels(path, [(curves, title, ylabel)], colors, band_note, budget)
+
+
+def plot_panels(path, panels, colors, band_note, budget):
+    """:func:`plot_curves` side by side: panels is a list of (curves, title, ylabel), one axis each."""
+    fig, axes = new_figure(6.6 * len(panels), 4.6, panels=len(panels))
+    for ax, (curves, title, ylabel) in zip(axes if len(panels) > 1 else [axes], panels):
+        _draw_curves(ax, curves, colors, title, ylabel, band_note, budget)
+    fig.savefig(path)
+
+
+def _draw_curves(ax, curves, colors, title, ylabel, band_note, budget):
     from matplotlib.ticker import StrMethodFormatter
 
-    fig, ax = new_figure(6.6, 4.6)
     for label, points in curves.items():
         color = colors[label]
         xs = [x for x, _ in points]
@@ -93,7 +104,6 @@ def plot_curves(path, curves, colors, title, ylabel, band_note, budget):
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(title=f"shaded: {band_note}", fontsize="small", title_fontsize="small")
-    fig.savefig(path)
 
 
 def _curve(name, curves, colors, title, ylabel, own, budget):
@@ -129,6 +139,21 @@ def plan_curves(groups, colors, budget):
                 notes += dropped
                 what = f"{metric.name[0].upper()}{metric.name[1:]}, {prompts_name(prompt_set)}"
                 outputs += _curve(name, curves, colors, f"{what} vs reward queries", what, own, budget)
+    for prompt_set in titles:  # Fig. 7a: CLIPScore and BERTScore (or its toy stand-in) side by side
+        name = f"fig7a_{prompt_set}"
+        for metric in CAPTION_METRICS:
+            second, dropped = group_curves(groups, lambda run, m=metric: eval_curve(run, prompt_set, m), "eval", name)
+            if second:
+                break
+        if second:
+            clip, _ = group_curves(groups, lambda run: eval_curve(run, prompt_set, CLIPSCORE), "eval", name)
+            notes += dropped
+            where = prompts_name(prompt_set)
+            note = se_note((max(s.n for _, s in points) for points in second.values()), own)
+            panels = [(clip, f"CLIPScore, {where}", f"CLIPScore ({where})"),
+                      (second, f"{metric.name[0].upper()}{metric.name[1:]}, {where}", f"{metric.name} ({where})")]
+            outputs += [(f"{name}.png", functools.partial(plot_panels, panels=panels, colors=colors, band_note=note, budget=budget)),
+                        (f"curve_{prompt_set}_{metric.key}.csv", curve_csv(second))]
     rewards, dropped = group_curves(groups, train_curve, "round", "curve_train_reward")
     if rewards:
         notes += dropped

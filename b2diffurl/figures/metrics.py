@@ -29,6 +29,10 @@ ALIGNMENT = Metric("alignment", "alignment (toy-world detector)", "alignment_mea
 BACKGROUND_ENTROPY = Metric("background_entropy", "background entropy (bits, diversity)", "background_entropy",
                             lambda e: _pair(e.background_entropy, None))
 TOY_METRICS = (ALIGNMENT, BACKGROUND_ENTROPY)
+BERTSCORE = Metric("bertscore", "BERTScore", "bertscore_mean", lambda e: _pair(e.bertscore, e.bertscore_sem))
+TOYCAPTION = Metric("toycaption", "toy captioning score (BERTScore's stand-in)", "toycaption_mean",
+                    lambda e: _pair(e.toycaption, e.toycaption_sem))
+CAPTION_METRICS = (BERTSCORE, TOYCAPTION)  # Fig. 7a's second panel: the first one the runs carry
 
 
 def prompts_name(prompt_set):

@@ -43,6 +43,10 @@ class Evaluation:
     alignment: float | None = None  # the toy world's metrics (evaluate.alignment = "toyworld")
     alignment_sem: float | None = None
     background_entropy: float | None = None
+    bertscore: float | None = None  # bertscore_mean / _sem (evaluate.metrics = "bertscore")
+    bertscore_sem: float | None = None
+    toycaption: float | None = None  # toycaption_mean / _sem: the toy world's stand-in for BERTScore
+    toycaption_sem: float | None = None
     model: str = ""  # the checkpoint the run started from (settings.model), in words: model_name
     learning_rate: float | None = None  # run.learning_rate: the training settings that matter to a comparison
     seed: int | None = None  # run.seed (the run's Seed; the evaluation's own seeds are fixed)
@@ -210,6 +214,10 @@ def read_evaluation(path, round_name, index, prompt_set, progress):
         alignment=number(data.get("alignment_mean"), path, "alignment_mean"),
         alignment_sem=number(data.get("alignment_sem"), path, "alignment_sem"),
         background_entropy=number(data.get("background_entropy"), path, "background_entropy"),
+        bertscore=number(data.get("bertscore_mean"), path, "bertscore_mean"),
+        bertscore_sem=number(data.get("bertscore_sem"), path, "bertscore_sem"),
+        toycaption=number(data.get("toycaption_mean"), path, "toycaption_mean"),
+        toycaption_sem=number(data.get("toycaption_sem"), path, "toycaption_sem"),
         model=model_name((data.get("settings") or {}).get("model")),
         learning_rate=number(run.get("learning_rate"), path, "run.learning_rate"),
         seed=run.get("seed") if isinstance(run.get("seed"), int) else None,

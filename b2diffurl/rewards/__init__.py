@@ -13,11 +13,14 @@ One module per reward:
 - ``colour`` (:mod:`.colour`): a cheap, deterministic stand-in for tests.
 - ``bertscore`` (:mod:`.bertscore`, the paper's second reward): a LLaVA caption of the image against
   the prompt by BERTScore recall (DeBERTa-xlarge-MNLI).
+- ``toycaption`` (:mod:`.toycaption`): its toy-world stand-in on the CPU, the toy detector's caption
+  against the prompt by the same recall, tokens embedded by the toy CLIP's text tower.
 
 ``reward.name`` may also be a weighted sum, ``"clipscore+0.5*bertscore"`` (:mod:`.combined`).
 Each factory imports its module's heavy libraries only when its reward is built.
 """
 
+from b2diffurl import heap
 from b2diffurl.rewards.base import check_inputs
 from b2diffurl.rewards.clipscore import PRECISIONS, ClipScore
 from b2diffurl.rewards.colour import COLOURS, ColourScore, prompt_colour
@@ -28,7 +31,14 @@ REWARDS = {
     "clipscore": lambda cfg, device: ClipScore(cfg.clip_model, cfg.clip_pretrained, cfg.batch_size, device, cfg.get("precision", "fp32")),
     "colour": lambda cfg, device: ColourScore(cfg.batch_size),
     "bertscore": lambda cfg, device: _bertscore(cfg, device),
+    "toycaption": lambda cfg, device: _toycaption(cfg, device),
 }
+
+
+def _toycaption(cfg, device):
+    from b2diffurl.rewards.toycaption import ToyCaption
+
+    return ToyCaption(cfg, device)
 
 
 def _bertscore(cfg, device):
@@ -47,5 +57,8 @@ def build_reward(reward_config, device="cpu"):
     except RewardSpecError as err:
         raise ValueError(f"reward.name={reward_config.name!r} {err}") from None
     if len(parts) == 1 and parts[0][1] == 1.0:
-        return REWARDS[parts[0][0]](reward_config, device)
-    return Combined([(name, weight, REWARDS[name](reward_config, device)) for name, weight in parts])
+        reward = REWARDS[parts[0][0]](reward_config, device)
+    else:
+        reward = Combined([(name, weight, REWARDS[name](reward_config, device)) for name, weight in parts])
+    heap.settle()  # see b2diffurl.heap
+    return reward

@@ -42,6 +42,11 @@ class Combined:
         self.parts = parts  # [(name, weight, scorer)]
         self.last = {}
 
+    @property
+    def names(self):
+        """The component rewards' names, in the spec's order."""
+        return [name for name, _, _ in self.parts]
+
     def __call__(self, images, prompts):
         self.last = {name: scorer(images, prompts) for name, _, scorer in self.parts}  # {name: [N]}
         return sum(weight * self.last[name] for name, weight, _ in self.parts).float()

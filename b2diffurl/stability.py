@@ -24,12 +24,18 @@ import os
 
 from b2diffurl import cli
 
-FLAGS = cli.define_config_flag("The run's configuration (model, LoRA in resume_from, prompts, sampling, reward settings).")
-cli.flags.DEFINE_integer("steps", 1, "the branches of a group differ only in the last STEPS denoising steps (1 = the last one)")
-cli.flags.DEFINE_integer("groups", 64, "prompts sampled (rounded up to whole batches of sample.batch_size)")
-cli.flags.DEFINE_integer("branches", 2, "images per group (every pair of a group is compared)")
-cli.flags.DEFINE_string("rewards", "clipscore,bertscore", "the rewards compared, comma-separated reward names")
-cli.flags.DEFINE_float("threshold", 0.01, "the difference above which a pair counts as unstable (the paper's 0.01)")
+FLAGS = None  # defined when run as a command (define_flags), so that importing the pure functions defines no flags
+
+
+def define_flags():
+    global FLAGS
+    FLAGS = cli.define_config_flag("The run's configuration (model, LoRA in resume_from, prompts, sampling, reward settings).")
+    cli.flags.DEFINE_integer("steps", 1, "the branches of a group differ only in the last STEPS denoising steps (1 = the last one)")
+    cli.flags.DEFINE_integer("groups", 64, "prompts sampled (rounded up to whole batches of sample.batch_size)")
+    cli.flags.DEFINE_integer("branches", 2, "images per group (every pair of a group is compared)")
+    cli.flags.DEFINE_string("rewards", "clipscore,bertscore", "the rewards compared, comma-separated reward names")
+    cli.flags.DEFINE_float("threshold", 0.01, "the difference above which a pair counts as unstable (the paper's 0.01)")
+
 
 RESULT = "stability.json"
 FIGURE = "stability.png"
@@ -145,4 +151,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main)

@@ -111,6 +111,14 @@ def test_the_report_states_pairs_verdicts_and_what_is_not_run(tmp_path, monkeypa
         for seed in protocol.FINAL_SEEDS:
             write_run(save / "final" / template / f"b2_diffurl_seed{seed}", protocol.FINAL_ROUNDS, b2[seed])
             write_run(save / "final" / template / f"ddpo_seed{seed}", protocol.FINAL_ROUNDS, ddpo[seed], base=0.75 if seed == 1 else 0.7)
+    caption = {1: 0.78, 2: 0.80, 3: 0.79, 4: 0.83, 5: 0.80}  # base 0.7: gains 0.08 .. 0.13
+    for seed in protocol.FINAL_SEEDS:
+        write_run(tmp_path / benchmark.final_dir(str(save), protocol.CAPTION_METHOD, protocol.MAIN_TEMPLATE, seed), protocol.FINAL_ROUNDS, caption[seed])
+    f1 = tmp_path / benchmark.f1_dir(str(save))
+    f1.mkdir(parents=True)
+    (f1 / "stability.json").write_text(json.dumps({"steps": 1, "branches": 2, "groups": 4, "rewards": {
+        "clipscore": {"pairs": 4, "mean": 0.004, "median": 0.003, "fraction_above": 0.0, "differences": [0.001, 0.002, 0.004, 0.009]},
+        "toycaption": {"pairs": 4, "mean": 0.05, "median": 0.02, "fraction_above": 0.75, "differences": [0.0, 0.02, 0.03, 0.15]}}}))
     out = tmp_path / "RESULTS.md"
     out.write_text("stale report\n## Discussion\nkept as written\n")
     results.write(str(save), str(out), str(tmp_path / "figures"))
@@ -126,7 +134,16 @@ def test_the_report_states_pairs_verdicts_and_what_is_not_run(tmp_path, monkeypa
     assert "held-out" in table3 and "**reproduced**" in table3
     assert "Not run yet: `python -m b2diffurl.toyworld benchmark --part fig8`" in text, "Fig. 8's part is named"
     assert "| DDPO | toy2 | 0/5 | 2/5 |" in text, "seeds 1 (base 75%) and 4 end below their base model"
+    assert "Fig. 5 on toy3, toy1 uses the picks made on toy2." in text
     assert text.rstrip().endswith("kept as written") and "stale report" not in text.split("## Discussion")[0]
+    gains = [caption[s] - 0.7 for s in protocol.FINAL_SEEDS]
+    g = sum(gains) / 5
+    gse = (sum((x - g) ** 2 for x in gains) / 4) ** 0.5 / 5 ** 0.5
+    held_out = next(line for line in text.splitlines() if line.startswith("| held-out |"))
+    assert f"+{g * 100:.1f} pts ± {gse * 100:.1f} (n=5)" in held_out and "**reproduced**" in held_out
+    assert "| toycaption | 4 | 0.0500 | 0.0200 | 75.0% |" in text and "| clipscore | 4 | 0.0040 | 0.0030 | 0.0% |" in text
+    # paired over the 4 pairs: above-threshold flags (0,1,1,1) - (0,0,0,0): mean 0.75, SE 0.5 / 2 = 0.25, z 3.0
+    assert "toycaption - clipscore, paired over the same pairs: +75.0 pts ± 25.0 (n=4) (z +3.0): **reproduced**" in text
 
 
 def test_final_parts_wait_for_the_grid(tmp_path):
@@ -149,8 +166,8 @@ def test_runs_at_once_share_the_cores_and_a_failed_run_is_named(tmp_path, monkey
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     threads = max(1, (os.cpu_count() or 1) // 2)
     assert benchmark.threads_per_run(2) == threads
-    fake = tmp_path / "fake_driver.sh"  # stands in for run_process.sh: records its threads, takes 2 s
-    fake.write_text('echo "$ExpName $OMP_NUM_THREADS" >> "$SavePath/seen.txt"; echo "output of $ExpName"; sleep 2; [ "$ExpName" != bad ]\n')
+    fake = tmp_path / "fake_driver.sh"  # stands in for run_process.sh: records its threads, takes 2 s ("bad" fails at once)
+    fake.write_text('echo "$ExpName $OMP_NUM_THREADS" >> "$SavePath/seen.txt"; echo "output of $ExpName"; [ "$ExpName" != bad ] || exit 1; sleep 2\n')
     save = tmp_path / "bench"
     save.mkdir()
 

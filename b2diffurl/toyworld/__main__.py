@@ -5,7 +5,7 @@
     python -m b2diffurl.toyworld build --only clip    train only the CLIP reward again (7-16 min), same reward
     python -m b2diffurl.toyworld remeasure            redo quality.json of the built weights (metrics changed)
     python -m b2diffurl.toyworld verify               check the committed model against SHA256SUMS, print quality.json
-    python -m b2diffurl.toyworld benchmark [--part all|grid|fig5|fig7|fig8] [--quick] [--report]
+    python -m b2diffurl.toyworld benchmark [--part all|grid|fig5|fig7|fig8|caption|f1] [--quick] [--report]
                                                       the paper's experiments on the toy world under the fixed
                                                       protocol of b2diffurl/toyworld/protocol.py (resumable),
                                                       writes docs/RESULTS.md and docs/figures/toy_benchmark/
@@ -139,9 +139,10 @@ def main(argv):
                    help="clip: train only the CLIP reward again, on the built model's VAE and dataset settings (its "
                         "quality.json); the diffusion model is kept")
     m = commands.add_parser("benchmark", help="the paper's experiments on the toy world (protocol: b2diffurl/toyworld/protocol.py); writes docs/RESULTS.md")
-    m.add_argument("--part", default="all", choices=["all", "grid", "fig5", "fig7", "fig8"],
+    m.add_argument("--part", default="all", choices=["all", "grid", "fig5", "fig7", "fig8", "caption", "f1"],
                    help="grid (learning rates, first), fig5 (B2-DiffuRL vs DDPO: Fig. 5, Table 3), fig7 (BPT-only: Fig. 7, Table 1), "
-                        "fig8 (PG, DPOK, DPO: Fig. 8, Table 2); all: every part in that order")
+                        "fig8 (PG, DPOK, DPO: Fig. 8, Table 2), caption (B2-DiffuRL trained on the captioning reward: Fig. 7a's "
+                        "second reward), f1 (App. F.1's stability study, no training); all: every part in that order")
     m.add_argument("--quick", action="store_true", help="B2-DiffuRL vs DDPO, 2 seeds, 4 rounds (under 30 min); report in SAVE_PATH/quick/")
     m.add_argument("--report", action="store_true", help="only rewrite the report and figures from the run folders that exist")
     m.add_argument("--save-path", default="./model/toy_benchmark", help="folder of the run folders (resumable)")

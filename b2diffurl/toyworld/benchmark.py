@@ -180,6 +180,7 @@ def planned(save_path, part, seeds, picks, quick=False):
         runs, rounds, interval, kind = [(label, protocol.MAIN_TEMPLATE) for label in protocol.QUICK["methods"]], protocol.QUICK["rounds"], protocol.QUICK["eval_interval"], "quick"
     else:
         runs, rounds, interval, kind = PARTS[part].runs, protocol.FINAL_ROUNDS, protocol.EVAL_INTERVAL, "final"
+        picks = {**picks, **{label: picks[other] for label, other in protocol.LR_FROM.items() if other in picks}}
         missing = sorted({label for label, _ in runs if label not in picks})
         if missing:
             raise BenchmarkError(f"--part {part}: no learning rate picked yet for {', '.join(missing)}: run --part grid first "
@@ -190,7 +191,34 @@ def planned(save_path, part, seeds, picks, quick=False):
             for seed in seeds for label, template in runs]
 
 
+def f1_dir(save_path):
+    """The stability study's round folder (python -m b2diffurl.stability writes stability.json there)."""
+    return os.path.join(save_path, "f1", "base", f"stability_k{protocol.F1_STEPS}")
+
+
+def run_f1(save_path):
+    """App. F.1 on the base model: python -m b2diffurl.stability with the protocol's settings (resumable:
+    the sampled images are reused)."""
+    command = [sys.executable, "-m", "b2diffurl.stability", "--config", f"{REPO_ROOT}/config/stage_process.py:toy",
+               "--config.save_path", os.path.join(save_path, "f1"), "--config.exp_name", "base",
+               "--config.prompt_file", os.path.join(REPO_ROOT, protocol.prompt_file(protocol.MAIN_TEMPLATE)),
+               "--config.seed", str(protocol.SEED_STRIDE * 7), "--steps", str(protocol.F1_STEPS), "--groups", str(protocol.F1_GROUPS),
+               "--rewards", ",".join(protocol.F1_REWARDS), "--threshold", str(protocol.F1_THRESHOLD)]
+    started = time.time()
+    proc = subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BenchmarkError(f"the stability study failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+    print(proc.stdout.strip(), flush=True)
+    return time.time() - started
+
+
 def run_part(save_path, part, seeds, quick=False, jobs=1):
+    if part == "f1":
+        wall = run_f1(save_path)
+        timings = read_timings(save_path)
+        timings["parts"]["f1"] = {"wall_seconds": round(wall, 1), "jobs": 1, "threads": threads_per_run(1)}
+        records.write_json(os.path.join(save_path, "timings.json"), timings)
+        return
     picks = read_picks(save_path)
     plan = planned(save_path, part, seeds, picks, quick)
     wall, worked = run_plan(save_path, plan, jobs)

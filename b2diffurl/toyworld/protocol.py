@@ -24,6 +24,7 @@ toy world open; the choices made here, each next to its setting:
   base model's.
 """
 
+import re
 from dataclasses import dataclass, field
 
 BATCH_SIZE = 8  # prompts per sampling batch (the toy preset's)
@@ -52,6 +53,14 @@ FIG5_TEMPLATES = ("toy2", "toy3", "toy1")
 MAIN_TEMPLATE = "toy2"  # the grid, Fig. 7, Fig. 8 and Tables 1-3
 
 
+# B2-DiffuRL trained on the toy captioning reward (b2diffurl.rewards.toycaption), BERTScore's stand-in
+CAPTION_METHOD = "B2-DiffuRL (caption reward)"
+# App. F.1: the stability study (python -m b2diffurl.stability) on the base model, MAIN_TEMPLATE's training
+# prompts: groups of 2 branches differing only in the last F1_STEPS steps, F1_GROUPS groups, the paper's threshold
+F1_STEPS, F1_GROUPS, F1_THRESHOLD = 1, 256, 0.01
+F1_REWARDS = ("clipscore", "toycaption")
+
+
 @dataclass(frozen=True)
 class Method:
     """One method of the benchmark: config presets after ``toy`` and run_process.sh variables that
@@ -64,7 +73,8 @@ class Method:
 
     @property
     def slug(self):
-        return self.label.lower().replace("-", "_").replace("+", "_").replace(" ", "_")
+        """The label as a folder name: "B2-DiffuRL+PG" -> "b2_diffurl_pg"."""
+        return re.sub(r"[^a-z0-9]+", "_", self.label.lower()).strip("_")
 
 
 def _vanilla(presets, split_time=1):
@@ -89,8 +99,13 @@ METHODS = {
         Method("B2-DiffuRL+DPOK", *_branched(",dpok"), "Ours + DPOK"),
         Method("DPO", *_vanilla(",ddpo,dpo", split_time=2), "vanilla DPO (pairs sharing x_T)"),
         Method("B2-DiffuRL+DPO", *_branched(",dpo"), "Ours + DPO"),
+        Method(CAPTION_METHOD, *_branched(",toycaption"), "B2-DiffuRL on BERTScore (Fig. 7a)"),
     )
 }
+# methods with a learning rate of their own from the grid; the captioning-reward run takes B2-DiffuRL's
+# (it plays the paper's BERTScore run, which used the CLIPScore run's settings): LR_FROM
+GRID_METHODS = tuple(label for label in METHODS if label != CAPTION_METHOD)
+LR_FROM = {CAPTION_METHOD: "B2-DiffuRL"}
 # Fig. 8 / Table 2: (algorithm, vanilla method, with B2-DiffuRL); PPO's pair is DDPO / B2-DiffuRL
 ALGORITHM_PAIRS = (
     ("PPO", "DDPO", "B2-DiffuRL"),
@@ -119,6 +134,7 @@ METRIC_NAMES = {
     "clipscore_mean": "CLIPScore (reward)",
     "inception_score_per_prompt": "per-prompt IS",
     "background_entropy": "background entropy (bits)",
+    "toycaption_mean": "captioning score (BERTScore's stand-in)",
 }
 PERCENT = {"alignment_mean"}
 
@@ -133,6 +149,9 @@ def claims():
     out += [
         Claim("Fig. 7a", "B2-DiffuRL (BPT + BS) beats BPT alone", "alignment_mean", "train", "B2-DiffuRL", "BPT-only"),
         Claim("Fig. 7a", "BPT alone beats DDPO", "alignment_mean", "train", "BPT-only", "DDPO"),
+        # Fig. 7a's second panel: the same runs (trained on CLIPScore) judged by the captioning score
+        Claim("Fig. 7a", "B2-DiffuRL (BPT + BS) beats BPT alone", "toycaption_mean", "train", "B2-DiffuRL", "BPT-only"),
+        Claim("Fig. 7a", "BPT alone beats DDPO", "toycaption_mean", "train", "BPT-only", "DDPO"),
         Claim("Fig. 7b", "B2-DiffuRL keeps more diversity than DDPO", "inception_score_per_prompt", "train", "B2-DiffuRL", "DDPO"),
         Claim("Fig. 7b", "B2-DiffuRL keeps more diversity than DDPO", "background_entropy", "train", "B2-DiffuRL", "DDPO"),
     ]
@@ -160,15 +179,17 @@ class Part:
 PARTS = {
     p.name: p for p in (
         Part("grid", "learning-rate grid (selection seeds, training prompts only)",
-             tuple((label, MAIN_TEMPLATE) for label in METHODS)),
+             tuple((label, MAIN_TEMPLATE) for label in GRID_METHODS)),
         Part("fig5", "Fig. 5 and Table 3: B2-DiffuRL vs DDPO",
              tuple((label, t) for t in FIG5_TEMPLATES for label in ("B2-DiffuRL", "DDPO"))),
         Part("fig7", "Fig. 7 and Table 1: BPT-only (with fig5's B2-DiffuRL and DDPO)", (("BPT-only", MAIN_TEMPLATE),)),
         Part("fig8", "Fig. 8 and Table 2: PG, DPOK and DPO, vanilla and with B2-DiffuRL",
              tuple((label, MAIN_TEMPLATE) for label in ("PG", "B2-DiffuRL+PG", "DPOK", "B2-DiffuRL+DPOK", "DPO", "B2-DiffuRL+DPO"))),
+        Part("caption", "Fig. 7a's second reward: B2-DiffuRL trained on the captioning reward", ((CAPTION_METHOD, MAIN_TEMPLATE),)),
+        Part("f1", "App. F.1: reward stability on near-identical images (the base model; no training)", ()),
     )
 }
-FINAL_PARTS = ("fig5", "fig7", "fig8")
+FINAL_PARTS = ("fig5", "fig7", "fig8", "caption", "f1")
 # --quick: the pipeline end to end in under 30 minutes on 2 CPU cores (B2-DiffuRL vs DDPO, 2 seeds, 4 rounds)
 QUICK = {"methods": ("B2-DiffuRL", "DDPO"), "seeds": (1, 2), "rounds": 4, "eval_interval": 2}
 

@@ -23,7 +23,7 @@ FIGURE_SETS = {
 # images shown under each paper item: (figure set, file)
 ITEM_IMAGES = {
     "Fig. 5": [(f"fig5_{t}", image) for t in protocol.FIG5_TEMPLATES for image in ("curve_train_alignment.png", "curve_train.png")],
-    "Fig. 7a": [("fig7", "curve_train_alignment.png")],
+    "Fig. 7a": [("fig7", "curve_train_alignment.png"), ("fig7", "fig7a_train.png")],
     "Fig. 7b": [("fig7", "curve_train_background_entropy.png"), ("fig7", "bars_train.png")],
     "Fig. 8": [("fig8", "curve_train_alignment.png"), ("fig8", "bars_train.png")],
     "Table 3": [(f"fig5_{protocol.MAIN_TEMPLATE}", "curve_test_alignment.png"), (f"fig5_{protocol.MAIN_TEMPLATE}", "curve_test.png")],
@@ -122,7 +122,7 @@ def grid_section(save_path):
     by_cell = {}
     for label, lr, seed, run_dir in runs:
         by_cell.setdefault((label, lr), []).append(run_dir)
-    for label in METHODS:
+    for label in protocol.GRID_METHODS:
         cells = []
         for lr in protocol.LR_GRID:
             dirs = by_cell[(label, lr)]
@@ -182,13 +182,74 @@ def timings_lines(save_path):
             f"total {total / 3600:.2f} h."]
 
 
+def caption_lines(finals):
+    """Fig. 7a's second reward: B2-DiffuRL trained on the captioning reward; per seed its alignment at the
+    budget minus the base model's (the same evaluation images), mean ± SE over seeds, and a verdict."""
+    label, template = protocol.CAPTION_METHOD, protocol.MAIN_TEMPLATE
+    rerun = f"{COMMAND} --part caption"
+    if not finals.has(label, template):
+        return [f"Training on the captioning reward: not run yet (`{rerun}`).", ""]
+    lines = [f"Training on the captioning reward ({label}: `toy,toycaption`, B2-DiffuRL's picked learning rate): alignment "
+             "(detector) at the budget minus the base model's, per seed on the same evaluation images; mean ± SE over seeds. The "
+             "paper trains on BERTScore as on CLIPScore; here the claim is that the soft captioning score leads to exact captions.", "",
+             "| Prompts | last - base | z | Verdict |", "|---|---|---|---|"]
+    for prompt_set in ("train", "test"):
+        gains = {}
+        for seed in finals.seeds:
+            run_dir = finals.dir(label, template, seed)
+            last, base = at_budget(run_dir, prompt_set, finals.budget), base_eval(run_dir, prompt_set)
+            if last is not None and base is not None and last["reward_queries"] == finals.budget:
+                gains[seed] = last["alignment_mean"] - base["alignment_mean"]
+        mean, se, n = mean_se(gains.values())
+        verdict = protocol.verdict(mean, se, n) if n else f"waits for `{rerun}`"
+        z = f"{mean / se:+.1f}" if se else "-"
+        lines.append(f"| {'training' if prompt_set == 'train' else 'held-out'} | {fmt_se(mean, se, n, 'alignment_mean', signed=True)} | {z} | **{verdict}** |")
+    return lines + [""]
+
+
+def f1_lines(save_path, figures_dir, rel):
+    """App. F.1: the stability study's numbers, the paired difference of the two rewards' unstable shares, the plot."""
+    import shutil
+
+    from b2diffurl.toyworld.benchmark import f1_dir
+
+    path = os.path.join(f1_dir(save_path), "stability.json")
+    if not os.path.isfile(path):
+        return [f"Not run yet: `{COMMAND} --part f1`.", ""]
+    data = records.read_json(path)
+    threshold = protocol.F1_THRESHOLD
+    lines = [f"The paper (App. F.1, Fig. 12a): images that differ only in the last denoising step get scores more than "
+             f"{threshold:g} apart far more often under BERTScore than under CLIPScore, so B2-DiffuRL trains on CLIPScore. Here: "
+             f"{data['groups']} groups, each a prompt drawn from {protocol.MAIN_TEMPLATE}'s training list and sampled into {data['branches']} "
+             f"branches that share all but the last {data['steps']} step(s), by the base model; every pair scored by both rewards.", "",
+             f"| Reward | pairs | mean \|difference\| | median | share above {threshold:g} |", "|---|---|---|---|---|"]
+    rewards = data["rewards"]
+    for name, entry in rewards.items():
+        lines.append(f"| {name} | {entry['pairs']} | {entry['mean']:.4f} | {entry['median']:.4f} | {entry['fraction_above']:.1%} |")
+    if len(rewards) == 2:
+        (a, ea), (b, eb) = reversed(list(rewards.items()))  # captioning score first: the paper's direction is a - b > 0
+        flags = [(x > threshold) - (y > threshold) for x, y in zip(ea["differences"], eb["differences"])]
+        mean, se, n = mean_se(flags)
+        verdict = protocol.verdict(mean, se, n)
+        lines += ["", f"Share above {threshold:g}, {a} - {b}, paired over the same pairs: {fmt_se(mean, se, n, 'alignment_mean', signed=True)}"
+                      f" (z {mean / se:+.1f}): **{verdict}**." if se else f"Share above {threshold:g}, {a} - {b}: {mean:+.3f} (no spread): **{verdict}**."]
+    image = os.path.join(f1_dir(save_path), "stability.png")
+    if os.path.isfile(image):
+        os.makedirs(os.path.join(figures_dir, "f1"), exist_ok=True)
+        shutil.copyfile(image, os.path.join(figures_dir, "f1", "stability.png"))
+        lines += ["", f"![App. F.1: score differences of near-identical pairs]({rel}/f1/stability.png)"]
+    return lines + [""]
+
+
 def protocol_lines(kind, rounds, eval_interval, seeds):
     budget = rounds * protocol.QUERIES_PER_ROUND
     methods = "; ".join(f"{m.label}: `toy{m.presets}`" + (f" with {', '.join(f'{k}={v}' for k, v in m.variables.items())}" if m.variables else "")
                         for m in METHODS.values())
     return [
         "Fixed in `b2diffurl/toyworld/protocol.py` before the final runs; restated here.", "",
-        "- Model: the committed toy world (`b2diffurl/toyworld/model`); reward: its CLIP (CLIPScore); alignment: the colour-blob "
+        "- Model: the committed toy world (`b2diffurl/toyworld/model`); reward: its CLIP (CLIPScore), or for the caption part the "
+        "captioning score (`toycaption`: the detector's caption against the prompt by BERTScore's recall), which every evaluation "
+        "also reports (Fig. 7a's second panel); alignment: the colour-blob "
         "detector (`b2diffurl.toyworld.score`), which never saw the reward. Diversity: the per-prompt Inception Score and the "
         "background entropy (bits) of each prompt's images.",
         f"- Methods (config presets): {methods}. Every method scores {protocol.QUERIES_PER_ROUND} images a round, so equal rounds "
@@ -196,7 +257,8 @@ def protocol_lines(kind, rounds, eval_interval, seeds):
         f"- Learning rate: per method from the grid {', '.join(protocol.lr_text(lr) for lr in protocol.LR_GRID)}, picked by the mean "
         f"training-prompt alignment over the selection seeds {', '.join(map(str, protocol.SELECTION_SEEDS))} after {protocol.GRID_ROUNDS} rounds "
         "(ties to the smaller rate). Grid runs evaluate the training prompts only (`EvalSets=train`): the held-out list is never looked at "
-        f"before the final runs. Fig. 5 on {', '.join(t for t in protocol.FIG5_TEMPLATES if t != protocol.MAIN_TEMPLATE)} uses the picks made on {protocol.MAIN_TEMPLATE}." + (" **Quick run:** the grid's picks when present, else the toy preset's rate." if kind == "quick" else ""),
+        f"before the final runs. {protocol.CAPTION_METHOD} (part caption) has no grid of its own: it takes B2-DiffuRL's rate, as the "
+        f"paper's BERTScore runs took the CLIPScore runs' settings. Fig. 5 on {', '.join(t for t in protocol.FIG5_TEMPLATES if t != protocol.MAIN_TEMPLATE)} uses the picks made on {protocol.MAIN_TEMPLATE}." + (" **Quick run:** the grid's picks when present, else the toy preset's rate." if kind == "quick" else ""),
         f"- {'Quick' if kind == 'quick' else 'Final'} runs: seeds {', '.join(map(str, seeds))} (run_process.sh's Seed = "
         f"{protocol.SEED_STRIDE} x seed; the same for every method, so differences are paired), {rounds} rounds = {budget} reward queries, "
         f"both prompt sets evaluated on {protocol.EVAL_IMAGES} images each, on fixed seeds (the same images' noise for every policy), every {eval_interval} rounds and after the last; "
@@ -252,11 +314,17 @@ def write(save_path, out, figures_dir, quick=False):
             rerun = f"{COMMAND} --quick" if finals.kind == "quick" else f"{COMMAND} --part {part}"
             lines += [f"Runs started, none at {finals.budget} reward queries yet: rerun `{rerun}` to finish them."
                       if started else f"Not run yet: `{COMMAND} --part {part}`" + (" (and fig5)" if part == "fig7" else "") + ".", ""]
+            if item == "Fig. 7a" and not quick:
+                lines += caption_lines(finals)
             continue
         lines += [*rows, ""]
+        if item == "Fig. 7a" and not quick:
+            lines += caption_lines(finals)
         images = [f"![{item}: {name}, {image}]({rel}/{name}/{image})" for name, image in ITEM_IMAGES.get(item, [])
                   if name in drawn and os.path.isfile(os.path.join(figures_dir, name, image))]
         lines += [*images, ""] if images else []
+    if not quick:
+        lines += ["## App. F.1", "", *f1_lines(save_path, figures_dir, rel)]
     lines += ["## Stability", "", *stability_section(finals)]
     counts = {v: all_verdicts.count(v) for v in sorted(set(all_verdicts))}
     lines += ["## Summary", "", "Verdicts over every claim tested: " + (", ".join(f"{v} {c}" for v, c in counts.items()) or "none yet") + ".", "",

@@ -120,7 +120,7 @@ def _scratch(folder):
         "bertscore_hub": f"config.reward.name = 'bertscore'\nconfig.reward.build_tiny_text = False\nconfig.reward.captioner = 'someone/not-cached-llava'\nconfig.reward.bertscore_model = {str(folder / 'encoder')!r}",
         "bertscore_folder": f"config.reward.name = 'bertscore'\nconfig.reward.build_tiny_text = False\nconfig.reward.captioner = {str(folder / 'encoder')!r}\nconfig.reward.bertscore_model = {str(folder / 'empty_model')!r}",
         "eval_metric": "config.evaluate.metrics = 'bertscore,bleu'",
-        "eval_metric_hub": "config.evaluate.metrics = 'bertscore'\nconfig.reward.build_tiny_text = False\nconfig.reward.captioner = 'someone/not-cached-llava'",
+        "eval_metric_hub": f"config.evaluate.metrics = 'bertscore'\nconfig.reward.build_tiny_text = False\nconfig.reward.captioner = 'someone/not-cached-llava'\nconfig.reward.bertscore_model = {str(folder / 'encoder')!r}",
         "eta": "config.sample.eta = 0.0",
         "bf16_latents": "config.sample.latent_dtype = 'bf16'",
     }.items():

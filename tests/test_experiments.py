@@ -46,12 +46,12 @@ def test_every_objective_runs_the_full_loop(tmp_path, presets, algorithm):
 # test_run_process.py). Measured on 2026-11-30 at one thread (as a worker of pytest -n 2 runs it) with
 # the releases' settings (DPOK: weights 1000 / 0.1, ratio clamped to 1 +- 1e-4; DPO: the frozen base model
 # as reference, ratios clamped to 1 +- 0.1), after rounds 1..6: DPOK +0.010, 0.020, 0.023, 0.025, 0.013,
-# 0.019 (3.7, 7.4, 8.5, 9.0, 4.8, 6.7 SE), so 4 rounds; DPO +0.002, 0.002, 0.012, 0.012, 0.026, 0.038
+# 0.019 (3.7, 7.4, 8.5, 9.0, 4.8, 6.7 SE), so 3 rounds; DPO +0.002, 0.002, 0.012, 0.012, 0.026, 0.038
 # (0.8, 0.8, 4.2, 4.2, 9.4, 14.1 SE), so 6.
 # DPO trains only on branch groups whose best and worst were both selected; on one prompt the three
 # branches of a group score nearly alike next to the spread between groups, so with thresholds
 # +-0.5 no group qualifies and nothing is trained. Thresholds 0 / 0 give it a few pairs per round.
-LEARNS = {"dpok": (0.01, 5.0, {"StageCnt": 4}), "dpo": (0.01, 5.0, {"StageCnt": 6, "PosThreshold": 0, "NegThreshold": 0})}
+LEARNS = {"dpok": (0.01, 5.0, {"StageCnt": 3}), "dpo": (0.01, 5.0, {"StageCnt": 6, "PosThreshold": 0, "NegThreshold": 0})}
 
 
 @pytest.mark.slow

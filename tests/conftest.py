@@ -215,7 +215,8 @@ def reward_gain(lora_dir, prompts, preset="tiny", images=64):
 # ones first keeps one of them from running alone at the end. Seconds on 2 cores, one test at a time
 # (--durations); a test not named here counts 50 s when marked slow, else 0.
 LONG_TESTS = {
-    "test_toymodel.py::test_the_quick_start_ends_above_the_base_model": 1200,
+    "test_toymodel.py::test_the_quick_start_ends_above_the_base_model": 1200,  # long (-m long)
+    "test_toymodel.py::test_the_captioning_reward_trains": 1200,  # long
     "test_experiments.py::test_two_experiments_evaluate_and_plot": 360,
     "test_experiments.py::test_dpok_and_dpo_learn": 300,
     "test_run_process.py::test_the_loop_learns_resumes_and_reruns_for_free": 300,

@@ -290,9 +290,10 @@ def write(save_path, out, figures_dir, quick=False):
             drawn.add(name)
     rel = os.path.relpath(figures_dir, os.path.dirname(out))
     title = "Quick check" if quick else "Results"
-    command = f"{COMMAND} --quick" if quick else f"{COMMAND} --part all   # or --part grid, then fig5, fig7, fig8"
+    command = f"{COMMAND} --quick" if quick else f"{COMMAND} --part all"
+    parts = "" if quick else " (or its parts one by one: grid, then " + ", ".join(protocol.FINAL_PARTS) + ")"
     lines = [f"# {title}: the paper in miniature on the toy world", "",
-             f"Written by `{command}`; every number comes from the run folders under "
+             f"Written by `{command}`{parts}; every number comes from the run folders under "
              f"`{os.path.relpath(save_path, REPO_ROOT) if save_path.startswith(REPO_ROOT) else save_path}`.", "",
              "## Protocol", "", *protocol_lines(kind, rounds, interval, seeds), "", "## Learning-rate grid", "", *grid_section(save_path)]
     base_lines = []

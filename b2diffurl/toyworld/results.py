@@ -169,8 +169,14 @@ def timings_lines(save_path):
         run_seconds.setdefault(key.split(os.sep)[0], []).append(seconds)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
     texts, total = [], 0.0
+    parts = timings["parts"]
     for part, seconds in sorted(run_seconds.items()):
-        entry = timings["parts"].get(part)
+        entry = parts.get(part)
+        finals = [parts[p] for p in protocol.FINAL_PARTS if p in parts and p != "f1"]
+        if entry is None and part == "final" and finals:  # the final parts' runs share the folder final/
+            entry = {"wall_seconds": sum(e["wall_seconds"] for e in finals),
+                     "jobs": "/".join(sorted({str(e["jobs"]) for e in finals})),
+                     "threads": "/".join(sorted({str(e["threads"]) for e in finals}))}
         if entry:
             total += entry["wall_seconds"]
             texts.append(f"{part} {entry['wall_seconds'] / 3600:.2f} h ({len(seconds)} runs, {entry['jobs']} at a time, "
@@ -178,6 +184,9 @@ def timings_lines(save_path):
         else:  # timed before parts were: the runs one after another
             total += sum(seconds)
             texts.append(f"{part} {sum(seconds) / 3600:.2f} h ({len(seconds)} runs, one at a time)")
+    if "f1" in parts:  # the stability study: no training runs
+        total += parts["f1"]["wall_seconds"]
+        texts.append(f"f1 {parts['f1']['wall_seconds'] / 60:.1f} min (the stability study)")
     return [f"- Machine: {machine}.", f"- Wall time (runs and their evaluations): {', '.join(texts) or 'nothing run yet'}; "
             f"total {total / 3600:.2f} h."]
 

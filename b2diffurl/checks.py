@@ -316,7 +316,7 @@ def check_evaluation(c, with_prompts, train_prompts=NOT_CHECKED):
     c.integer("evaluate.interval", 0, hint=" (0 = no evaluation during training)")
     alignment = evaluate.get("alignment", "")
     c.require(alignment in ALIGNMENT_METRICS, "evaluate.alignment", alignment, f"is not known: use one of {list(ALIGNMENT_METRICS)}")
-    metrics = [n.strip() for n in str(evaluate.get("metrics", "")).split(",") if n.strip()]
+    metrics = eval_metrics(config)
     unknown = [n for n in metrics if n not in REWARD_NAMES]
     c.require(not unknown, "evaluate.metrics", evaluate.get("metrics", ""),
               f"names {', '.join(map(repr, unknown))}, which is no reward: use reward names, comma-separated, from {list(REWARD_NAMES)}")
@@ -351,6 +351,13 @@ def check_evaluation(c, with_prompts, train_prompts=NOT_CHECKED):
             f"needs 2): use at least {2 * n_prompts}",
         )
     return found
+
+
+def eval_metrics(config):
+    """``evaluate.metrics`` as a list of names, in order, without repeats ("bertscore, clipscore" ->
+    ["bertscore", "clipscore"]); checked against the rewards by :func:`check_evaluation`."""
+    names = [n.strip() for n in str(config.evaluate.get("metrics", "")).split(",") if n.strip()]
+    return list(dict.fromkeys(names))
 
 
 def check_config(config, num_processes=1, eval_prompts=None):
@@ -519,7 +526,7 @@ def _model_problems(config):
             problems.append(ConfigError("pretrained.model", model, reason + ", or point pretrained.model at a local diffusers folder"))
     reward = config.reward
     names = reward_components(reward.name)
-    metrics = [n.strip() for n in str(config.evaluate.get("metrics", "")).split(",")]
+    metrics = eval_metrics(config)
     if ("bertscore" in names or "bertscore" in metrics) and not reward.build_tiny_text:
         for field in ("captioner", "bertscore_model"):
             if not os.path.isdir(reward[field]):

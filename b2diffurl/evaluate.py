@@ -206,8 +206,9 @@ def sample_images(pipeline, prompts, config, accelerator=None):
 def metric_names(config):
     """``evaluate.metrics`` as a list of reward names, in order, without repeats and without clipscore
     (always reported): "bertscore, clipscore" -> ["bertscore"]."""
-    names = [n.strip() for n in config.evaluate.get("metrics", "").split(",") if n.strip()]
-    return [n for n in dict.fromkeys(names) if n != "clipscore"]
+    from b2diffurl.checks import eval_metrics
+
+    return [n for n in eval_metrics(config) if n != "clipscore"]
 
 
 class Judge:

@@ -95,7 +95,7 @@ def test_the_report_states_pairs_verdicts_and_what_is_not_run(tmp_path, monkeypa
     with their command."""
     from b2diffurl.toyworld import benchmark, protocol, results
 
-    monkeypatch.setattr(benchmark, "draw_figures", lambda *a, **k: [])
+    monkeypatch.setattr(results, "draw_figures", lambda *a, **k: [])
     save = tmp_path / "bench"
     for label in protocol.METHODS:
         for lr in protocol.LR_GRID:
@@ -167,29 +167,70 @@ def test_runs_at_once_share_the_cores_and_a_failed_run_is_named(tmp_path, monkey
     threads = max(1, (os.cpu_count() or 1) // 2)
     assert benchmark.threads_per_run(2) == threads
     fake = tmp_path / "fake_driver.sh"  # stands in for run_process.sh: records its threads, takes 2 s ("bad" fails at once)
-    fake.write_text('echo "$ExpName $OMP_NUM_THREADS" >> "$SavePath/seen.txt"; echo "output of $ExpName"; [ "$ExpName" != bad ] || exit 1; sleep 2\n')
+    fake.write_text(f'echo "$ExpName $OMP_NUM_THREADS" >> "{tmp_path}/seen.txt"; echo "output of $ExpName"; [ "$ExpName" != bad ] || exit 1; sleep 2\n')
     save = tmp_path / "bench"
     save.mkdir()
 
     def plan(names):
-        return [(f"run {n}", str(save / "part" / n), {**os.environ, "ExpName": n, "SavePath": str(save)}) for n in names]
+        return [benchmark.planned_run(f"run {n}", str(save / "part" / n), {"ExpName": n}) for n in names]
 
     wall, worked = benchmark.run_plan(str(save), plan("abc"), jobs=2, command=("bash", str(fake)))
     assert 4 <= wall < 6, f"3 runs of 2 s, 2 at a time (one after another: 6 s or more): {wall:.1f} s"
     assert not worked, "no run took over 20 s"
-    assert sorted((save / "seen.txt").read_text().split("\n")[:-1]) == [f"{n} {threads}" for n in "abc"]
+    assert sorted((tmp_path / "seen.txt").read_text().split("\n")[:-1]) == [f"{n} {threads}" for n in "abc"]
     timings = benchmark.read_timings(str(save))
     assert sorted(timings["runs"]) == [os.path.join("part", n) for n in "abc"] and all(2 <= t < 4 for t in timings["runs"].values())
     assert "output of b" in (save / "logs" / "part" / "b.log").read_text()
 
-    (save / "seen.txt").unlink()
+    (tmp_path / "seen.txt").unlink()
     with pytest.raises(benchmark.BenchmarkError) as err:
         benchmark.run_plan(str(save), plan(["a", "bad", "c"]), jobs=2, command=("bash", str(fake)))
     assert str(err.value) == f"failed: run bad (exit 1; its output: {save / 'logs' / 'part' / 'bad.log'}); 1 run(s) not finished"
-    assert sorted((save / "seen.txt").read_text().split()) == sorted(["a", "bad", str(threads), str(threads)]), "c never started"
+    assert sorted((tmp_path / "seen.txt").read_text().split()) == sorted(["a", "bad", str(threads), str(threads)]), "c never started"
 
     timings["parts"]["part"] = {"wall_seconds": 7200.0, "jobs": 2, "threads": threads}
     timings["runs"] = {os.path.join("part", n): 5400.0 for n in "abc"}
     (save / "timings.json").write_text(json.dumps(timings))
     line = results.timings_lines(str(save))[1]
     assert line == f"- Wall time (runs and their evaluations): part 2.00 h (3 runs, 2 at a time, {threads} thread(s) each; 4.50 h of run time); total 2.00 h.", line
+
+
+def test_finished_runs_are_recorded_and_never_run_again(tmp_path):
+    """With a record folder, a finished run's evaluations, progress and settings (and nothing else) are
+    copied there with record.json; a second plan skips recorded runs without starting them; a record
+    whose protocol variables differ stops the plan before anything starts, naming the variable; the
+    report's wall times and machine come from the records."""
+    from b2diffurl.toyworld import benchmark, ledger, results
+
+    fake = tmp_path / "fake_driver.sh"  # a run: its files as run_process.sh leaves them, plus a sample that is not recorded
+    fake.write_text(f'set -e; d="$SavePath/$ExpName"; echo "$ExpName" >> "{tmp_path}/seen.txt"\n'
+                    'mkdir -p "$d/base/eval" "$d/round_000/eval" "$d/round_000/samples"\n'
+                    'echo "round,reward_queries,approx_kl" > "$d/progress.csv"; echo "0,96,0.001" >> "$d/progress.csv"\n'
+                    'echo "{}" > "$d/settings.json"; echo "{\\"reward_queries\\": 0}" > "$d/base/eval/train.json"\n'
+                    'echo "{\\"reward_queries\\": 96, \\"lr\\": \\"$LR\\"}" > "$d/round_000/eval/train.json"; echo x > "$d/round_000/samples/0.bin"\n')
+    save, record = tmp_path / "work", tmp_path / "record"
+
+    def plan(lr):
+        return [benchmark.planned_run(f"run {n}", str(save / "grid" / n), {"ExpName": n, "LR": lr}) for n in "ab"]
+
+    benchmark.run_plan(str(save), plan("1e-3"), jobs=2, command=("bash", str(fake)), record_root=str(record))
+    files = sorted(str(p.relative_to(record / "grid" / "a")) for p in (record / "grid" / "a").rglob("*") if p.is_file())
+    assert files == ["base/eval/train.json", "progress.csv", "record.json", "round_000/eval/train.json", "settings.json"], files
+    entry = json.loads((record / "grid" / "b" / "record.json").read_text())
+    assert entry["variables"] == {"ExpName": "b", "LR": "1e-3"} and entry["machine"] == ledger.machine()
+    assert json.loads((record / "grid" / "b" / "round_000" / "eval" / "train.json").read_text())["lr"] == "1e-3"
+    assert not list(record.rglob("*.partial"))
+
+    benchmark.run_plan(str(save), plan("1e-3"), jobs=2, command=("bash", str(fake)), record_root=str(record))
+    assert sorted((tmp_path / "seen.txt").read_text().split()) == ["a", "b"], "recorded runs are not started again"
+    with pytest.raises(benchmark.BenchmarkError) as err:
+        benchmark.run_plan(str(save), plan("2e-3"), jobs=2, command=("bash", str(fake)), record_root=str(record))
+    assert "LR recorded 1e-3, planned 2e-3" in str(err.value) and str(record / "grid" / "a") in str(err.value)
+    assert sorted((tmp_path / "seen.txt").read_text().split()) == ["a", "b"], "nothing started"
+
+    ledger.add_part_time(str(record), "grid", 3600.0, 2, 1)
+    entry["wall_seconds"] = 1800.0
+    (record / "grid" / "b" / "record.json").write_text(json.dumps(entry))
+    line = results.timings_lines(str(record))
+    assert line[0] == f"- Machine: {ledger.machine()}."
+    assert "grid 1.00 h (2 runs, 2 at a time, 1 thread(s) each" in line[1], line

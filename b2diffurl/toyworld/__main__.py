@@ -7,8 +7,10 @@
     python -m b2diffurl.toyworld verify               check the committed model against SHA256SUMS, print quality.json
     python -m b2diffurl.toyworld benchmark [--part all|grid|fig5|fig7|fig8|caption|f1] [--quick] [--report]
                                                       the paper's experiments on the toy world under the fixed
-                                                      protocol of b2diffurl/toyworld/protocol.py (resumable),
-                                                      writes docs/RESULTS.md and docs/figures/toy_benchmark/
+                                                      protocol of b2diffurl/toyworld/protocol.py (resumable; each
+                                                      finished run recorded in docs/results/toy_benchmark/ and
+                                                      never run again), writes docs/RESULTS.md and
+                                                      docs/figures/toy_benchmark/ from that record
     python -m b2diffurl.toyworld compare RUN_DIR [--out PNG]
                                                       the base model's evaluation grid beside the last
                                                       evaluated round's (same seeds), one PNG
@@ -96,7 +98,7 @@ def build_or_verify(args):
 
 
 def run_benchmark(args):
-    from b2diffurl.toyworld import benchmark
+    from b2diffurl.toyworld import benchmark, results
     from b2diffurl.toyworld.protocol import FINAL_PARTS
 
     parts = ["grid", *FINAL_PARTS] if args.part == "all" else [args.part]
@@ -108,16 +110,14 @@ def run_benchmark(args):
         return 2
     try:
         if args.report:
-            from b2diffurl.toyworld import results
-
             if args.quick:
                 save_path = os.path.abspath(args.save_path)
                 results.write(save_path, os.path.join(save_path, "quick", "RESULTS.md"), os.path.join(save_path, "quick", "figures"), quick=True)
             else:
-                results.write(os.path.abspath(args.save_path), benchmark.RESULTS, benchmark.FIGURES)
+                results.write(os.path.abspath(args.record), benchmark.RESULTS, benchmark.FIGURES)
             return 0
-        benchmark.benchmark(args.save_path, parts, quick=args.quick, jobs=args.jobs)
-    except benchmark.BenchmarkError as err:
+        benchmark.benchmark(args.save_path, parts, quick=args.quick, jobs=args.jobs, record_root=os.path.abspath(args.record))
+    except (benchmark.BenchmarkError, results.ReportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
@@ -144,8 +144,11 @@ def main(argv):
                         "fig8 (PG, DPOK, DPO: Fig. 8, Table 2), caption (B2-DiffuRL trained on the captioning reward: Fig. 7a's "
                         "second reward), f1 (App. F.1's stability study, no training); all: every part in that order")
     m.add_argument("--quick", action="store_true", help="B2-DiffuRL vs DDPO, 2 seeds, 4 rounds (under 30 min); report in SAVE_PATH/quick/")
-    m.add_argument("--report", action="store_true", help="only rewrite the report and figures from the run folders that exist")
-    m.add_argument("--save-path", default="./model/toy_benchmark", help="folder of the run folders (resumable)")
+    m.add_argument("--report", action="store_true", help="only rewrite the report and figures from the recorded runs "
+                                                          "(with --quick: from SAVE_PATH/quick's run folders)")
+    m.add_argument("--save-path", default="./model/toy_benchmark", help="folder of the run folders (resumable; out of git)")
+    m.add_argument("--record", default=os.path.join(REPO_ROOT, "docs", "results", "toy_benchmark"),
+                   help="the committed record of finished runs: recorded runs are skipped, the report is written from it")
     m.add_argument("--jobs", type=int, default=1, help="run folders run at once, the CPU cores shared out between them "
                                                       "(2 on 2 cores: about 1.45x the throughput of 1; each run's numbers depend on its thread count)")
     r = commands.add_parser("remeasure", help="redo quality.json of the built weights (after a change of the metrics)")

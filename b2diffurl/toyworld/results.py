@@ -1,18 +1,25 @@
-"""docs/RESULTS.md from the benchmark's run folders: the protocol, the learning-rate grid, a section per
-paper item (claim, figure, paired differences with standard errors, verdict), stability, the machine
-and the wall times. Parts not run yet are named with the command that runs them; every number comes
-from a run folder."""
+"""docs/RESULTS.md from the benchmark's record (:mod:`ledger`; for ``--quick``, its run folders): the
+protocol, the learning-rate grid, a section per paper item (claim, figure, paired differences with
+standard errors, verdict), stability, the machines and the wall times. Parts not run yet are named
+with the command that runs them; every number comes from a recorded run."""
 
 import os
-import platform
+import subprocess
+import sys
 
 from b2diffurl import records
 from b2diffurl.driver import REPO_ROOT
-from b2diffurl.toyworld import protocol
+from b2diffurl.toyworld import ledger, protocol
+from b2diffurl.toyworld.ledger import f1_dir, final_dir, grid_runs, read_picks, read_timings
 from b2diffurl.toyworld.protocol import METHODS, METRIC_NAMES, PERCENT
 from b2diffurl.toyworld.verdicts import at_budget, base_eval, mean_se, paired, share, stability
 
 DISCUSSION = "## Discussion"
+
+
+class ReportError(Exception):
+    """Printed as one ``error:`` line, exit status 2."""
+
 COMMAND = "python -m b2diffurl.toyworld benchmark"
 # figure sets (one python -m b2diffurl.figures call each): name -> (methods, template)
 FIGURE_SETS = {
@@ -52,8 +59,6 @@ class Finals:
     """The final (or quick) runs: per (method, template), the evaluation at the budget per seed."""
 
     def __init__(self, save_path, kind, seeds, rounds):
-        from b2diffurl.toyworld.benchmark import final_dir
-
         self.save_path, self.kind, self.seeds, self.rounds = save_path, kind, seeds, rounds
         self.budget = rounds * protocol.QUERIES_PER_ROUND
         self.dir = lambda label, template, seed: final_dir(save_path, label, template, seed, kind)
@@ -107,8 +112,6 @@ def claim_rows(finals, items=None):
 
 
 def grid_section(save_path):
-    from b2diffurl.toyworld.benchmark import grid_runs, read_picks
-
     budget = protocol.GRID_ROUNDS * protocol.QUERIES_PER_ROUND
     runs = grid_runs(save_path)
     if not any(os.path.isdir(run_dir) for *_, run_dir in runs):
@@ -161,13 +164,11 @@ def stability_section(finals):
 def timings_lines(save_path):
     """The machine, and per part its wall time with how many runs ran at once (benchmark --jobs) and
     the runs' summed wall time."""
-    from b2diffurl.toyworld.benchmark import read_timings
-
     timings = read_timings(save_path)
     run_seconds = {}
     for key, seconds in timings["runs"].items():
         run_seconds.setdefault(key.split(os.sep)[0], []).append(seconds)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    machines = sorted({record["machine"] for record in ledger.recorded_runs(save_path).values() if "machine" in record}) or [ledger.machine()]
     texts, total = [], 0.0
     parts = timings["parts"]
     for part, seconds in sorted(run_seconds.items()):
@@ -187,7 +188,7 @@ def timings_lines(save_path):
     if "f1" in parts:  # the stability study: no training runs
         total += parts["f1"]["wall_seconds"]
         texts.append(f"f1 {parts['f1']['wall_seconds'] / 60:.1f} min (the stability study)")
-    return [f"- Machine: {machine}.", f"- Wall time (runs and their evaluations): {', '.join(texts) or 'nothing run yet'}; "
+    return [f"- Machine{'s' if len(machines) > 1 else ''}: {'; '.join(machines)}.", f"- Wall time (runs and their evaluations): {', '.join(texts) or 'nothing run yet'}; "
             f"total {total / 3600:.2f} h."]
 
 
@@ -218,11 +219,9 @@ def caption_lines(finals):
 
 def f1_lines(save_path, figures_dir, rel):
     """App. F.1: the stability study's numbers, the paired difference of the two rewards' unstable shares, the plot."""
-    import shutil
+    from b2diffurl import stability
 
-    from b2diffurl.toyworld.benchmark import f1_dir
-
-    path = os.path.join(f1_dir(save_path), "stability.json")
+    path = os.path.join(f1_dir(save_path), ledger.STABILITY)
     if not os.path.isfile(path):
         return [f"Not run yet: `{COMMAND} --part f1`.", ""]
     data = records.read_json(path)
@@ -242,11 +241,9 @@ def f1_lines(save_path, figures_dir, rel):
         verdict = protocol.verdict(mean, se, n)
         lines += ["", f"Share above {threshold:g}, {a} - {b}, paired over the same pairs: {fmt_se(mean, se, n, 'alignment_mean', signed=True)}"
                       f" (z {mean / se:+.1f}): **{verdict}**." if se else f"Share above {threshold:g}, {a} - {b}: {mean:+.3f} (no spread): **{verdict}**."]
-    image = os.path.join(f1_dir(save_path), "stability.png")
-    if os.path.isfile(image):
-        os.makedirs(os.path.join(figures_dir, "f1"), exist_ok=True)
-        shutil.copyfile(image, os.path.join(figures_dir, "f1", "stability.png"))
-        lines += ["", f"![App. F.1: score differences of near-identical pairs]({rel}/f1/stability.png)"]
+    os.makedirs(os.path.join(figures_dir, "f1"), exist_ok=True)
+    stability.plot(os.path.join(figures_dir, "f1", "stability.png"), rewards, threshold, data["steps"])
+    lines += ["", f"![App. F.1: score differences of near-identical pairs]({rel}/f1/stability.png)"]
     return lines + [""]
 
 
@@ -280,10 +277,21 @@ def protocol_lines(kind, rounds, eval_interval, seeds):
     ]
 
 
-def write(save_path, out, figures_dir, quick=False):
-    """Draw the figure sets and write the report to ``out``; returns ``out``."""
-    from b2diffurl.toyworld.benchmark import draw_figures
+def draw_figures(runs, out, budget):
+    """python -m b2diffurl.figures on ``runs`` ([(label, run folder)]) into ``out``; its note lines."""
+    specs = [f"{label}={path}" for label, path in runs if os.path.isdir(path)]
+    if not specs:
+        return []
+    proc = subprocess.run([sys.executable, "-m", "b2diffurl.figures", *specs, "--out", out, "--queries", str(budget)],
+                          cwd=REPO_ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ReportError(f"figures for {out} failed: {proc.stderr.strip()}")
+    return [line for line in proc.stdout.splitlines() if line.startswith("note:")]
 
+
+def write(save_path, out, figures_dir, quick=False):
+    """Draw the figure sets from the runs under ``save_path`` (the record, or --quick's run folders) and
+    write the report to ``out``; returns ``out``."""
     kind = "quick" if quick else "final"
     seeds = protocol.QUICK["seeds"] if quick else protocol.FINAL_SEEDS
     rounds = protocol.QUICK["rounds"] if quick else protocol.FINAL_ROUNDS
@@ -302,8 +310,9 @@ def write(save_path, out, figures_dir, quick=False):
     command = f"{COMMAND} --quick" if quick else f"{COMMAND} --part all"
     parts = "" if quick else " (or its parts one by one: grid, then " + ", ".join(protocol.FINAL_PARTS) + ")"
     lines = [f"# {title}: the paper in miniature on the toy world", "",
-             f"Written by `{command}`{parts}; every number comes from the run folders under "
-             f"`{os.path.relpath(save_path, REPO_ROOT) if save_path.startswith(REPO_ROOT) else save_path}`.", "",
+             f"Written by `{command}`{parts}; every number comes from the "
+             + ("run folders" if quick else "runs recorded (evaluations, progress and settings of each finished run)")
+             + f" under `{os.path.relpath(save_path, REPO_ROOT) if save_path.startswith(REPO_ROOT) else save_path}`.", "",
              "## Protocol", "", *protocol_lines(kind, rounds, interval, seeds), "", "## Learning-rate grid", "", *grid_section(save_path)]
     base_lines = []
     for template in protocol.FIG5_TEMPLATES:

@@ -205,9 +205,10 @@ def test_finished_runs_are_recorded_and_never_run_again(tmp_path):
     fake = tmp_path / "fake_driver.sh"  # a run: its files as run_process.sh leaves them, plus a sample that is not recorded
     fake.write_text(f'set -e; d="$SavePath/$ExpName"; echo "$ExpName" >> "{tmp_path}/seen.txt"\n'
                     'mkdir -p "$d/base/eval" "$d/round_000/eval" "$d/round_000/samples"\n'
-                    'echo "round,reward_queries,approx_kl" > "$d/progress.csv"; echo "0,96,0.001" >> "$d/progress.csv"\n'
-                    'echo "{}" > "$d/settings.json"; echo "{\\"reward_queries\\": 0}" > "$d/base/eval/train.json"\n'
-                    'echo "{\\"reward_queries\\": 96, \\"lr\\": \\"$LR\\"}" > "$d/round_000/eval/train.json"; echo x > "$d/round_000/samples/0.bin"\n')
+                    'echo "round,reward_queries,approx_kl,seconds" > "$d/progress.csv"; echo "0,96,0.001,900" >> "$d/progress.csv"\n'
+                    'echo "{}" > "$d/settings.json"; echo "{\\"reward_queries\\": 0, \\"seconds\\": 450}" > "$d/base/eval/train.json"\n'
+                    'echo "{\\"reward_queries\\": 96, \\"seconds\\": 450, \\"lr\\": \\"$LR\\"}" > "$d/round_000/eval/train.json"\n'
+                    'echo x > "$d/round_000/samples/0.bin"\n')
     save, record = tmp_path / "work", tmp_path / "record"
 
     def plan(lr):
@@ -229,8 +230,7 @@ def test_finished_runs_are_recorded_and_never_run_again(tmp_path):
     assert sorted((tmp_path / "seen.txt").read_text().split()) == ["a", "b"], "nothing started"
 
     ledger.add_part_time(str(record), "grid", 3600.0, 2, 1)
-    entry["wall_seconds"] = 1800.0
-    (record / "grid" / "b" / "record.json").write_text(json.dumps(entry))
+    assert ledger.work_seconds(str(record / "grid" / "a")) == 1800.0, "900 s of rounds and 2 evaluations of 450 s"
     line = results.timings_lines(str(record))
     assert line[0] == f"- Machine: {ledger.machine()}."
-    assert "grid 1.00 h (2 runs, 2 at a time, 1 thread(s) each" in line[1], line
+    assert "grid 1.00 h (2 runs, 2 at a time, 1 thread(s) each; 1.00 h of run time" in line[1], line

@@ -15,6 +15,7 @@ many hours of CPU can be spread over machines and sessions, each committing what
 run folders themselves (images, LoRA weights, logs) stay in the working folder, out of git.
 """
 
+import csv
 import os
 import platform
 import shutil
@@ -52,15 +53,15 @@ def grid_runs(root):
 
 
 def read_timings(root):
-    """timings.json: ``{"runs": {run key: wall seconds}, "parts": {part: {"wall_seconds", "jobs", "threads"}}}``.
-    Runs with a record.json take their wall time from it."""
+    """timings.json: ``{"runs": {run key: seconds}, "parts": {part: {"wall_seconds", "jobs", "threads"}}}``.
+    A recorded run's seconds are its :func:`work_seconds`."""
     path = os.path.join(root, TIMINGS)
     timings = records.read_json(path) if os.path.isfile(path) else {}
     if timings and "runs" not in timings and "parts" not in timings:  # written before parts were timed: run keys only
         timings = {"runs": timings}
     runs = dict(timings.get("runs", {}))
-    for key, record in recorded_runs(root).items():
-        runs[key] = record["wall_seconds"]
+    for key in recorded_runs(root):
+        runs[key] = work_seconds(os.path.join(root, key))
     return {"runs": runs, "parts": timings.get("parts", {})}
 
 
@@ -96,6 +97,21 @@ def recorded_runs(root):
         if RECORD in files:
             out[os.path.relpath(folder, root)] = records.read_json(os.path.join(folder, RECORD))
     return out
+
+
+def work_seconds(run_dir):
+    """What a run's rounds and evaluations took, as they timed themselves (progress.csv's ``seconds``,
+    each eval JSON's ``seconds``): the same however often the run was interrupted and resumed. Process
+    start-ups are not in it (about 5 s a stage on 2 cores)."""
+    total = 0.0
+    progress = os.path.join(run_dir, "progress.csv")
+    if os.path.isfile(progress):
+        with open(progress, newline="") as f:
+            total += sum(float(row["seconds"]) for row in csv.DictReader(f) if row.get("seconds"))
+    for rel in evaluation_files(run_dir):
+        if rel.endswith(".json") and os.sep in rel:
+            total += float(records.read_json(os.path.join(run_dir, rel)).get("seconds") or 0.0)
+    return total
 
 
 def differences(record, variables):

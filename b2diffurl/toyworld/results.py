@@ -163,12 +163,15 @@ def stability_section(finals):
 
 def timings_lines(save_path):
     """The machine, and per part its wall time with how many runs ran at once (benchmark --jobs) and
-    the runs' summed wall time."""
+    the runs' summed time (recorded runs: as they timed their rounds and evaluations; --quick's: each
+    run's wall time)."""
     timings = read_timings(save_path)
+    recorded = ledger.recorded_runs(save_path)
     run_seconds = {}
     for key, seconds in timings["runs"].items():
         run_seconds.setdefault(key.split(os.sep)[0], []).append(seconds)
-    machines = sorted({record["machine"] for record in ledger.recorded_runs(save_path).values() if "machine" in record}) or [ledger.machine()]
+    machines = sorted({record["machine"] for record in recorded.values() if "machine" in record}) or [ledger.machine()]
+    timed = ", as the runs timed their rounds and evaluations" if recorded else ""
     texts, total = [], 0.0
     parts = timings["parts"]
     for part, seconds in sorted(run_seconds.items()):
@@ -181,7 +184,7 @@ def timings_lines(save_path):
         if entry:
             total += entry["wall_seconds"]
             texts.append(f"{part} {entry['wall_seconds'] / 3600:.2f} h ({len(seconds)} runs, {entry['jobs']} at a time, "
-                         f"{entry['threads']} thread(s) each; {sum(seconds) / 3600:.2f} h of run time)")
+                         f"{entry['threads']} thread(s) each; {sum(seconds) / 3600:.2f} h of run time{timed})")
         else:  # timed before parts were: the runs one after another
             total += sum(seconds)
             texts.append(f"{part} {sum(seconds) / 3600:.2f} h ({len(seconds)} runs, one at a time)")

@@ -376,6 +376,20 @@ def run_of(exp_dir, name, r):
             "split_time": config["split_time"], "gradient_accumulation_steps": train["gradient_accumulation_steps"]}
 
 
+CHECKED = ("clipscore_mean", "inception_score", "inception_score_per_prompt", "reward_mean")
+
+
+def check_finite(scores, what):
+    """NonFiniteError (one line, exit 3) naming the first of the Judge's numbers (``scores``: its dict)
+    that is NaN or infinite: CLIPScore, the Inception Scores, the reward's mean, then every other
+    ``<name>_mean`` (evaluate.metrics, the reward's components), before anything is written."""
+    for key in [*CHECKED, *sorted(k for k in scores if k.endswith("_mean") and k not in CHECKED)]:
+        if isinstance(scores[key], (int, float)) and not math.isfinite(scores[key]):
+            from b2diffurl.errors import NonFiniteError
+
+            raise NonFiniteError(f"{what}: {key} is {scores[key]}: check the images in the grid and the reward model")
+
+
 def evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prompt_set, prompts, wanted, lora):
     """Evaluate one policy (the pipeline with its LoRA loaded; ``lora``: its verified sha256, "" for the
     base model) on one prompt set and write its JSON and grid; returns the JSON dict (main process)."""
@@ -389,11 +403,7 @@ def evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prom
     if not accelerator.is_main_process:
         return None
     scores = judge(images, item_prompts(prompts, evaluate.num_images), evaluate.is_splits)
-    for key in ("clipscore_mean", "inception_score", "inception_score_per_prompt", "reward_mean"):
-        if not math.isfinite(scores[key]):
-            from b2diffurl.errors import NonFiniteError
-
-            raise NonFiniteError(f"evaluate {name} on {prompt_set}: {key} is {scores[key]}: check the images in the grid and the reward model")
+    check_finite(scores, f"evaluate {name} on {prompt_set}")
     folder, json_path, grid_path = eval_paths(exp_dir, name, prompt_set)
     os.makedirs(folder, exist_ok=True)
     grid = image_grid(images, images_per_prompt(len(prompts), evaluate.num_images), evaluate.grid_prompts)

@@ -68,6 +68,18 @@ def summarise(differences, threshold):
     }
 
 
+def check_scores(name, scores):
+    """NonFiniteError (one line, exit 3) when a reward gave some image [N] a NaN or infinite score."""
+    import torch
+
+    bad = int((~torch.isfinite(scores)).sum())
+    if bad:
+        from b2diffurl.errors import NonFiniteError
+
+        raise NonFiniteError(f"stability: the reward {name} gave {bad} of {len(scores)} images a non-finite score "
+                             f"(the first: image {int((~torch.isfinite(scores)).nonzero()[0])}): check the reward model")
+
+
 def plot(path, results, threshold, steps):
     """Fig. 12a: one panel per reward, the histogram of |score difference| over pairs (log-spaced bins
     from the smallest non-zero difference), the threshold as a dashed line."""
@@ -138,6 +150,7 @@ def main(_):
     results = {}
     for name in rewards:
         scores = REWARDS[name](config.reward, accelerator.device)(images, prompts)  # [N]
+        check_scores(name, scores)
         differences = pair_differences(scores, trajectories.group_ids)
         results[name] = {**summarise(differences, FLAGS.threshold), "scores": scores.tolist(), "differences": differences.tolist()}
         print(f"{name}: {results[name]['pairs']} pairs, |difference| mean {results[name]['mean']:.4f}, median "

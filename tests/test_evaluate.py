@@ -56,3 +56,22 @@ def test_grids_label_themselves():
         strip = out[top:top + band]
         assert (strip == np.array(BAND, dtype=np.uint8)).all(axis=-1).mean() > 0.5 and (strip < 100).any(), "text on a band"
     assert (out[2 * band:2 * band + 32] == 0).all() and (out[3 * band + 32:] == 200).all()
+
+
+def test_a_nan_metric_stops_the_evaluation_naming_it():
+    """Every number the evaluation reports is checked before anything is written, evaluate.metrics'
+    included: the first NaN or infinite one is named in one line (NonFiniteError, exit status 3)."""
+    import math
+
+    import pytest
+
+    from b2diffurl.errors import NonFiniteError
+    from b2diffurl.evaluate import check_finite
+
+    scores = {"clipscore_mean": 0.3, "inception_score": 1.5, "inception_score_per_prompt": 1.1, "reward_mean": 0.3,
+              "alignment_mean": 0.8, "toycaption_mean": 0.9, "seed": 7}
+    check_finite(scores, "evaluate base on test")
+    for key, bad in (("toycaption_mean", math.nan), ("reward_mean", math.inf), ("alignment_mean", -math.inf)):
+        with pytest.raises(NonFiniteError) as err:
+            check_finite({**scores, key: bad}, "evaluate base on test")
+        assert str(err.value) == f"evaluate base on test: {key} is {bad}: check the images in the grid and the reward model"

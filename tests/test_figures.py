@@ -392,7 +392,8 @@ def test_outputs_roles_and_numbers(runs, tmp_path, capsys):
     assert list(summary[0]) == [
         "label", "run", "prompt_set", "round", "round_index", "reward_queries", "at_budget", "clipscore_mean",
         "clipscore_sem", "inception_score_per_prompt", "inception_score_per_prompt_sem", "inception_score", "template",
-        "algorithm", "method", "model", "learning_rate", "seed"]
+        "algorithm", "method", "model", "learning_rate", "seed", "bertscore_mean", "bertscore_sem", "toycaption_mean",
+        "toycaption_sem", "alignment_mean", "alignment_sem", "background_entropy"]
     assert len(summary) == 6 * 2 * 4  # 6 runs x 2 prompt sets x (base + 3 rounds)
     row = [r for r in summary if r["run"] == runs["b2_2"] and r["round"] == "round_002" and r["prompt_set"] == "test"][0]
     assert row["label"] == "b2_t1" and row["reward_queries"] == "192" and row["at_budget"] == "1"
@@ -739,6 +740,10 @@ def test_fig7a_draws_clipscore_and_bertscore_side_by_side_when_runs_carry_bertsc
     rows = read_csv(tmp_path / "o" / "curve_train_bertscore.csv")
     assert [(r["label"], r["reward_queries"], float(r["mean"])) for r in rows if r["label"] == "bpt"] == [
         ("bpt", "0", 0.5), ("bpt", "64", pytest.approx(0.56)), ("bpt", "128", pytest.approx(0.62))]
+    summary = [r for r in read_csv(tmp_path / "o" / "summary.csv") if r["run"].endswith("bpt_seed1") and r["prompt_set"] == "train"]
+    assert [(r["round"], float(r["bertscore_mean"]), float(r["bertscore_sem"])) for r in summary] == [
+        ("base", 0.5, 0.01), ("round_000", pytest.approx(0.56), 0.01), ("round_001", pytest.approx(0.62), 0.01)]
+    assert all(r["toycaption_mean"] == "" and r["alignment_mean"] == "" for r in summary), "absent metrics stay empty"
     # without BERTScore in the evaluations: no Fig. 7a, no BERTScore curve
     plain = tmp_path / "plain"
     write_progress(str(plain / "b2_seed1"), [0.2], 64)

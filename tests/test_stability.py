@@ -63,3 +63,14 @@ def test_the_study_scores_near_identical_pairs_under_both_rewards(tmp_path):
     assert bad.returncode == 2 and len(errors) == 2, bad.stderr[-2000:]
     assert "--steps=9 must be 1..4" in errors[0] or "--steps=9 must be 1..4" in errors[1]
     assert not (tmp_path / "stab" / "stability_k9").exists()
+
+
+def test_a_non_finite_score_stops_the_study_naming_the_reward():
+    from b2diffurl.errors import NonFiniteError
+    from b2diffurl.stability import check_scores
+
+    check_scores("clipscore", torch.tensor([0.1, 0.2]))
+    with pytest.raises(NonFiniteError) as err:
+        check_scores("toycaption", torch.tensor([0.1, float("nan"), 0.3, float("inf")]))
+    assert str(err.value) == ("stability: the reward toycaption gave 2 of 4 images a non-finite score (the first: image 1): "
+                              "check the reward model")

@@ -76,7 +76,10 @@ Outputs in ``--out`` (created if missing; one that lacks data is skipped with a 
 - ``summary.csv``: one line per (run, prompt set, evaluation), base included: ``label, run,
   prompt_set, round, round_index, reward_queries, at_budget`` (1 for the evaluation the budget rule
   picked for that run and set, else 0), ``clipscore_mean, clipscore_sem, inception_score_per_prompt,
-  inception_score_per_prompt_sem, inception_score, template, algorithm, method``.
+  inception_score_per_prompt_sem, inception_score, template, algorithm, method, model, learning_rate,
+  seed``, then the optional metrics, empty when an evaluation has none: ``bertscore_mean, bertscore_sem,
+  toycaption_mean, toycaption_sem`` (evaluate.metrics) and ``alignment_mean, alignment_sem,
+  background_entropy`` (the toy world).
 
 Printed: ``note: ...`` lines, ``wrote PATH`` per output, then the Markdown tables. A bad argument or
 file (``--queries`` not a whole number >= 0 included) ends in one ``error: ...`` line on stderr and

@@ -8,7 +8,7 @@ import math
 
 from b2diffurl.figures.metrics import CAPTION_METRICS, CLIPSCORE, TOY_METRICS, prompts_name
 from b2diffurl.figures.runs import PROGRESS
-from b2diffurl.figures.stats import average_curves, se_note
+from b2diffurl.figures.stats import average_curves, plain, se_note
 
 CURVE_FIELDS = ["label", "reward_queries", "mean", "se", "n", "se_source"]
 
@@ -36,11 +36,6 @@ def group_curves(groups, curve, own_source, name):
         if points:
             out[label] = points
     return out, notes
-
-
-def plain(x):
-    """A number for a CSV cell: full precision, empty for None."""
-    return "" if x is None else repr(float(x))
 
 
 def curve_csv(curves):

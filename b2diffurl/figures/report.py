@@ -6,13 +6,16 @@ import io
 from b2diffurl.figures.budget import budget_text, pick
 from b2diffurl.figures.metrics import CLIPSCORE, IS_PER_PROMPT, IS_POOLED, TOY_METRICS, prompts_name
 from b2diffurl.figures.runs import PROMPT_SETS
-from b2diffurl.figures.tables import algorithm_cells, grid, markdown_table, plain, table_csv, template_cells
+from b2diffurl.figures.stats import plain
+from b2diffurl.figures.tables import algorithm_cells, grid, markdown_table, table_csv, template_cells
 
 TABLES_HEADER = "# B2-DiffuRL tables\n\n"
 SUMMARY_FIELDS = [
     "label", "run", "prompt_set", "round", "round_index", "reward_queries", "at_budget", "clipscore_mean",
     "clipscore_sem", "inception_score_per_prompt", "inception_score_per_prompt_sem", "inception_score", "template",
     "algorithm", "method", "model", "learning_rate", "seed",
+    # the optional metrics (empty when the evaluation has none): evaluate.metrics, the toy world's
+    "bertscore_mean", "bertscore_sem", "toycaption_mean", "toycaption_sem", "alignment_mean", "alignment_sem", "background_entropy",
 ]
 PER_PROMPT_LEADS = (
     "The per-prompt IS (the IS within each prompt's images, averaged over prompts; one run's own SE is its SE over "
@@ -110,5 +113,9 @@ def summary_csv(groups, budget):
                         "inception_score": plain(e.inception), "template": e.template, "algorithm": e.algorithm,
                         "method": e.method, "model": e.model, "learning_rate": plain(e.learning_rate),
                         "seed": "" if e.seed is None else e.seed,
+                        "bertscore_mean": plain(e.bertscore), "bertscore_sem": plain(e.bertscore_sem),
+                        "toycaption_mean": plain(e.toycaption), "toycaption_sem": plain(e.toycaption_sem),
+                        "alignment_mean": plain(e.alignment), "alignment_sem": plain(e.alignment_sem),
+                        "background_entropy": plain(e.background_entropy),
                     })
     return out.getvalue()

@@ -70,3 +70,8 @@ def se_note(ns, own="the evaluation's own SE"):
     if ns == {1}:
         return f"±1 SE: {own} (one seed each)"
     return f"±1 SE over seeds (n ≥ 2), else {own}"
+
+
+def plain(x):
+    """A number for a CSV cell: full precision, empty for None."""
+    return "" if x is None else repr(float(x))

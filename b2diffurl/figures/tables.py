@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 from b2diffurl.figures.budget import picked, queries_cell, queries_csv
 from b2diffurl.figures.runs import base_label, distinct
-from b2diffurl.figures.stats import mean_se
+from b2diffurl.figures.stats import mean_se, plain
 
 ALGORITHM_NAMES = {"ppo": "PPO/DDPO", "pg": "PG", "dpok": "DPOK", "dpo": "DPO"}
 VARIANTS = {"vanilla": "Vanilla", "b2-diffurl": "Ours+Vanilla"}  # method.label (lower case) -> Table 2 column
@@ -106,11 +106,6 @@ def markdown_table(title, corner, rows, columns, cells, caption):
              "|" + "---|" * (len(columns) + 1)]
     lines += ["| " + " | ".join([text(r)] + [format_cell(cells[r, c]) for c in columns]) + " |" for r in rows]
     return "\n".join(lines + ["", caption, ""])
-
-
-def plain(x):
-    """A number for a CSV cell: full precision, empty for None."""
-    return "" if x is None else repr(float(x))
 
 
 def table_csv(rows, columns, cells):

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, replace
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH_DIR = os.path.join(REPO_ROOT, "model", "bench")
-BENCH_VERSION = 1  # bump when the built models change
+BENCH_VERSION = 2  # bump when the built models change (2: the ViT-H-14 checkpoint written tensor by tensor)
 CLIP_ARCH = "ViT-H-14"
 CLIP_FILE = "open_clip_vit_h_14_random.safetensors"
 
@@ -87,6 +87,39 @@ def model_dir(resolution, root=BENCH_DIR):
     return os.path.join(root, f"sd14-random-{resolution}px-v{BENCH_VERSION}")
 
 
+def write_random_open_clip(path, arch=CLIP_ARCH, dtype="float16", seed=0):
+    """A random open_clip checkpoint of ``arch`` at ``path`` (.safetensors, ``dtype``), written one tensor
+    at a time from the shapes of a model on the meta device (no model in memory): weights N(0, 0.02),
+    biases 0, norm scales 1, logit_scale log(1 / 0.07). Returns the weights' bytes at ``dtype``."""
+    import math
+
+    import open_clip
+    import torch
+
+    from b2diffurl.weights import write_safetensors
+
+    with torch.device("meta"):
+        shapes = {name: t.shape for name, t in open_clip.create_model(arch, pretrained=None, device="meta").state_dict().items()}
+    dtype = getattr(torch, dtype)
+
+    def items(real):
+        generator = torch.Generator().manual_seed(seed)
+        for name, shape in shapes.items():
+            if not real:
+                yield name, torch.empty(shape, dtype=dtype, device="meta")
+            elif name == "logit_scale":
+                yield name, torch.full(shape, math.log(1 / 0.07), dtype=dtype)
+            elif name.endswith("bias"):
+                yield name, torch.zeros(shape, dtype=dtype)
+            elif len(shape) == 1 and name.endswith("weight"):
+                yield name, torch.ones(shape, dtype=dtype)
+            else:
+                yield name, (torch.randn(shape, generator=generator) * 0.02).to(dtype)
+
+    write_safetensors(path, items)
+    return sum(math.prod(shape) for shape in shapes.values()) * dtype.itemsize
+
+
 def build_models(folder, resolution, seed=0):
     """Write the random SD v1.4-shaped pipeline (fp16 safetensors) and the random ViT-H-14 checkpoint
     to ``folder`` unless they are there; returns (pipeline folder, open_clip checkpoint path)."""
@@ -96,10 +129,8 @@ def build_models(folder, resolution, seed=0):
     import shutil
     import tempfile
 
-    import open_clip
     import torch
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-    from safetensors.torch import save_file
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     from b2diffurl.tiny import sd14_scheduler, tiny_tokenizer_vocab
@@ -124,9 +155,7 @@ def build_models(folder, resolution, seed=0):
         pipeline.to(torch.float16).save_pretrained(tmp)
         del pipeline
         os.makedirs(os.path.join(tmp, "clip"))
-        clip = open_clip.create_model(CLIP_ARCH, pretrained=None)
-        save_file({k: v.half().contiguous() for k, v in clip.state_dict().items()}, os.path.join(tmp, "clip", CLIP_FILE))
-        del clip
+        write_random_open_clip(os.path.join(tmp, "clip", CLIP_FILE), CLIP_ARCH, seed=seed)
         if os.path.isdir(folder):
             shutil.rmtree(folder)
         os.rename(tmp, folder)

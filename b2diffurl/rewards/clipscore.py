@@ -8,6 +8,35 @@ from b2diffurl.rewards.base import check_inputs
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
+def load_open_clip(name, pretrained, precision, device):
+    """(model, eval transform) of open_clip model ``name`` with the weights of ``pretrained`` (a tag, a
+    local checkpoint file, or "" for random weights), built without random initialisation and filled
+    one tensor at a time (:mod:`b2diffurl.weights`): the load's peak is the model plus its largest
+    tensor, where open_clip's own load holds a random model and the whole checkpoint at once. A
+    checkpoint that needs open_clip's conversions (another layout, resized position embeddings) is
+    loaded by open_clip instead."""
+    import open_clip
+
+    from b2diffurl.weights import no_random_init, stream_into
+
+    if not pretrained:
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None, precision=precision, device=device)
+        return model, preprocess
+    # the checkpoint file: a local one, or the tag's (downloaded into open_clip's cache, or found there offline)
+    path = pretrained if os.path.isfile(pretrained) else None
+    with no_random_init():  # the model's memory is allocated, not filled: every tensor comes from the checkpoint
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, load_weights=False,
+                                                                     precision=precision, device=device)
+    if path is None:
+        tag = open_clip.get_pretrained_cfg(name, pretrained)
+        path = open_clip.download_pretrained(tag) if tag else None
+    problem = stream_into(model, path, ignore=("text.transformer.embeddings.position_ids",)) if path else "no checkpoint file"
+    if problem:
+        del model
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, precision=precision, device=device)
+    return model, preprocess
+
+
 class ClipScore:
     """CLIPScore: cos(image embedding, prompt embedding) of an open_clip model, in [-1, 1].
 
@@ -41,9 +70,7 @@ class ClipScore:
         self.device = torch.device(device)
         self.dtype = getattr(torch, PRECISIONS[precision])  # of the pixels fed to the image tower
         try:
-            model, _, self.preprocess = open_clip.create_model_and_transforms(
-                name, pretrained=clip_pretrained or None, precision=precision, device=self.device
-            )
+            model, self.preprocess = load_open_clip(name, clip_pretrained, precision, self.device)
         except (OSError, RuntimeError, ValueError) as err:  # unknown name or tag, not cached offline, corrupt file
             from b2diffurl.errors import ConfigError, first_line
 

@@ -405,6 +405,49 @@ def run_stages(setting, pipeline_dir, clip_path, workdir):
     return stages, round_dir
 
 
+def run_one_process(setting, models, workdir, repeats):
+    """A round as the three stage scripts (three processes) and as ``python -m b2diffurl.round`` (one
+    process: OneProcess=1), ``repeats`` times each, alternated so that a drift of the machine's speed
+    falls on both; returns {"stages": [wall s], "one_process": [wall s], "same_files": bool}."""
+    import shutil
+
+    from b2diffurl import records
+
+    pipeline_dir, clip_path = build_models(model_dir(setting.resolution, models), setting.resolution)
+    walls, rounds = {"stages": [], "one_process": []}, {}
+    for i in range(repeats):
+        for how in walls:
+            save_path = os.path.join(workdir, "one_process", how)
+            shutil.rmtree(save_path, ignore_errors=True)
+            flags = stage_flags(setting, pipeline_dir, clip_path, save_path)
+            print(f"bench: round {i + 1}/{repeats}, {how.replace('_', ' ')} ...", flush=True)
+            if how == "stages":
+                walls[how].append(sum(run_measured([sys.executable, os.path.join(REPO_ROOT, script), *flags])[0] for _, script in STAGES))
+            else:
+                walls[how].append(run_measured([sys.executable, "-m", "b2diffurl.round", *flags])[0])
+            rounds[how] = os.path.join(save_path, f"bench_{setting.name}", "round_000")
+    same = all(records.read_json(os.path.join(rounds["stages"], name)) == records.read_json(os.path.join(rounds["one_process"], name))
+               for name in ("scores.json",))
+    return {**walls, "same_files": same}
+
+
+def one_process_report(setting, result):
+    """Markdown: a round's wall time both ways and what one process saves."""
+    import statistics
+
+    stages, one = (statistics.fmean(result[k]) for k in ("stages", "one_process"))
+    runs = lambda k: ", ".join(f"{w:.1f}" for w in result[k])  # noqa: E731
+    return "\n".join([
+        f"A round of setting `{setting.name}` ({setting.resolution} px, {setting.num_batches} batch(es)), {len(result['stages'])} time(s) "
+        "each way, alternated:", "",
+        "| driver | wall s per round (each run) | mean |", "| --- | --- | --- |",
+        f"| three stage processes (OneProcess=0) | {runs('stages')} | {stages:.1f} |",
+        f"| one process (OneProcess=1, python -m b2diffurl.round) | {runs('one_process')} | {one:.1f} |", "",
+        f"One process saves {stages - one:.1f} s a round ({(stages - one) / stages:.0%}); the scores are "
+        + ("the same." if result["same_files"] else "NOT the same: report this."),
+    ])
+
+
 def analyse(setting, stages, bare, round_dir, imports):
     """Rates, efficiencies, disk and the projection from the raw measurements (pure arithmetic)."""
     from b2diffurl import records
@@ -659,6 +702,8 @@ def parse_args(argv):
                         help=f"instead of the stages: time the bare UNet with each speed lever ({', '.join(LEVERS)}; default all)")
     parser.add_argument("--memory", action="store_true",
                         help="instead of the stages: training memory and time against forward_chunk (--chunks), with and without gradient checkpointing")
+    parser.add_argument("--one-process", type=int, default=0, metavar="N",
+                        help="instead of the stages: a round as three stage processes and as one process (OneProcess=1), N times each")
     parser.add_argument("--chunks", default="1,2,4,8", help="forward_chunk values of --memory (default 1,2,4,8)")
     parser.add_argument("--workdir", default=os.path.join(BENCH_DIR, "work"), help="where the round and the JSON result go")
     parser.add_argument("--models", default=BENCH_DIR, help="where the random models are built (reused)")
@@ -673,6 +718,8 @@ def parse_args(argv):
         assert all(c >= 1 for c in args.chunks)
     except (ValueError, AssertionError):
         parser.error(f"--chunks={args.chunks} must be positive integers separated by commas, e.g. 1,2,4")
+    if args.one_process < 0:
+        parser.error(f"--one-process={args.one_process} must be >= 1 (rounds each way), or 0 for the stages' benchmark")
     for name in ("batches", "mixed_precision", "forward_chunk", "resolution"):
         value = getattr(args, name)
         if value is not None:
@@ -698,6 +745,13 @@ def main(argv):
               "python -m b2diffurl.bench --small (or pass --mixed-precision no / bf16)", file=sys.stderr)
         return 2
     os.makedirs(args.workdir, exist_ok=True)
+    if args.one_process:
+        result = {"setting": asdict(setting), "device": _device_name(), "one_process": run_one_process(setting, args.models, args.workdir, args.one_process)}
+        path = os.path.join(args.workdir, f"bench_{setting.name}_{setting.resolution}px_one_process.json")
+        with open(path, "w") as f:
+            json.dump(result, f, indent=1, allow_nan=False)
+        print(f"device: {result['device']}\n\n{one_process_report(setting, result['one_process'])}\n\nfull result: {path}")
+        return 0
     if args.levers is not None or args.memory:
         unknown = [name for name in args.levers or [] if name not in LEVERS]
         if unknown:

@@ -42,9 +42,16 @@
 #
 # NUM_PROCESSES > 1 runs sampling and training under `accelerate launch --multi_gpu` (on a machine
 # without a GPU: that many CPU processes with gloo); ACCELERATE_ARGS adds launcher options
-# (e.g. "--main_process_port 29501"); with "--config_file my_accelerate.yaml" (several machines) the
-# file alone sets processes and machines, and NUM_PROCESSES is not used for launching.
-# Selection runs once, in one process. PYTHON picks the interpreter (default: .venv/bin/python).
+# (e.g. "--main_process_port 29501"); with "--config_file my_accelerate.yaml" the file alone sets
+# processes and machines, and NUM_PROCESSES is not used for launching.
+# Several machines: start this script on every machine with NUM_MACHINES, MACHINE_RANK (0 on the main
+# one), MAIN_PROCESS_IP (the main machine's address) and MAIN_PROCESS_PORT (default 29500), as
+# accelerate's flags of the same names; NUM_PROCESSES is the total over all machines. SavePath must
+# be on a filesystem every machine mounts at the same path: that is checked before round 0. Machine
+# rank 0 keeps the run folder's books (lock, settings, progress.csv, report); docs/RUNNING.md has the
+# details and a SLURM script.
+# Selection runs once, in one process (on several machines: launched on all, rank 0 selects).
+# PYTHON picks the interpreter (default: .venv/bin/python).
 set -euo pipefail
 CallerDir=$PWD
 cd "$(dirname "$0")"
@@ -67,22 +74,43 @@ if [[ " $ACCELERATE_ARGS " == *" --config_file "* ]]; then
     # an accelerate config file (e.g. several machines) defines the processes and machines itself
     # shellcheck disable=SC2206
     LAUNCH=("$PYTHON" -m b2diffurl.driver launch $ACCELERATE_ARGS)
+elif [ "$NUM_MACHINES" -gt 1 ]; then
+    # several machines: this driver runs on each, with its MACHINE_RANK; NUM_PROCESSES is the total.
+    # torch's C++ connection logs (retries while the machines meet) stay out of the output: a failure
+    # ends in one error line
+    export TORCH_CPP_LOG_LEVEL=${TORCH_CPP_LOG_LEVEL:-FATAL}
+    # shellcheck disable=SC2206
+    LAUNCH=("$PYTHON" -m b2diffurl.driver launch --multi_gpu --num_processes "$NUM_PROCESSES" --num_machines "$NUM_MACHINES"
+            --machine_rank "$MACHINE_RANK" --main_process_ip "$MAIN_PROCESS_IP" --main_process_port "$MAIN_PROCESS_PORT"
+            --mixed_precision "$MixedPrecision" --dynamo_backend no $ACCELERATE_ARGS)
 elif [ "$NUM_PROCESSES" -gt 1 ]; then
     # shellcheck disable=SC2206
     LAUNCH=("$PYTHON" -m b2diffurl.driver launch --multi_gpu --num_processes "$NUM_PROCESSES" --num_machines 1 --mixed_precision "$MixedPrecision" --dynamo_backend no $ACCELERATE_ARGS)
 else
     LAUNCH=("$PYTHON")
 fi
+# Selection runs in one process; on several machines it is launched on all of them like the other
+# stages (rank 0 selects, the others wait), so that every machine goes through the same launches.
+if [ "$NUM_MACHINES" -gt 1 ]; then SELECT=("${LAUNCH[@]}"); else SELECT=("$PYTHON"); fi
+# The run folder's bookkeeping (the lock, settings.json, progress.csv, the cleanup, the report and
+# figures) is machine rank 0's; the other machines run the same launches and write only what their
+# ranks write.
+main_machine() { [ "$MACHINE_RANK" = 0 ]; }
 
 echo "$Header"
 # One driver per run folder: fd 9 holds an flock on ExpDir/.run.lock for as long as this script (and
 # the stages it starts) runs; a second driver or a stage started by hand stops with one line naming
 # this one. Then the settings are compared with the ones the finished rounds used, and recorded.
-mkdir -p "$ExpDir"
-exec 9>>"$ExpDir/.run.lock"
-B2DIFFURL_CALLER_DIR="$CallerDir" "$PYTHON" -m b2diffurl.driver start "$ExpDir" 9
-export B2DIFFURL_RUN_LOCK="$ExpDir"
-"$PYTHON" -m b2diffurl.driver catchup "$ExpDir" "$SaveInterval"
+if main_machine; then
+    mkdir -p "$ExpDir"
+    exec 9>>"$ExpDir/.run.lock"
+    B2DIFFURL_CALLER_DIR="$CallerDir" "$PYTHON" -m b2diffurl.driver start "$ExpDir" 9
+    export B2DIFFURL_RUN_LOCK="$ExpDir"
+    "$PYTHON" -m b2diffurl.driver catchup "$ExpDir" "$SaveInterval"
+fi
+if [ "$NUM_MACHINES" -gt 1 ]; then
+    "${LAUNCH[@]}" -m b2diffurl.nodes "$ExpDir"  # every machine sees the run folder, and they reach each other
+fi
 
 # Evaluation of round i is due when EvalInterval > 0 and (i + 1) % EvalInterval == 0, and
 # after the last round. python -m b2diffurl.evaluate redoes an evaluation only when its LoRA or
@@ -132,14 +160,18 @@ for ((i = 0; i < StageCnt; i++)); do
         "${LAUNCH[@]}" -m b2diffurl.round "${FLAGS[@]}"  # the three stages below, in one process
     else
         [ -f "$RoundDir/sample.done" ] || "${LAUNCH[@]}" run_sample.py "${FLAGS[@]}"
-        [ -f "$RoundDir/select.done" ] || "$PYTHON" run_select.py "${FLAGS[@]}"
+        [ -f "$RoundDir/select.done" ] || "${SELECT[@]}" run_select.py "${FLAGS[@]}"
         [ -f "$RoundDir/train.done" ] || "${LAUNCH[@]}" run_train.py "${FLAGS[@]}"
     fi
     if eval_due "$i"; then
         "${LAUNCH[@]}" -m b2diffurl.evaluate "${EVAL_FLAGS[@]}" --rounds "$i"
     fi
-    "$PYTHON" -m b2diffurl.driver catchup "$ExpDir" "$SaveInterval" "$Round"
+    if main_machine; then "$PYTHON" -m b2diffurl.driver catchup "$ExpDir" "$SaveInterval" "$Round"; fi
 done
+if ! main_machine; then
+    echo "all $StageCnt rounds finished (machine rank $MACHINE_RANK; machine rank 0 writes the report)"
+    exit 0
+fi
 Figures=""
 if [ "$EvalInterval" -gt 0 ]; then
     Figures="$ExpDir/figures"

@@ -394,6 +394,7 @@ def check_config(config, num_processes=1, eval_prompts=None):
         )
     for name in ("channels_last", "compile_unet"):
         c.flag(f"runtime.{name}")
+    c.number("runtime.dist_timeout", 0, above=True, hint=" (seconds a process waits in a collective for the others)")
     c.require(
         config.runtime.attention in ATTENTIONS, "runtime.attention", config.runtime.attention,
         f"must be one of {', '.join(ATTENTIONS)} (sdpa: torch's fused attention; math: the plain reference)",

@@ -77,7 +77,12 @@ def run(main):
     except RuntimeError as err:
         # Another rank stopped (its error is printed by it) and this one lost its peers mid-collective.
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and _lost_peer(err):
-            sys.exit(1)
+            several_machines = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])) < int(os.environ["WORLD_SIZE"])
+            if several_machines and int(os.environ.get("LOCAL_RANK", "0")) == 0:  # a dead machine printed nothing here
+                from b2diffurl.errors import first_line
+
+                print(f"error: {LOST_PEER} ({first_line(err)})", file=sys.stderr)
+            leave(EXIT_LOST_PEER)
         raise
     leave(0)
 
@@ -94,9 +99,15 @@ def leave(code):
     os._exit(code)
 
 
+DIST_TIMEOUT = 1800  # seconds: torch's default for a process group
+LOST_PEER = ("lost contact with another process of this run mid-stage (another machine stopped, was killed or is "
+             "unreachable; its own output says why): nothing of this stage is marked done; rerun the driver on every machine to continue")
+EXIT_LOST_PEER = 1
+
+
 def _lost_peer(err):
     text = str(err).lower()
-    return any(s in text for s in ("connection closed by peer", "connection reset by peer", "broken pipe"))
+    return any(s in text for s in ("connection closed by peer", "connection reset by peer", "broken pipe", "timed out", "timeout"))
 
 
 def quiet_libraries():
@@ -122,8 +133,10 @@ def lock_run_folder(config):
 
 def make_accelerator(config):
     """An Accelerator for a stage; the config is checked against the device before any model loads."""
+    from datetime import timedelta
+
     import torch
-    from accelerate import Accelerator
+    from accelerate import Accelerator, InitProcessGroupKwargs
 
     from b2diffurl.checks import check_device
     from b2diffurl.tf32 import set_tf32
@@ -132,7 +145,10 @@ def make_accelerator(config):
     check_device(config, "cuda" if has_gpu else "cpu")
     # cpu=True without a GPU: under `accelerate launch --multi_gpu` the ranks then join with gloo
     # (MULTI_CPU) instead of each running alone.
-    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not has_gpu)
+    # runtime.dist_timeout: how long a rank waits in a collective for the others (a machine that died
+    # without closing its connections is noticed after it)
+    timeout = InitProcessGroupKwargs(timeout=timedelta(seconds=config.runtime.get("dist_timeout", DIST_TIMEOUT)))
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not has_gpu, kwargs_handlers=[timeout])
     # the UNet's matmuls (sampling, training, evaluation's sampling); rewards score without TF32
     # whatever this says (b2diffurl.tf32.full_precision inside b2diffurl.rewards)
     set_tf32(config.allow_tf32)

@@ -187,6 +187,8 @@ def checked_run(environ):
     if problem:
         lines.append(problem)
         num_processes = 1
+    machines, machine_lines = machine_values(given, num_processes)
+    lines += machine_lines
     fresh = given.get("FreshOptimizer", "")
     if fresh and not INTEGER.match(fresh):
         lines.append(f"FreshOptimizer={fresh} must be a round number (the round whose AdamW starts from zero)")
@@ -210,11 +212,37 @@ def checked_run(environ):
     lines += [_as_variable_line(p, shown) for p in problems]
     if lines:
         raise RunProblems(_unique(lines))
+    values.update(machines)
     values.update(CONFIG=spec, NUM_PROCESSES=num_processes, FreshOptimizer=fresh, AllowChanges=allow,
                   ExpDir=os.path.join(values["SavePath"], values["ExpName"]))
     values["Ks"] = ks
     values["Header"] = header_line(config, values)
     return values, config
+
+
+def machine_values(given, num_processes):
+    """({NUM_MACHINES, MACHINE_RANK, MAIN_PROCESS_IP, MAIN_PROCESS_PORT}, problem lines) of a run on
+    several machines (accelerate's flags of the same names; NUM_PROCESSES is the total over all of
+    them, as accelerate's --num_processes). The defaults are one machine."""
+    lines, out = [], {}
+    for name, default, low in (("NUM_MACHINES", 1, 1), ("MACHINE_RANK", 0, 0), ("MAIN_PROCESS_PORT", 29500, 1)):
+        raw = given.get(name, "").strip() or str(default)
+        value, problem = _parse(name, raw, default)
+        if problem is None and not low <= value <= (65535 if name == "MAIN_PROCESS_PORT" else value):
+            problem = f"{name}={raw} must be {'a port, 1..65535' if name == 'MAIN_PROCESS_PORT' else f'>= {low}'}"
+        lines += [problem] if problem else []
+        out[name] = default if problem else value
+    out["MAIN_PROCESS_IP"] = given.get("MAIN_PROCESS_IP", "").strip()
+    machines, rank = out["NUM_MACHINES"], out["MACHINE_RANK"]
+    if rank >= machines:
+        lines.append(f"MACHINE_RANK={rank} must be below NUM_MACHINES={machines} (0 on the main machine, 1 .. {machines - 1} on the others)")
+    if machines > 1:
+        if not out["MAIN_PROCESS_IP"]:
+            lines.append(f"MAIN_PROCESS_IP is not set: with NUM_MACHINES={machines} give every machine the address of machine rank 0")
+        if num_processes % machines:
+            lines.append(f"NUM_PROCESSES={num_processes} must be a multiple of NUM_MACHINES={machines}: it is the total "
+                         "over all machines, as accelerate's --num_processes (e.g. 2 machines x 4 GPUs: 8)")
+    return out, lines
 
 
 def _unique(lines):
@@ -231,14 +259,20 @@ def header_line(config, values):
         f"prompt batch(es) per round | Algorithm {train.algorithm}, LR {show(train.learning_rate)}, AccStep "
         f"{train.gradient_accumulation_steps}, TrainEpoch {train.num_epochs}, PosThreshold {show(ev.pos_threshold)}, "
         f"NegThreshold {show(ev.neg_threshold)}, Seed {config.seed} | evaluation {evaluation} | {values['NUM_PROCESSES']} "
-        f"process(es), MixedPrecision {config.mixed_precision}, config {values['CONFIG']}"
+        f"process(es){machines_text(values)}, MixedPrecision {config.mixed_precision}, config {values['CONFIG']}"
     )
+
+
+def machines_text(values):
+    machines = values.get("NUM_MACHINES", 1)
+    return "" if machines == 1 else f" on {machines} machines (this one: rank {values['MACHINE_RANK']}, main {values['MAIN_PROCESS_IP']}:{values['MAIN_PROCESS_PORT']})"
 
 
 # ---------------------------------------------------------------- variables the user misspelt
 
 # set by users besides DRIVER_VARIABLES; ACCELERATE_ARGS and PYTHON are read by run_process.sh itself
-OTHER_VARIABLES = ("CONFIG", "NUM_PROCESSES", "FreshOptimizer", "AllowChanges")
+OTHER_VARIABLES = ("CONFIG", "NUM_PROCESSES", "FreshOptimizer", "AllowChanges", "NUM_MACHINES", "MACHINE_RANK", "MAIN_PROCESS_IP",
+                   "MAIN_PROCESS_PORT")
 KNOWN_VARIABLES = (*DRIVER_VARIABLES, *OTHER_VARIABLES, "ACCELERATE_ARGS", "PYTHON")
 
 
@@ -408,6 +442,9 @@ def summary_line(exp_dir, run_name):
 
 # ---------------------------------------------------------------- launch
 
+EXIT_NOT_MET = 4
+
+
 def launch(argv):
     """``accelerate launch ARGV``; a failed rank ends it with that rank's exit status and no launcher
     traceback (the rank printed its own one-line error); Ctrl-C ends it with 130."""
@@ -421,9 +458,18 @@ def launch(argv):
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("torch.distributed"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+    from torch.distributed import DistNetworkError
+
     args = launch_command_parser().parse_args(argv)
     try:
         launch_command(args)
+    except DistNetworkError as err:  # several machines: the main one is not there (yet) or cannot be reached
+        from b2diffurl.errors import first_line
+
+        print(f"error: the machines did not meet ({first_line(err)}): start run_process.sh on every machine with the same "
+              "NUM_MACHINES, MAIN_PROCESS_IP and MAIN_PROCESS_PORT (the main machine's address and a port it can open), "
+              "each with its MACHINE_RANK; if one of them stopped, see its own output", file=sys.stderr)
+        return EXIT_NOT_MET
     except ChildFailedError as err:
         _, failure = err.get_first_failure()
         return failure.exitcode if failure.exitcode > 0 else 1

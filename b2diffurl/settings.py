@@ -24,7 +24,8 @@ from b2diffurl.errors import UserError, show
 SETTINGS_NAME = "settings.json"
 # fields a rerun may change freely: they do not alter what a finished round is, or they are meant to
 # change between reruns (the number of rounds, the evaluation, logging, kept latents, processes per round)
-FREE_FIELDS = ("process.stage_cnt", "process.save_interval", "process.one_process", "log_with", "evaluate.", "FreshOptimizer")
+FREE_FIELDS = ("process.stage_cnt", "process.save_interval", "process.one_process", "log_with", "evaluate.", "FreshOptimizer",
+               "runtime.dist_timeout")
 # the per-round fields the driver sets for every round (not run settings), and where the run lives
 ROUND_FIELDS = ("run_name", "split_step", "resume_from", "save_path", "train.fresh_optimizer")
 PACKAGES = ("torch", "diffusers", "transformers", "peft", "accelerate", "open_clip_torch", "safetensors", "numpy")

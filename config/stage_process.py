@@ -196,6 +196,10 @@ def base_config():
     # memory-efficient kernels) or "math" (diffusers' plain AttnProcessor: materialises the attention
     # matrix; measured at 512 x 512: 2.2x the training memory and 1.6x the time of sdpa).
     runtime.attention = "sdpa"
+    # seconds a process waits in a collective (gather, barrier, gradient all-reduce) for the others
+    # before it stops with one line: how soon a machine that died without closing its connections
+    # (power, network) is noticed by the rest (a killed process's peers notice at once). torch's default.
+    runtime.dist_timeout = 1800
 
     ###### Evaluation & selection ######
     config.eval = evaluation = ml_collections.ConfigDict()

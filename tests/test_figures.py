@@ -751,3 +751,16 @@ def test_fig7a_draws_clipscore_and_bertscore_side_by_side_when_runs_carry_bertsc
         write_eval(str(plain / "b2_seed1"), "base" if r < 0 else "round_000", r, clip=0.3, pp=1.2, pooled=6.0, queries=64 * (r + 1))
     assert figures.main([str(plain / "b2_seed1"), "--out", str(tmp_path / "o2")]) == 0
     assert not list((tmp_path / "o2").glob("fig7a_*")) and not list((tmp_path / "o2").glob("*bertscore*"))
+
+
+def test_a_rerun_over_the_same_evaluations_rewrites_no_file(tmp_path):
+    """Figures, CSVs and tables are replaced only when their bytes change (a driver rerun redraws them)."""
+    big, small, late = budget_runs(str(tmp_path / "runs"))
+    out = tmp_path / "o"
+    assert figures.main([big, small, "--out", str(out)]) == 0
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert any(name.endswith(".png") for name in stamps) and any(name.endswith(".csv") for name in stamps)
+    assert figures.main([big, small, "--out", str(out)]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps, "nothing rewritten, no .partial/ left"
+    assert figures.main([big, small, late, "--out", str(out)]) == 0
+    assert (out / "summary.csv").stat().st_mtime_ns != stamps["summary.csv"], "a new run changes the summary"

@@ -90,6 +90,31 @@ def require_matplotlib():
                            "(the project's venv, pip install -r requirements.txt)")
 
 
+def write_if_changed(path, content):
+    """Write ``content`` (text, or a callable that writes a file at the path it is given) to ``path``
+    through a file of the same name in ``.partial/`` beside it, replacing ``path`` only when the bytes
+    differ: a rerun over the same evaluations leaves the files (and their times) as they were, and a
+    stop never leaves half a file."""
+    import filecmp
+
+    folder = os.path.join(os.path.dirname(path), ".partial")
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, os.path.basename(path))
+    if callable(content):
+        content(tmp)
+    else:
+        with open(tmp, "w", newline="") as f:
+            f.write(content)
+    if not os.path.isfile(tmp):
+        pass  # the writer wrote nothing
+    elif os.path.isfile(path) and filecmp.cmp(tmp, path, shallow=False):
+        os.remove(tmp)
+    else:
+        os.replace(tmp, path)
+    if not os.listdir(folder):
+        os.rmdir(folder)
+
+
 def main(argv=None):
     """The command line; returns the exit status (0, or 2 after one ``error:`` line on stderr)."""
     try:
@@ -110,11 +135,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     for name, content in outputs:
         path = os.path.join(args.out, name)
-        if callable(content):
-            content(path)
-        else:
-            with open(path, "w", newline="") as f:
-                f.write(content)
+        write_if_changed(path, content)
         print(f"wrote {path}")
     if tables:
         print()

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import REFERENCE_RUN, error_lines, run_driver, run_stage, run_state
+from conftest import REFERENCE_RUN, REPO, error_lines, run_driver, run_stage, run_state
 
 LORA = "round_001/lora/pytorch_lora_weights.safetensors"
 OPTIMIZER = "round_001/lora/optimizer.safetensors"
@@ -144,6 +144,33 @@ def _files(folder):
     return sorted(os.path.relpath(os.path.join(d, n), folder) for d, _, names in os.walk(folder) for n in names)
 
 
+# Every case is refused by ``python -m b2diffurl.driver prepare``, the first thing run_process.sh runs
+# (its output and exit status pass through the script unchanged). Every THROUGH_THE_SCRIPT-th case
+# runs the whole script; the others call the same prepare in this process, which spares a bash and a
+# Python start-up per case (most of the cases' time).
+THROUGH_THE_SCRIPT = 8
+
+
+def prepare_in_process(save_path, config, variables, monkeypatch, capfd):
+    """``python -m b2diffurl.driver prepare`` as run_process.sh runs it (same environment, caller's
+    folder the repository), in this process; a CompletedProcess-like result."""
+    import types
+
+    from b2diffurl import driver
+    from b2diffurl.driver import KNOWN_VARIABLES
+
+    for name in KNOWN_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    env = {"CONFIG": config, "SavePath": str(save_path), "HF_HUB_OFFLINE": "1", "B2DIFFURL_CALLER_DIR": REPO,
+           **{k: str(v) for k, v in variables.items()}}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    capfd.readouterr()
+    code = driver.main(["prepare"])
+    out, err = capfd.readouterr()
+    return types.SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+
 def _assert_one_line(proc, fragments, code=2):
     lines = error_lines(proc.stderr)
     assert proc.returncode == code, (proc.returncode, proc.stderr[-3000:])
@@ -155,14 +182,18 @@ def _assert_one_line(proc, fragments, code=2):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variables,fragments", DRIVER_CASES, ids=[" ".join(f"{k}={v}" for k, v in c[0].items()) for c in DRIVER_CASES])
-def test_the_driver_refuses_bad_input_before_round_0(variables, fragments, existing_run, tmp_path):
+def test_the_driver_refuses_bad_input_before_round_0(variables, fragments, existing_run, tmp_path, monkeypatch, capfd):
+    case = (variables, fragments)
     _scratch(tmp_path)
     variables = {k: v.format(dir=tmp_path) for k, v in variables.items()}
     fragments = [f.format(dir=tmp_path) for f in fragments]
     before, files, scratch = run_state(existing_run / "ref"), _files(existing_run), sorted(os.listdir(tmp_path))
     save_path = variables.pop("SavePath", existing_run)
     config = variables.pop("CONFIG", "config/stage_process.py:tiny")
-    proc = run_driver(save_path, check=False, config=config, **{**REFERENCE_RUN, **variables})
+    if DRIVER_CASES.index(case) % THROUGH_THE_SCRIPT == 0:
+        proc = run_driver(save_path, check=False, config=config, **{**REFERENCE_RUN, **variables})
+    else:
+        proc = prepare_in_process(save_path, config, {**REFERENCE_RUN, **variables}, monkeypatch, capfd)
     _assert_one_line(proc, fragments)
     assert run_state(existing_run / "ref") == before and _files(existing_run) == files, "nothing of the run changed"
     assert sorted(os.listdir(tmp_path)) == scratch, "nothing was written"

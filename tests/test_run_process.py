@@ -28,11 +28,14 @@ def snapshot(folder):
 @pytest.mark.slow
 def test_the_loop_learns_resumes_and_reruns_for_free(tmp_path):
     """Six rounds on one prompt with the colour reward: the reward on fixed evaluation seeds rises
-    above the base model's by more than 5 standard errors (and by at least 0.01)."""
+    above the base model's by more than 5 standard errors (and by at least 0.01). A round's stages
+    run in one process (OneProcess=1, the same files as the three scripts: tests/test_faults.py), which
+    spares 12 process start-ups; the three scripts run in the README's, the faults' and the machines'
+    tests."""
     prompt_file = tmp_path / "red.json"
     prompt_file.write_text(json.dumps(["red apple"]))
     rounds = 6
-    out = drive(tmp_path, PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11, SaveInterval=1)
+    out = drive(tmp_path, PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11, SaveInterval=1, OneProcess=1)
     exp = tmp_path / "learn"
     summary_lines = [line for line in out.splitlines() if line.startswith("round_")]
     assert len(summary_lines) == rounds and all(" | reward " in line for line in summary_lines)
@@ -51,7 +54,7 @@ def test_the_loop_learns_resumes_and_reruns_for_free(tmp_path):
     # A rerun right after finishes at once and changes no file.
     before = snapshot(exp)
     started = time.time()
-    again = drive(tmp_path, PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11, SaveInterval=1)
+    again = drive(tmp_path, PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11, SaveInterval=1, OneProcess=1)
     redone = [line for line in again.splitlines() if line.startswith(("||=========== round", "sample ", "select ", "train "))]
     assert time.time() - started < 15 and not redone, redone
     assert snapshot(exp) == before
@@ -64,7 +67,7 @@ def test_the_loop_learns_resumes_and_reruns_for_free(tmp_path):
     import shutil
 
     shutil.rmtree(last / "lora")
-    resumed = drive(tmp_path, PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11, SaveInterval=1)
+    resumed = drive(tmp_path, PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11, SaveInterval=1, OneProcess=1)
     assert "sample round_" not in resumed and "select round_" not in resumed and "train round_005" in resumed
     after = snapshot(exp)
     assert {p: v for p, v in after.items() if "round_005" not in p and "progress.csv" not in p} == {

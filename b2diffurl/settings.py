@@ -80,6 +80,7 @@ def run_settings(config, values):
 
     config_fields = {k: v for k, v in flatten(config.to_dict()).items() if not k.startswith(ROUND_FIELDS)}
     variables = {name: values[name] for name in (*DRIVER_VARIABLES, "NUM_PROCESSES", "FreshOptimizer", "CONFIG")}
+    variables["NUM_MACHINES"] = values.get("NUM_MACHINES", 1)  # for the record: 2 x 1 processes run as 1 x 2 (not compared)
     variables.pop("SavePath")  # where the run lives is not a setting of it
     record = {"config": config_fields, "variables": variables, "versions": versions(), "commit": git_commit()}
     return records.json_safe(record)  # as it reads back from the file (tuples are lists, inf is "inf")

@@ -1,8 +1,12 @@
 """The DDIM step as a Gaussian policy: x_{t-1} ~ N(mu_theta(x_t, t, c), sigma_t^2 I), with its log-prob.
 
-Same update as diffusers' ``DDIMScheduler.step`` (epsilon prediction; the scheduler config's
-``clip_sample``/``clip_sample_range`` and ``set_alpha_to_one`` followed as diffusers does; dynamic
-``thresholding``, other prediction types and set_alpha_to_one=True refused at load by
+Same update as diffusers' ``DDIMScheduler.step`` (``prediction_type`` epsilon (SD v1.x), v_prediction
+(SD 2.x at 768 px) or sample; the scheduler config's ``clip_sample``/``clip_sample_range``,
+``set_alpha_to_one``, ``timestep_spacing`` leading or trailing (through ``set_timesteps``: the step
+goes from t to t - num_train_timesteps // num_inference_steps, as diffusers' does for every spacing) and
+``rescale_betas_zero_snr`` (through ``alphas_cumprod``) followed as diffusers does; dynamic
+``thresholding``, set_alpha_to_one=True, linspace spacing (its last step is deterministic) and
+zero-SNR betas with epsilon prediction refused at load by
 :func:`check_scheduler_config`), changed in three ways so RL can use it:
 - ``timestep`` may be a tensor with one timestep per row (a batch of mixed timesteps);
 - it returns log p(x_{t-1} | x_t, c), the mean over latent elements of the Gaussian log-density;
@@ -15,16 +19,52 @@ import math
 import torch
 
 
+# what the UNet predicts (the scheduler config's prediction_type), each turned into (x_0, eps) by
+# :func:`x0_and_eps`
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+def x0_and_eps(prediction_type, model_output, sample, alpha_prod_t):
+    """(x_0, eps) from what the UNet predicted, as diffusers' DDIMScheduler.step computes them.
+
+    model_output, sample (x_t): [B, C, H, W] fp32; alpha_prod_t: [B, 1, 1, 1] (alpha-bar at t).
+    epsilon: eps = out, x_0 = (x_t - sqrt(1 - a) eps) / sqrt(a);
+    v_prediction (v = sqrt(a) eps - sqrt(1 - a) x_0): x_0 = sqrt(a) x_t - sqrt(1 - a) v,
+        eps = sqrt(a) v + sqrt(1 - a) x_t;
+    sample: x_0 = out, eps = (x_t - sqrt(a) x_0) / sqrt(1 - a).
+    """
+    a, b = alpha_prod_t.sqrt(), (1 - alpha_prod_t).sqrt()
+    if prediction_type == "epsilon":
+        return (sample - b * model_output) / a, model_output
+    if prediction_type == "v_prediction":
+        return a * sample - b * model_output, a * model_output + b * sample
+    if prediction_type == "sample":
+        return model_output, (sample - a * model_output) / b
+    raise ValueError(f"prediction_type={prediction_type!r} is not one of {', '.join(PREDICTION_TYPES)}")
+
+
 def scheduler_problem(scheduler_config):
     """Why the DDIM policy step cannot follow this scheduler config (text for an error), or None.
 
     scheduler_config: a diffusers scheduler config (``scheduler.config``, a dict-like FrozenDict).
     """
     prediction_type = scheduler_config.get("prediction_type", "epsilon")
-    if prediction_type != "epsilon":
+    if prediction_type not in PREDICTION_TYPES:
         return (
             f"has prediction_type={prediction_type!r} in its scheduler config, which the DDIM policy step does not support: "
-            "use an epsilon-prediction checkpoint (such as SD v1.4)"
+            f"use a checkpoint that predicts one of {', '.join(PREDICTION_TYPES)}"
+        )
+    if scheduler_config.get("rescale_betas_zero_snr", False) and prediction_type == "epsilon":
+        return (
+            "has rescale_betas_zero_snr=True with prediction_type='epsilon' in its scheduler config: at zero SNR the first "
+            "step's x_0 = (x_T - sqrt(1 - alpha) eps) / sqrt(alpha) divides by zero, which the DDIM policy step does not "
+            "support: zero-SNR checkpoints predict v (prediction_type 'v_prediction')"
+        )
+    if scheduler_config.get("timestep_spacing", "leading") == "linspace":
+        return (
+            "has timestep_spacing='linspace' in its scheduler config: its last step starts at t = 0 and ends at alpha-bar(0) "
+            "itself, a deterministic step (sigma_t = 0) with no log-prob for the policy, which the DDIM policy step does not "
+            "support: use 'leading' (SD v1.x, SD 2.x) or 'trailing'"
         )
     if scheduler_config.get("thresholding", False):
         return (
@@ -81,8 +121,9 @@ def gaussian_log_prob(x, mean, std):
 def ddim_step_with_logprob(scheduler, model_output, timestep, sample, eta, prev_sample=None, generator=None, round_to=None):
     """One DDIM step x_t -> x_{t-1} with the log-prob of x_{t-1}.
 
-    scheduler: a DDIMScheduler after ``set_timesteps`` (epsilon prediction, no dynamic thresholding).
-    model_output: eps after CFG, [B, C, H, W].   sample: x_t, [B, C, H, W].
+    scheduler: a DDIMScheduler after ``set_timesteps`` (no dynamic thresholding).
+    model_output: the UNet's prediction after CFG (eps, v or x_0: the config's prediction_type), [B, C, H, W].
+    sample: x_t, [B, C, H, W].
     timestep: int, or LongTensor[B] (one timestep per row).
     eta: > 0 (the step must be stochastic to have a density).
     prev_sample: x_{t-1} [B, C, H, W] to score; drawn with ``generator`` (CPU generator: noise is
@@ -109,19 +150,19 @@ def ddim_step_with_logprob(scheduler, model_output, timestep, sample, eta, prev_
 def step_mean_std(scheduler, model_output, timestep, sample, eta):
     """Mean and std of the DDIM step's Gaussian, and the predicted x_0.
 
-    x0_hat is clamped to [-clip_sample_range, clip_sample_range] when the scheduler config has
-    ``clip_sample`` (as diffusers does); the direction term keeps the model's eps (diffusers'
-    ``use_clipped_model_output=False``).
+    x0_hat and eps come from the prediction (:func:`x0_and_eps`); x0_hat is clamped to
+    [-clip_sample_range, clip_sample_range] when the scheduler config has ``clip_sample`` (as diffusers
+    does); the direction term keeps the predicted eps (diffusers' ``use_clipped_model_output=False``).
     Returns (mu [B, C, H, W], sigma_t * eta [B, 1, 1, 1], x0_hat [B, C, H, W]), all fp32.
     """
     if (problem := scheduler_problem(scheduler.config)) is not None:
         raise ValueError(f"the scheduler {problem}")
     alpha_prod_t, alpha_prod_prev, sigma = step_coefficients(scheduler, timestep, sample.shape[0], sample.ndim, sample.device)
     std = eta * sigma
-    eps = model_output.float()
-    pred_original_sample = (sample.float() - (1 - alpha_prod_t).sqrt() * eps) / alpha_prod_t.sqrt()
+    pred_original_sample, eps = x0_and_eps(scheduler.config.get("prediction_type", "epsilon"), model_output.float(), sample.float(), alpha_prod_t)
     if scheduler.config.get("clip_sample", False):
         limit = scheduler.config.clip_sample_range
         pred_original_sample = pred_original_sample.clamp(-limit, limit)
-    mean = alpha_prod_prev.sqrt() * pred_original_sample + (1 - alpha_prod_prev - std**2).sqrt() * eps
+    # at zero SNR (alpha_prod_t = 0, eta = 1) the direction's weight is 0 up to rounding: never below it
+    mean = alpha_prod_prev.sqrt() * pred_original_sample + (1 - alpha_prod_prev - std**2).clamp(min=0).sqrt() * eps
     return mean, std, pred_original_sample

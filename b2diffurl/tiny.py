@@ -59,7 +59,10 @@ def tiny_tokenizer_vocab():
     return {tok: i for i, tok in enumerate(tokens)}
 
 
-def _build_components(seed):
+def _build_components(seed, variant="sd1"):
+    """The tiny pipeline's parts. ``variant`` "sd2": as SD 2.x differs from SD v1.x (its UNet's linear
+    projections in the transformer blocks, a GELU text encoder as OpenCLIP's, a DDIM scheduler that
+    predicts v), at the same tiny sizes."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -78,6 +81,7 @@ def _build_components(seed):
         cross_attention_dim=32,
         attention_head_dim=8,
         norm_num_groups=8,
+        use_linear_projection=variant == "sd2",
     )
     vae = AutoencoderKL(
         in_channels=3,
@@ -101,12 +105,14 @@ def _build_components(seed):
             num_attention_heads=4,
             max_position_embeddings=64,
             projection_dim=32,
+            hidden_act="gelu" if variant == "sd2" else "quick_gelu",
             bos_token_id=vocab["<|startoftext|>"],
             eos_token_id=vocab["<|endoftext|>"],
             pad_token_id=vocab["<|endoftext|>"],
         )
     )
-    return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=sd14_scheduler())
+    return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                scheduler=sd2_scheduler() if variant == "sd2" else sd14_scheduler())
 
 
 def sd14_scheduler():
@@ -118,6 +124,15 @@ def sd14_scheduler():
     # SD v1.4's file also carries clip_sample=False, read when the loader switches to DDIM.
     scheduler.register_to_config(clip_sample=SD14_SCHEDULER["clip_sample"])
     return scheduler
+
+
+def sd2_scheduler():
+    """SD 2.x's scheduler as stabilityai/stable-diffusion-2-1's file has it: DDIM, SD v1's noise schedule,
+    v-prediction (the 768 px models)."""
+    from diffusers import DDIMScheduler
+
+    keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "clip_sample", "set_alpha_to_one", "steps_offset")
+    return DDIMScheduler(**{k: SD14_SCHEDULER[k] for k in keys}, prediction_type="v_prediction")
 
 
 def _save_tiny_clip(out_dir, seed):
@@ -164,14 +179,15 @@ def build_atomically(out_dir, build):
     return out_dir
 
 
-def build_tiny_pipeline(out_dir, seed=0):
-    """Write the tiny pipeline (and ``clip/`` for the reward) to ``out_dir``; returns ``out_dir``."""
+def build_tiny_pipeline(out_dir, seed=0, variant="sd1"):
+    """Write the tiny pipeline (and ``clip/`` for the reward) to ``out_dir``; returns ``out_dir``.
+    ``variant`` "sd2": SD 2.x's differences (:func:`_build_components`), v-prediction among them."""
 
     def build(tmp):
         from diffusers import StableDiffusionPipeline
 
         pipeline = StableDiffusionPipeline(
-            **_build_components(seed), safety_checker=None, feature_extractor=None, requires_safety_checker=False
+            **_build_components(seed, variant), safety_checker=None, feature_extractor=None, requires_safety_checker=False
         )
         pipeline.save_pretrained(tmp)
         os.makedirs(os.path.join(tmp, "clip"))

@@ -50,6 +50,37 @@ def test_matches_diffusers_mean_and_std(scheduler, eta, index):
     torch.testing.assert_close(prev, ref_prev, atol=1e-5, rtol=1e-5)
 
 
+# SD 2.x (768 px) predicts v; zero-SNR checkpoints rescale the betas and space the steps "trailing"
+SCHEDULER_VARIANTS = {
+    "v_prediction": {"prediction_type": "v_prediction"},
+    "sample": {"prediction_type": "sample"},
+    "trailing": {"timestep_spacing": "trailing"},
+    "zero_snr_v": {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True, "timestep_spacing": "trailing"},
+    "clip_sample_v": {"prediction_type": "v_prediction", "clip_sample": True, "clip_sample_range": 1.0},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(SCHEDULER_VARIANTS))
+def test_other_predictions_and_spacings_match_diffusers(variant):
+    """Every step of 20, with what the UNet predicts (v, x_0) and the timestep spacings and zero-SNR
+    betas of newer checkpoints: the same mean and std as DDIMScheduler.step (eta 1), finite log-probs."""
+    scheduler = make_scheduler(**SCHEDULER_VARIANTS[variant])
+    check_scheduler_config(scheduler.config, "/models/sd2")  # accepted at load
+    for index, t in enumerate(scheduler.timesteps.tolist()):
+        sample, out = _inputs(100 + index)
+        noise = torch.randn(sample.shape, generator=torch.Generator().manual_seed(index))
+        ref_mean = scheduler.step(out, t, sample, eta=1.0, variance_noise=torch.zeros_like(sample)).prev_sample
+        ref_prev = scheduler.step(out, t, sample, eta=1.0, variance_noise=noise).prev_sample
+        mean, std, _ = step_mean_std(scheduler, out, t, sample, 1.0)
+        # at zero SNR (alpha-bar 0 at t = 999) the direction's weight sqrt(1 - a_prev - sigma^2) is exactly 0;
+        # diffusers' float32 leaves sqrt(rounding), about 3e-4, which moves its mean by up to 1e-3
+        atol = 2e-3 if scheduler.alphas_cumprod[t] == 0 else 2e-5
+        torch.testing.assert_close(mean, ref_mean, atol=atol, rtol=1e-5)
+        torch.testing.assert_close(mean + std * noise, ref_prev, atol=atol, rtol=1e-5)
+        _, log_prob, _ = ddim_step_with_logprob(scheduler, out, t, sample, 1.0, prev_sample=ref_prev)
+        assert torch.isfinite(log_prob).all(), (variant, t)
+
+
 def test_log_prob_is_the_gaussian_density(scheduler):
     t = int(scheduler.timesteps[10])
     sample, eps = _inputs(1)
@@ -150,9 +181,11 @@ def test_set_alpha_to_one_is_refused_at_load():
     assert "\n" not in message and message.startswith("pretrained.model='/models/sd' has set_alpha_to_one=True")
 
 
-@pytest.mark.parametrize("field,value", [("thresholding", True), ("prediction_type", "v_prediction"), ("prediction_type", "sample")])
-def test_unsupported_scheduler_fields_are_refused(field, value):
-    scheduler = make_scheduler(**{field: value})
+@pytest.mark.parametrize("field,value,others", [("thresholding", True, {}), ("prediction_type", "flow", {}),
+                                                ("rescale_betas_zero_snr", True, {"timestep_spacing": "trailing"}),
+                                                ("timestep_spacing", "linspace", {})])
+def test_unsupported_scheduler_fields_are_refused(field, value, others):
+    scheduler = make_scheduler(**{field: value, **others})
     with pytest.raises(ConfigError) as err:
         check_scheduler_config(scheduler.config, "/models/sd")
     message = str(err.value)

@@ -224,6 +224,8 @@ LONG_TESTS = {
     "test_performance.py::test_bf16_end_to_end_on_the_cpu": 125,
     "test_experiments.py::test_every_objective_runs_the_full_loop": 100,
     "test_machines.py::test_two_machines_run_as_one_machine_with_two_processes": 260,
+    "test_backbones.py::test_a_v_prediction_model_runs_the_loop": 100,
+    "test_weights.py::test_a_vit_h_14_reward_loads_in_at_most_1_2x_its_weights": 90,
     "test_faults.py::test_stops_anywhere_then_rerun_give_the_uninterrupted_run": 85,
     "test_run_records.py::test_two_drivers_on_one_run_folder": 80,
 }

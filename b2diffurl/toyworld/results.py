@@ -185,9 +185,9 @@ def timings_lines(save_path):
             total += entry["wall_seconds"]
             texts.append(f"{part} {entry['wall_seconds'] / 3600:.2f} h ({len(seconds)} runs, {entry['jobs']} at a time, "
                          f"{entry['threads']} thread(s) each; {sum(seconds) / 3600:.2f} h of run time{timed})")
-        else:  # timed before parts were: the runs one after another
+        else:  # the part's own wall time was not recorded (runs recorded by an interrupted part): their sum
             total += sum(seconds)
-            texts.append(f"{part} {sum(seconds) / 3600:.2f} h ({len(seconds)} runs, one at a time)")
+            texts.append(f"{part} {sum(seconds) / 3600:.2f} h of run time ({len(seconds)} runs; the part's wall time was not recorded)")
     if "f1" in parts:  # the stability study: no training runs
         total += parts["f1"]["wall_seconds"]
         texts.append(f"f1 {parts['f1']['wall_seconds'] / 60:.1f} min (the stability study)")

@@ -45,7 +45,8 @@
 # (e.g. "--main_process_port 29501"); with "--config_file my_accelerate.yaml" the file alone sets
 # processes and machines, and NUM_PROCESSES is not used for launching.
 # Several machines: start this script on every machine with NUM_MACHINES, MACHINE_RANK (0 on the main
-# one), MAIN_PROCESS_IP (the main machine's address) and MAIN_PROCESS_PORT (default 29500), as
+# one), MAIN_PROCESS_IP (the main machine's address) and MAIN_PROCESS_PORT (default 29500; the
+# launches use it and the 15 ports above it in turn), as
 # accelerate's flags of the same names; NUM_PROCESSES is the total over all machines. SavePath must
 # be on a filesystem every machine mounts at the same path: that is checked before round 0. Machine
 # rank 0 keeps the run folder's books (lock, settings, progress.csv, report); docs/RUNNING.md has the
@@ -91,7 +92,20 @@ else
 fi
 # Selection runs in one process; on several machines it is launched on all of them like the other
 # stages (rank 0 selects, the others wait), so that every machine goes through the same launches.
-if [ "$NUM_MACHINES" -gt 1 ]; then SELECT=("${LAUNCH[@]}"); else SELECT=("$PYTHON"); fi
+# On several machines each launch meets on its own port, MAIN_PROCESS_PORT + 0 .. 15 in turn: a
+# machine that finished a launch first can then never reach the previous launch's rendezvous, still
+# open on the main machine for a moment. Every machine makes the same launches in the same order.
+LaunchCount=0
+launch() {
+    if [ "$NUM_MACHINES" -gt 1 ] && [[ " $ACCELERATE_ARGS " != *" --config_file "* ]]; then
+        local port=$((MAIN_PROCESS_PORT + LaunchCount % 16))
+        LaunchCount=$((LaunchCount + 1))
+        "${LAUNCH[@]}" --main_process_port "$port" "$@"
+    else
+        "${LAUNCH[@]}" "$@"
+    fi
+}
+select_stage() { if [ "$NUM_MACHINES" -gt 1 ]; then launch "$@"; else "$PYTHON" "$@"; fi; }
 # The run folder's bookkeeping (the lock, settings.json, progress.csv, the cleanup, the report and
 # figures) is machine rank 0's; the other machines run the same launches and write only what their
 # ranks write.
@@ -109,7 +123,7 @@ if main_machine; then
     "$PYTHON" -m b2diffurl.driver catchup "$ExpDir" "$SaveInterval"
 fi
 if [ "$NUM_MACHINES" -gt 1 ]; then
-    "${LAUNCH[@]}" -m b2diffurl.nodes "$ExpDir"  # every machine sees the run folder, and they reach each other
+    launch -m b2diffurl.nodes "$ExpDir"  # every machine sees the run folder, and they reach each other
 fi
 
 # Evaluation of round i is due when EvalInterval > 0 and (i + 1) % EvalInterval == 0, and
@@ -131,7 +145,7 @@ if [ "$EvalInterval" -gt 0 ]; then
         if eval_due "$i" && [ -f "$ExpDir/$(printf "round_%03d" "$i")/train.done" ]; then EvalRounds="$EvalRounds,$i"; fi
     done
     echo "||=========== evaluation: $EvalRounds ===========||"
-    "${LAUNCH[@]}" -m b2diffurl.evaluate "${EVAL_FLAGS[@]}" --rounds "$EvalRounds"
+    launch -m b2diffurl.evaluate "${EVAL_FLAGS[@]}" --rounds "$EvalRounds"
 fi
 
 for ((i = 0; i < StageCnt; i++)); do
@@ -157,14 +171,14 @@ for ((i = 0; i < StageCnt; i++)); do
     fi
     echo "||=========== round $i: k = ${Ks[$i]}, seed = $((Seed + i)) ===========||"
     if [ "$OneProcess" = 1 ]; then
-        "${LAUNCH[@]}" -m b2diffurl.round "${FLAGS[@]}"  # the three stages below, in one process
+        launch -m b2diffurl.round "${FLAGS[@]}"  # the three stages below, in one process
     else
-        [ -f "$RoundDir/sample.done" ] || "${LAUNCH[@]}" run_sample.py "${FLAGS[@]}"
-        [ -f "$RoundDir/select.done" ] || "${SELECT[@]}" run_select.py "${FLAGS[@]}"
-        [ -f "$RoundDir/train.done" ] || "${LAUNCH[@]}" run_train.py "${FLAGS[@]}"
+        [ -f "$RoundDir/sample.done" ] || launch run_sample.py "${FLAGS[@]}"
+        [ -f "$RoundDir/select.done" ] || select_stage run_select.py "${FLAGS[@]}"
+        [ -f "$RoundDir/train.done" ] || launch run_train.py "${FLAGS[@]}"
     fi
     if eval_due "$i"; then
-        "${LAUNCH[@]}" -m b2diffurl.evaluate "${EVAL_FLAGS[@]}" --rounds "$i"
+        launch -m b2diffurl.evaluate "${EVAL_FLAGS[@]}" --rounds "$i"
     fi
     if main_machine; then "$PYTHON" -m b2diffurl.driver catchup "$ExpDir" "$SaveInterval" "$Round"; fi
 done

@@ -228,8 +228,9 @@ def machine_values(given, num_processes):
     for name, default, low in (("NUM_MACHINES", 1, 1), ("MACHINE_RANK", 0, 0), ("MAIN_PROCESS_PORT", 29500, 1)):
         raw = given.get(name, "").strip() or str(default)
         value, problem = _parse(name, raw, default)
-        if problem is None and not low <= value <= (65535 if name == "MAIN_PROCESS_PORT" else value):
-            problem = f"{name}={raw} must be {'a port, 1..65535' if name == 'MAIN_PROCESS_PORT' else f'>= {low}'}"
+        if problem is None and not low <= value <= (65535 - 15 if name == "MAIN_PROCESS_PORT" else value):
+            problem = f"{name}={raw} must be " + ("a port, 1..65520 (the launches meet on it and the 15 ports above it, in turn)"
+                                                  if name == "MAIN_PROCESS_PORT" else f">= {low}")
         lines += [problem] if problem else []
         out[name] = default if problem else value
     out["MAIN_PROCESS_IP"] = given.get("MAIN_PROCESS_IP", "").strip()

@@ -21,7 +21,7 @@ export NUM_MACHINES=$SLURM_JOB_NUM_NODES
 export NUM_PROCESSES=$((NUM_MACHINES * GPUS_PER_NODE))
 # the first node of the allocation is machine rank 0; its address is where the others meet it
 export MAIN_PROCESS_IP=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
-export MAIN_PROCESS_PORT=${MAIN_PROCESS_PORT:-29500}
+export MAIN_PROCESS_PORT=${MAIN_PROCESS_PORT:-29500}  # it and the 15 ports above it must be free on the first node
 # the run's settings (any of run_process.sh's variables), the same on every node
 export ExpName=${ExpName:-b2diffurl_t1}
 export SavePath=${SavePath:-$PWD/model/lora}

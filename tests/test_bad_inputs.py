@@ -54,7 +54,7 @@ DRIVER_CASES = [
     ({"NUM_MACHINES": "2", "NUM_PROCESSES": "2"}, ["MAIN_PROCESS_IP is not set", "address of machine rank 0"]),
     ({"NUM_MACHINES": "3", "MAIN_PROCESS_IP": "10.0.0.1", "NUM_PROCESSES": "2"}, ["NUM_PROCESSES=2 must be a multiple of NUM_MACHINES=3", "total"]),
     ({"NUM_MACHINES": "0"}, ["NUM_MACHINES=0 must be >= 1"]),
-    ({"MAIN_PROCESS_PORT": "70000"}, ["MAIN_PROCESS_PORT=70000 must be a port, 1..65535"]),
+    ({"MAIN_PROCESS_PORT": "70000"}, ["MAIN_PROCESS_PORT=70000 must be a port, 1..65520", "15 ports above it"]),
     ({"SaveInterval": "-1"}, ["SaveInterval=-1 must be >= 0 (0 keeps no round's interval latents, 1 keeps every round's)"]),
     ({"SaveInterval": "x"}, ["SaveInterval=x must be an integer"]),
     ({"BatchCnt": "0"}, ["BatchCnt=0 must be >= 1"]),

@@ -472,7 +472,17 @@ def launch(argv):
               "each with its MACHINE_RANK; if one of them stopped, see its own output", file=sys.stderr)
         return EXIT_NOT_MET
     except ChildFailedError as err:
-        _, failure = err.get_first_failure()
+        rank, failure = err.get_first_failure()
+        if failure.exitcode < 0 and args.num_machines and args.num_machines > 1:
+            # a process of this machine died of a signal (the C++ runtime can abort when a peer
+            # machine's connection breaks under it): it printed no line of its own
+            import signal
+
+            from b2diffurl.cli import LOST_PEER
+
+            name = signal.Signals(-failure.exitcode).name if -failure.exitcode in signal.Signals._value2member_map_ else str(failure.exitcode)
+            print(f"error: {LOST_PEER} (rank {rank} ended with {name})", file=sys.stderr)
+            return 1
         return failure.exitcode if failure.exitcode > 0 else 1
     except (KeyboardInterrupt, SignalException):
         return 130

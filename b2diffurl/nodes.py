@@ -59,7 +59,11 @@ def main(argv):
     if blind and state.is_local_main_process:
         print(f"error: {problem_line(exp_dir, blind)}", file=sys.stderr)
     dist.barrier()
-    return 2 if blind else 0
+    # leave without the interpreter's teardown: destroying the process group while a peer that has
+    # already left tears its end down can abort in the C++ runtime ("terminate called ...")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(2 if blind else 0)
 
 
 if __name__ == "__main__":

@@ -129,8 +129,10 @@ def test_two_machines_run_as_one_machine_with_two_processes(tmp_path):
     killed = two_machines([tmp_path / "killed"] * 2, fault_on_1="KILL:round_001/sample.batch", ExpName="run", OneProcess=1)
     (code0, _, stderr0, seconds0), (code1, *_) = killed
     assert code1 != 0 and code0 != 0 and seconds0 < 240, f"machine 0 stopped after {seconds0:.0f} s"
-    lines = error_lines(stderr0)
-    assert len(lines) == 1 and lines[0].startswith("error: lost contact with another process of this run mid-stage"), stderr0[-3000:]
+    # one error line: the rank's own when the broken connection reaches Python, the launcher's when the
+    # C++ runtime aborted the rank first (it may leave its "terminate called ..." line above)
+    errors = [line for line in error_lines(stderr0) if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: lost contact with another process of this run mid-stage"), stderr0[-3000:]
     assert not (tmp_path / "killed" / "run" / "round_001" / "sample.done").exists()
     resumed = two_machines([tmp_path / "killed"] * 2, ExpName="run", OneProcess=1)
     assert all(code == 0 for code, *_ in resumed), resumed[0][2][-3000:] + resumed[1][2][-3000:]

@@ -49,31 +49,23 @@ def read_safetensors_header(f):
 
 
 def checkpoint_tensors(path):
-    """(names, get) of a checkpoint file: ``get(name)`` -> its tensor (on the CPU), read on demand.
-    .safetensors: read with plain file reads, one tensor at a time (not memory-mapped: mapped pages of
-    the file would count in the process's memory until the load ends); .bin/.pt/.pth: torch.load with
-    mmap, weights only. A ``state_dict`` wrapper and a ``module.`` prefix (DataParallel) are undone."""
+    """(names, get) of a .safetensors checkpoint: ``get(name)`` -> its tensor (on the CPU), read with
+    plain file reads, one tensor at a time (not memory-mapped: mapped pages of the file would count
+    in the process's memory until the load ends)."""
     import torch
 
-    if path.endswith(".safetensors"):
-        f = open(path, "rb")
-        entries = read_safetensors_header(f)
+    f = open(path, "rb")
+    entries = read_safetensors_header(f)
 
-        def get(name):
-            dtype, shape, start, end = entries[name]
-            data = torch.empty(end - start, dtype=torch.uint8)
-            f.seek(start)
-            if f.readinto(data.numpy()) != end - start:
-                raise OSError(f"{path}: {name} is cut short (the file is truncated)")
-            return data.view(dtype).reshape(shape)
+    def get(name):
+        dtype, shape, start, end = entries[name]
+        data = torch.empty(end - start, dtype=torch.uint8)
+        f.seek(start)
+        if f.readinto(data.numpy()) != end - start:
+            raise OSError(f"{path}: {name} is cut short (the file is truncated)")
+        return data.view(dtype).reshape(shape)
 
-        return list(entries), get
-    checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    if isinstance(checkpoint, dict) and "state_dict" in checkpoint:
-        checkpoint = checkpoint["state_dict"]
-    if all(k.startswith("module.") for k in checkpoint):
-        checkpoint = {k[len("module."):]: v for k, v in checkpoint.items()}
-    return list(checkpoint), checkpoint.__getitem__
+    return list(entries), get
 
 
 def stream_into(model, path, ignore=()):
@@ -84,6 +76,8 @@ def stream_into(model, path, ignore=()):
     keys the model may lack (dropped)."""
     import torch
 
+    if not path.endswith(".safetensors"):
+        return "not a .safetensors file (a pickled checkpoint is left to its library's own loader)"
     names, get = checkpoint_tensors(path)
     target = model.state_dict(keep_vars=True)
     wanted = [n for n in names if n not in ignore or n in target]

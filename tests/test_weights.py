@@ -38,6 +38,7 @@ def test_written_safetensors_read_back_with_the_library_and_stream_into_a_model(
     other = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2, bias=False))
     other.register_buffer("scale", torch.tensor(0.0))
     assert stream_into(other, path).startswith("0.weight: shape (4, 3) in the checkpoint, (5, 3) in the model")
+    assert stream_into(target, str(tmp_path / "m.bin")).startswith("not a .safetensors file"), "pickles are left to their library"
 
 
 def test_the_toy_clip_loads_exactly_as_open_clip_loads_it():

@@ -480,7 +480,10 @@ def launch(argv):
 
             from b2diffurl.cli import LOST_PEER
 
-            name = signal.Signals(-failure.exitcode).name if -failure.exitcode in signal.Signals._value2member_map_ else str(failure.exitcode)
+            try:
+                name = signal.Signals(-failure.exitcode).name
+            except ValueError:  # not a signal number this platform names
+                name = f"exit status {failure.exitcode}"
             print(f"error: {LOST_PEER} (rank {rank} ended with {name})", file=sys.stderr)
             return 1
         return failure.exitcode if failure.exitcode > 0 else 1

@@ -1,12 +1,14 @@
-"""Paper-scale benchmark: the three stages at SD v1.4 size, with random weights.
+"""Paper-scale benchmark: the three stages at SD v1.4 size (or SD 2.1's, SDXL's), with random weights.
 
     python -m b2diffurl.bench --small          # CPU: SD v1.4's networks at 64 x 64 pixels, a few minutes
     python -m b2diffurl.bench                  # GPU: 512 x 512, fp16, the paper's batch sizes
+    python -m b2diffurl.bench --backbone sdxl  # GPU: SDXL base's networks at 1024 x 1024 (sd21: SD 2.1's, 768)
 
 It builds, from configs written here (nothing is downloaded), a diffusers folder with exactly SD
-v1.4's UNet2DConditionModel, AutoencoderKL and CLIP ViT-L/14 text encoder, and an open_clip
-ViT-H-14 checkpoint (open_clip's own config), all with random weights: shapes, FLOPs, memory and
-load times are the real ones. It then runs ``run_sample.py``, ``run_select.py`` and ``run_train.py``
+v1.4's UNet2DConditionModel, AutoencoderKL and CLIP ViT-L/14 text encoder (``--backbone sd21``: SD
+2.1's UNet and OpenCLIP ViT-H text encoder, v-prediction; ``sdxl``: SDXL base's UNet, VAE and both
+text encoders), and an open_clip ViT-H-14 checkpoint (open_clip's own config), all with random
+weights: shapes, FLOPs, memory and load times are the real ones. It then runs ``run_sample.py``, ``run_select.py`` and ``run_train.py``
 as a user does (own processes, the default config, the paper's settings) on one round, and times
 the bare UNet in a tight batched loop at the same batch sizes. Per stage it reports seconds, model
 load seconds, process start-up, UNet image-forwards per second, **efficiency** (the stage's UNet (or
@@ -50,6 +52,37 @@ SD14_TEXT = dict(
     vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
     max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768,
 )
+# stabilityai/stable-diffusion-2-1's unet/config.json (768 px: sample_size 96)
+SD21_UNET = dict(
+    SD14_UNET, attention_head_dim=(5, 10, 20, 20), cross_attention_dim=1024, use_linear_projection=True, upcast_attention=True,
+)
+# its text_encoder/config.json: OpenCLIP ViT-H/14's text tower, 23 of its 24 layers
+SD21_TEXT = dict(
+    vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
+    max_position_embeddings=77, hidden_act="gelu", projection_dim=512,
+)
+# stabilityai/stable-diffusion-xl-base-1.0's unet/config.json (1024 px: sample_size 128)
+SDXL_UNET = dict(
+    in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280),
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), cross_attention_dim=2048,
+    use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=2816, norm_num_groups=32, act_fn="silu", flip_sin_to_cos=True, freq_shift=0,
+)
+SDXL_VAE = dict(SD14_VAE, scaling_factor=0.13025, force_upcast=True)
+# its text_encoder_2/config.json: OpenCLIP ViT-bigG/14's text tower, with its projection
+SDXL_TEXT_2 = dict(
+    vocab_size=49408, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
+    max_position_embeddings=77, hidden_act="gelu", projection_dim=1280,
+)
+BACKBONES = ("sd14", "sd21", "sdxl")
+NATIVE_RESOLUTION = {"sd14": 512, "sd21": 768, "sdxl": 1024}
+BACKBONE_TEXT = {
+    "sd14": "SD v1.4's UNet / VAE / ViT-L/14 text encoder",
+    "sd21": "SD 2.1's UNet (v-prediction) / VAE / OpenCLIP ViT-H text encoder",
+    "sdxl": "SDXL base's UNet / VAE / ViT-L/14 and OpenCLIP ViT-bigG text encoders",
+}
 
 
 @dataclass(frozen=True)
@@ -73,6 +106,7 @@ class Setting:
     attention: str = "sdpa"
     compile_unet: bool = False
     repeats: int = 3  # bare-UNet timing: timed iterations after one warm-up
+    backbone: str = "sd14"  # the networks' shapes: sd14, sd21, sdxl (BACKBONES)
 
 
 SETTINGS = {
@@ -83,8 +117,8 @@ SETTINGS = {
 
 # ---------------------------------------------------------------- models
 
-def model_dir(resolution, root=BENCH_DIR):
-    return os.path.join(root, f"sd14-random-{resolution}px-v{BENCH_VERSION}")
+def model_dir(resolution, root=BENCH_DIR, backbone="sd14"):
+    return os.path.join(root, f"{backbone}-random-{resolution}px-v{BENCH_VERSION}")
 
 
 def write_random_open_clip(path, arch=CLIP_ARCH, dtype="float16", seed=0):
@@ -120,9 +154,46 @@ def write_random_open_clip(path, arch=CLIP_ARCH, dtype="float16", seed=0):
     return sum(math.prod(shape) for shape in shapes.values()) * dtype.itemsize
 
 
-def build_models(folder, resolution, seed=0):
-    """Write the random SD v1.4-shaped pipeline (fp16 safetensors) and the random ViT-H-14 checkpoint
-    to ``folder`` unless they are there; returns (pipeline folder, open_clip checkpoint path)."""
+def _text_encoder(cls, shape, vocab):
+    from transformers import CLIPTextConfig
+
+    return cls(CLIPTextConfig(**shape, bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"]))
+
+
+def random_pipeline(resolution, backbone="sd14"):
+    """The random pipeline of ``backbone``'s shapes, its UNet made for ``resolution`` pixels."""
+    import torch
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    from b2diffurl.tiny import sd2_scheduler, sd14_scheduler, sdxl_scheduler, tiny_tokenizer_vocab
+
+    vocab = tiny_tokenizer_vocab()  # any tokenizer of 77 tokens: ids only select embedding rows
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    unet_shape, vae_shape, text_shape = {
+        "sd14": (SD14_UNET, SD14_VAE, SD14_TEXT), "sd21": (SD21_UNET, SD14_VAE, SD21_TEXT), "sdxl": (SDXL_UNET, SDXL_VAE, SD14_TEXT),
+    }[backbone]
+    parts = dict(
+        unet=UNet2DConditionModel(sample_size=resolution // 8, **unet_shape),
+        vae=AutoencoderKL(sample_size=resolution, **vae_shape),
+        text_encoder=_text_encoder(CLIPTextModel, text_shape, vocab),
+        tokenizer=tokenizer,
+    )
+    with torch.no_grad():  # keep a random UNet's output at the scale of a trained one's (about unit variance)
+        parts["unet"].conv_out.weight.mul_(0.1)
+    if backbone == "sdxl":
+        return StableDiffusionXLPipeline(
+            **parts, text_encoder_2=_text_encoder(CLIPTextModelWithProjection, SDXL_TEXT_2, vocab), tokenizer_2=tokenizer,
+            scheduler=sdxl_scheduler(), force_zeros_for_empty_prompt=True, add_watermarker=False,
+        )
+    scheduler = sd2_scheduler() if backbone == "sd21" else sd14_scheduler()
+    return StableDiffusionPipeline(**parts, scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+
+def build_models(folder, resolution, seed=0, backbone="sd14"):
+    """Write the random pipeline of ``backbone``'s shapes (fp16 safetensors) and the random ViT-H-14
+    checkpoint to ``folder`` unless they are there; returns (pipeline folder, open_clip checkpoint path).
+    SD 2.1's and SDXL's networks are built in fp16 directly (SDXL's UNet is 10 GB in fp32)."""
     clip_path = os.path.join(folder, "clip", CLIP_FILE)
     if os.path.isfile(os.path.join(folder, "model_index.json")) and os.path.isfile(clip_path):
         return folder, clip_path
@@ -130,28 +201,19 @@ def build_models(folder, resolution, seed=0):
     import tempfile
 
     import torch
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    from b2diffurl.tiny import sd14_scheduler, tiny_tokenizer_vocab
 
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".bench-", dir=os.path.dirname(folder))
     try:
-        print(f"building SD v1.4-shaped random models at {resolution} x {resolution} in {folder} (once)", flush=True)
+        print(f"building {BACKBONE_TEXT[backbone]} (random) at {resolution} x {resolution} in {folder} (once)", flush=True)
         torch.manual_seed(seed)
-        vocab = tiny_tokenizer_vocab()  # any tokenizer of 77 tokens: ids only select embedding rows
-        pipeline = StableDiffusionPipeline(
-            unet=UNet2DConditionModel(sample_size=resolution // 8, **SD14_UNET),
-            vae=AutoencoderKL(sample_size=resolution, **SD14_VAE),
-            text_encoder=CLIPTextModel(CLIPTextConfig(
-                **SD14_TEXT, bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"],
-            )),
-            tokenizer=CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77),
-            scheduler=sd14_scheduler(), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-        )
-        with torch.no_grad():  # keep a random UNet's eps at the scale of a trained one's (about unit variance)
-            pipeline.unet.conv_out.weight.mul_(0.1)
+        default_dtype = torch.get_default_dtype()
+        if backbone != "sd14":
+            torch.set_default_dtype(torch.float16)
+        try:
+            pipeline = random_pipeline(resolution, backbone)
+        finally:
+            torch.set_default_dtype(default_dtype)
         pipeline.to(torch.float16).save_pretrained(tmp)
         del pipeline
         os.makedirs(os.path.join(tmp, "clip"))
@@ -301,7 +363,8 @@ def bare_rates(setting, pipeline_dir, clip_path, parts=("sample", "train", "clip
     part on a GPU. Returns a dict."""
     import torch
 
-    from b2diffurl.models import load_policy, predict_noise
+    from b2diffurl.backbones import encode_prompts, negative_conditioning, predict_noise
+    from b2diffurl.models import load_policy
     from b2diffurl.perf import cfg_factor
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -311,12 +374,13 @@ def bare_rates(setting, pipeline_dir, clip_path, parts=("sample", "train", "clip
     unet = pipeline.unet
     latent = setting.resolution // 8  # the UNet is convolutional: one folder serves every resolution here
     generator = torch.Generator().manual_seed(0)
-    negative = torch.randn(1, 77, 768, generator=generator).to(device)
+    negative = negative_conditioning(pipeline)  # the backbone's own conditioning (SDXL: pooled, time ids)
+    prompt = encode_prompts(pipeline, ["a photo of a red apple"])
     rows = cfg_factor(config.sample.guidance_scale)
 
     def inputs(n):
         x = torch.randn(n, 4, latent, latent, generator=generator).to(device)
-        return x, torch.randn(n, 77, 768, generator=generator).to(device), torch.full((n,), 501, device=device)
+        return x, prompt.expand(n), torch.full((n,), 501, device=device)
 
     if "sample" in parts:
         unet.eval()
@@ -413,7 +477,7 @@ def run_one_process(setting, models, workdir, repeats):
 
     from b2diffurl import records
 
-    pipeline_dir, clip_path = build_models(model_dir(setting.resolution, models), setting.resolution)
+    pipeline_dir, clip_path = _models(setting, models)
     walls, rounds = {"stages": [], "one_process": []}, {}
     for i in range(repeats):
         for how in walls:
@@ -533,7 +597,7 @@ def report(result):
     rows, disk, projection = analysis["rows"], analysis["disk"], analysis["projection"]
     trajectories = stages["select"]["marker"]["trajectories"]
     lines = [
-        f"setting `{s.name}` on {result['device']}: SD v1.4's UNet / VAE / ViT-L/14 text encoder and open_clip ViT-H-14 "
+        f"setting `{s.name}` on {result['device']}: {BACKBONE_TEXT[s.backbone]} and open_clip ViT-H-14 "
         f"(random weights) at {s.resolution} x {s.resolution} pixels, mixed_precision {s.mixed_precision}; one round of "
         f"{s.num_batches} batch(es) x {s.batch_size} prompts x {s.split_time} branches = {trajectories} trajectories, "
         f"T = {s.num_steps}, k = {s.split_step}, CFG 5, train batch {s.train_batch_size}, forward_chunk {s.forward_chunk}, "
@@ -575,10 +639,16 @@ def report(result):
     return "\n".join(lines)
 
 
+def _models(setting, models_root, resolution=None):
+    """(pipeline folder, open_clip checkpoint) of ``setting``'s backbone, built once per resolution."""
+    resolution = resolution or setting.resolution
+    return build_models(model_dir(resolution, models_root, setting.backbone), resolution, backbone=setting.backbone)
+
+
 def run(setting, workdir, models_root=BENCH_DIR):
     import torch
 
-    pipeline_dir, clip_path = build_models(model_dir(setting.resolution, models_root), setting.resolution)
+    pipeline_dir, clip_path = _models(setting, models_root)
     os.makedirs(workdir, exist_ok=True)
     # The bare UNet is timed in one process before the stages and one after, and the faster of the
     # two counts: on a shared machine one process can run 10-40% slower than the next.
@@ -596,7 +666,7 @@ def run(setting, workdir, models_root=BENCH_DIR):
         "stages": stages, "bare": bare, "imports": imports,
     }
     result["analysis"] = analyse(setting, stages, bare, round_dir, imports)
-    path = os.path.join(workdir, f"bench_{setting.name}.json")
+    path = os.path.join(workdir, f"{_prefix(setting)}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=1, allow_nan=False)
     return result, path
@@ -615,7 +685,7 @@ LEVERS = {
 def run_levers(setting, models_root, names):
     """The bare UNet (sampling at the branch batch, training at forward_chunk) with each speed lever on
     its own, each in a fresh process; returns {lever: bare dict}."""
-    pipeline_dir, clip_path = build_models(model_dir(setting.resolution, models_root), setting.resolution)
+    pipeline_dir, clip_path = _models(setting, models_root)
     results = {}
     for name in names:
         print(f"bench: lever {name} ...", flush=True)
@@ -645,7 +715,7 @@ def levers_report(setting, results):
 def run_memory(setting, models_root, chunks=(1, 2, 4, 8)):
     """Training memory and time per forward+backward against train.forward_chunk, with and without
     gradient checkpointing (one fresh process per point); returns a list of dicts."""
-    pipeline_dir, clip_path = build_models(model_dir(SETTINGS["small"].resolution, models_root), SETTINGS["small"].resolution)
+    pipeline_dir, clip_path = _models(setting, models_root, SETTINGS["small"].resolution)
     points = []
     for checkpointing in (False, True):
         for chunk in chunks:
@@ -677,6 +747,11 @@ def memory_report(setting, points):
     return "\n".join(lines)
 
 
+def _prefix(setting):
+    """Result files' name: bench_small.json, bench_full.json (SD v1.4), bench_sdxl_small.json, ..."""
+    return f"bench_{setting.name}" if setting.backbone == "sd14" else f"bench_{setting.backbone}_{setting.name}"
+
+
 def _device_name():
     import platform
 
@@ -696,7 +771,9 @@ def parse_args(argv):
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--attention", choices=("sdpa", "math"), default="sdpa")
-    parser.add_argument("--resolution", type=int, help="image pixels (a multiple of 64; default 64 small, 512 full)")
+    parser.add_argument("--resolution", type=int, help="image pixels (a multiple of 64; default 64 small, the backbone's own full: 512, 768, 1024)")
+    parser.add_argument("--backbone", choices=BACKBONES, default="sd14",
+                        help="the networks' shapes: sd14 (default), sd21 (SD 2.1, v-prediction), sdxl (SDXL base)")
     parser.add_argument("--compile", action="store_true", help="runtime.compile_unet")
     parser.add_argument("--levers", nargs="*", metavar="LEVER",
                         help=f"instead of the stages: time the bare UNet with each speed lever ({', '.join(LEVERS)}; default all)")
@@ -710,7 +787,9 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     setting = SETTINGS["small" if args.small else "full"]
     changes = {"gradient_checkpointing": args.gradient_checkpointing, "channels_last": args.channels_last, "attention": args.attention,
-               "compile_unet": args.compile}
+               "compile_unet": args.compile, "backbone": args.backbone}
+    if not args.small:
+        changes["resolution"] = NATIVE_RESOLUTION[args.backbone]
     if args.resolution is not None and (args.resolution < 64 or args.resolution % 64):
         parser.error(f"--resolution={args.resolution} must be a multiple of 64 (the UNet halves 8 x 8 latents three times)")
     try:
@@ -747,7 +826,7 @@ def main(argv):
     os.makedirs(args.workdir, exist_ok=True)
     if args.one_process:
         result = {"setting": asdict(setting), "device": _device_name(), "one_process": run_one_process(setting, args.models, args.workdir, args.one_process)}
-        path = os.path.join(args.workdir, f"bench_{setting.name}_{setting.resolution}px_one_process.json")
+        path = os.path.join(args.workdir, f"{_prefix(setting)}_{setting.resolution}px_one_process.json")
         with open(path, "w") as f:
             json.dump(result, f, indent=1, allow_nan=False)
         print(f"device: {result['device']}\n\n{one_process_report(setting, result['one_process'])}\n\nfull result: {path}")
@@ -764,7 +843,7 @@ def main(argv):
         if args.memory:
             result["memory"] = run_memory(setting, args.models, args.chunks)
             text.append(memory_report(setting, result["memory"]))
-        path = os.path.join(args.workdir, f"bench_{setting.name}_{setting.resolution}px_{'levers' if args.levers is not None else 'memory'}.json")
+        path = os.path.join(args.workdir, f"{_prefix(setting)}_{setting.resolution}px_{'levers' if args.levers is not None else 'memory'}.json")
         with open(path, "w") as f:
             json.dump(result, f, indent=1, allow_nan=False)
         print(f"device: {result['device']}\n\n" + "\n\n".join(text) + f"\n\nfull result: {path}")

@@ -15,7 +15,8 @@ import math
 import os
 import re
 
-from b2diffurl.errors import ConfigError, RecordError
+from b2diffurl import backbones
+from b2diffurl.errors import ConfigError, RecordError, first_line
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$")
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.+=@,-]+$")
@@ -124,6 +125,19 @@ def check_model(c):
     if config.pretrained.build_tiny:
         return
     check_model_location(c, "pretrained.model", model, "model_index.json", "a diffusers pipeline folder (save_pretrained's output)")
+    if os.path.isfile(os.path.join(model, "model_index.json")):
+        check_backbone(c, model, lambda: backbones.read_model_index(model))
+
+
+def check_backbone(c, model, read_index):
+    """The checkpoint's model_index.json (``read_index()``) names a supported backbone with all its parts."""
+    try:
+        index = read_index()
+    except (OSError, ValueError) as err:
+        c.require(False, "pretrained.model", model, f"has an unreadable model_index.json ({first_line(err)}): fix or re-download the checkpoint")
+        return
+    problem = backbones.index_problem(index)
+    c.require(problem is None, "pretrained.model", model, problem)
 
 
 def check_model_location(c, field, path, marker, folder_kind, hub_kind=""):
@@ -525,6 +539,10 @@ def _model_problems(config):
     if not config.pretrained.build_tiny and not os.path.isdir(model):
         if reason := _hub_problem(model, "model_index.json", config.pretrained.revision):
             problems.append(ConfigError("pretrained.model", model, reason + ", or point pretrained.model at a local diffusers folder"))
+        else:
+            c = Checker(config)
+            check_backbone(c, model, lambda: backbones.read_model_index(model, config.pretrained.revision))
+            problems.extend(c.problems)
     reward = config.reward
     names = reward_components(reward.name)
     metrics = eval_metrics(config)

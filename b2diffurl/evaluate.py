@@ -167,11 +167,12 @@ def sample_batches(pipeline, prompts, config, batch_indices):
     with the pipeline's current policy; batch b draws its noise from (evaluate.seed, b)."""
     from tqdm.auto import tqdm
 
-    from b2diffurl.sampler import batch_generator, decode_images, encode_prompts, sample_branches
+    from b2diffurl.backbones import decode_images, encode_prompts, negative_conditioning
+    from b2diffurl.sampler import batch_generator, sample_branches
 
     evaluate, sample = config.evaluate, config.sample
     batches = eval_batches(len(prompts), evaluate.num_images, evaluate.batch_size)
-    negative_embeds = encode_prompts(pipeline, [""])
+    negative_embeds = negative_conditioning(pipeline)
     done = []
     for b in tqdm(batch_indices, desc="evaluating", disable=os.environ.get("RANK", "0") != "0", dynamic_ncols=True, leave=False):
         embeds = encode_prompts(pipeline, [prompts[i] for i in batches[b]])

@@ -1,8 +1,10 @@
-"""Loading the policy: a Stable Diffusion pipeline on DDIM, frozen, with LoRA adapters on the UNet.
+"""Loading the policy: a Stable Diffusion pipeline (SD v1.x/2.x or SDXL, :mod:`b2diffurl.backbones`)
+on DDIM, frozen, with LoRA adapters on the UNet.
 
 LoRA is peft's (``LoraConfig`` + ``unet.add_adapter``); a round's LoRA is saved and loaded in
-diffusers format (``pytorch_lora_weights.safetensors``), so a stock pipeline loads it with
-``StableDiffusionPipeline.load_lora_weights(dir)``.
+diffusers format (``pytorch_lora_weights.safetensors``, ``unet.``-prefixed keys), so a stock
+pipeline of the checkpoint's class loads it with ``load_lora_weights(dir)``
+(``StableDiffusionPipeline`` or ``StableDiffusionXLPipeline``).
 """
 
 import os
@@ -35,32 +37,44 @@ def quiet_model_libraries():
 
 
 def load_pipeline(model, revision="main", device="cpu", dtype=torch.float32, build_tiny=False):
-    """SD pipeline from a local folder or hub id, switched to DDIM, every weight frozen and cast to ``dtype``.
+    """The checkpoint's pipeline (SD v1.x/2.x or SDXL: :mod:`b2diffurl.backbones`, from its
+    model_index.json) from a local folder or hub id, switched to DDIM, every weight frozen and cast to
+    ``dtype``.
 
-    A scheduler config the DDIM policy step cannot follow (dynamic thresholding, a prediction type
-    other than epsilon) is a ConfigError, raised before the weights are moved to ``device``.
+    An unsupported checkpoint (another pipeline class, SDXL without its second text encoder) or a
+    scheduler config the DDIM policy step cannot follow (dynamic thresholding, linspace spacing, ...)
+    is a ConfigError, raised before the weights are moved to ``device``.
     """
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from diffusers import DDIMScheduler
+
+    from b2diffurl import backbones
+    from b2diffurl.errors import ConfigError, first_line
 
     quiet_model_libraries()
     if build_tiny and not os.path.isdir(model):
-        from b2diffurl.tiny import build_tiny_pipeline
+        from b2diffurl.tiny import build_tiny_model
 
-        build_tiny_pipeline(model)
-    try:
-        pipeline = StableDiffusionPipeline.from_pretrained(
-            model, revision=revision, dtype=dtype, safety_checker=None, requires_safety_checker=False
-        )
-    except (OSError, ValueError) as err:  # not cached offline, unreachable, incomplete or corrupt folder
-        from b2diffurl.errors import ConfigError, first_line
+        build_tiny_model(model)
 
-        raise ConfigError(
+    def unloadable(err):  # not cached offline, unreachable, not a pipeline folder, incomplete or corrupt
+        return ConfigError(
             "pretrained.model", model, f"could not be loaded ({first_line(err)}): point it at a complete diffusers folder, "
             "or at a hub id that is cached (HF_HUB_OFFLINE=1) or reachable"
-        ) from None
+        )
+
+    try:
+        index = backbones.read_model_index(model, revision)
+    except (OSError, ValueError) as err:
+        raise unloadable(err) from None
+    if (problem := backbones.index_problem(index)) is not None:
+        raise ConfigError("pretrained.model", model, problem)
+    try:
+        pipeline = backbones.from_pretrained(model, revision, dtype)
+    except (OSError, ValueError) as err:
+        raise unloadable(err) from None
     pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
-    check_scheduler_config(pipeline.scheduler.config, model)  # thresholding, v-prediction: refused here
-    for part in (pipeline.vae, pipeline.text_encoder, pipeline.unet):
+    check_scheduler_config(pipeline.scheduler.config, model)  # thresholding, linspace spacing, ...: refused here
+    for part in backbones.frozen_parts(pipeline):
         part.requires_grad_(False)
         part.to(device)
     pipeline.set_progress_bar_config(disable=True)
@@ -170,23 +184,3 @@ def load_policy(config, device):
         pipeline.unet.compile()  # in place: the module (its config, adapters, parameters) stays the same object
     heap.settle()  # see b2diffurl.heap
     return pipeline
-
-
-def predict_noise(unet, latents, timesteps, prompt_embeds, negative_embeds, guidance_scale):
-    """eps_theta(x_t, t, c) after classifier-free guidance, in one UNet call (uncond and cond batched).
-
-    latents: [N, C, H, W]; timesteps: scalar or [N]; prompt_embeds: [N, L, D]; negative_embeds: [1, L, D].
-    Inputs are cast to the UNet's weight dtype; the result is fp32 [N, C, H, W].
-    (The DDIM scheduler's ``scale_model_input`` is the identity, so it is not called.)
-    """
-    dtype = unet.conv_in.weight.dtype
-    n = latents.shape[0]
-    timesteps = torch.as_tensor(timesteps, device=latents.device)
-    if guidance_scale == 1.0:
-        return unet(latents.to(dtype), timesteps, encoder_hidden_states=prompt_embeds.to(dtype)).sample.float()
-    model_input = torch.cat([latents, latents]).to(dtype)
-    embeds = torch.cat([negative_embeds.expand(n, -1, -1), prompt_embeds]).to(dtype)
-    if timesteps.ndim == 1:
-        timesteps = timesteps.repeat(2)
-    uncond, cond = unet(model_input, timesteps, encoder_hidden_states=embeds).sample.float().chunk(2)
-    return uncond + guidance_scale * (cond - uncond)

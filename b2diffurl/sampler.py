@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from b2diffurl import records
 from b2diffurl.errors import NonFiniteError
-from b2diffurl.models import predict_noise, storage_dtype
+from b2diffurl.backbones import decode_images, encode_prompts, latent_shape, negative_conditioning, predict_noise
+from b2diffurl.models import storage_dtype
 from b2diffurl.perf import stage_memory
 from b2diffurl.ddim import ddim_step_with_logprob
 from b2diffurl.schedule import branch_step
@@ -45,26 +46,13 @@ def batch_prompt_ids(batch_idx, batch_size, n_prompts, random_choose, generator)
 
 
 @torch.no_grad()
-def encode_prompts(pipeline, prompts):
-    """Text-encoder hidden states [len(prompts), L, D] (L = tokenizer.model_max_length)."""
-    tokens = pipeline.tokenizer(
-        list(prompts),
-        padding="max_length",
-        max_length=pipeline.tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids.to(pipeline.text_encoder.device)
-    return pipeline.text_encoder(tokens)[0]
-
-
-@torch.no_grad()
 def sample_branches(
     pipeline, prompt_embeds, negative_embeds, generator, num_steps, split_step, split_time, guidance_scale, eta,
     latent_dtype=torch.float32,
 ):
     """Sample one prompt batch with branching at step T - k.
 
-    prompt_embeds: [B, L, D]; negative_embeds: [1, L, D] (the empty prompt).
+    prompt_embeds: Conditioning of B rows (b2diffurl.backbones); negative_embeds: of one row (the unconditional prompt).
     latent_dtype: dtype the interval latents are stored in. From the branch point on, the chain is
     rounded to it after every step and each log-prob is that of the rounded latent, so the stored
     latents reproduce the recorded log-probs exactly.
@@ -75,9 +63,8 @@ def sample_branches(
     unet, scheduler = pipeline.unet, pipeline.scheduler
     scheduler.set_timesteps(num_steps, device=unet.device)
     start = branch_step(num_steps, split_step)
-    batch_size = prompt_embeds.shape[0]
-    size = unet.config.sample_size
-    latents = torch.randn((batch_size, unet.config.in_channels, size, size), generator=generator).to(unet.device)
+    batch_size = len(prompt_embeds)
+    latents = torch.randn((batch_size, *latent_shape(pipeline)), generator=generator).to(unet.device)
     latents = latents * scheduler.init_noise_sigma
     interval_latents, log_probs = [], []
     for i, t in enumerate(scheduler.timesteps):
@@ -100,17 +87,6 @@ def sample_branches(
         "timesteps": scheduler.timesteps[start:].to(torch.long).repeat(n, 1),
         "final_latents": latents,
     }
-
-
-@torch.no_grad()
-def decode_images(pipeline, latents, chunk_size=8):
-    """Final latents [N, C, h, w] -> uint8 RGB images [N, H, W, 3], decoded ``chunk_size`` at a time (0: all at once)."""
-    vae = pipeline.vae
-    images = []
-    for part in latents.split(chunk_size or len(latents)):
-        decoded = vae.decode(part.to(vae.dtype) / vae.config.scaling_factor).sample
-        images.append(((decoded.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).cpu())
-    return torch.cat(images).permute(0, 2, 3, 1)
 
 
 def load_prompt_list(config):
@@ -233,7 +209,7 @@ def sample_round(config, accelerator, pipeline, load_seconds=0.0):
 
     sample = config.sample
     per_batch = sample.batch_size * config.split_time
-    negative_embeds = encode_prompts(pipeline, [""])
+    negative_embeds = negative_conditioning(pipeline)
     my_batches = range(accelerator.process_index, sample.num_batches_per_epoch, accelerator.num_processes)
     todo = [b for b in my_batches if _verified_batch(tmp, b) is None]
     with tqdm(todo, desc=f"sampling {config.run_name}", disable=not accelerator.is_main_process, dynamic_ncols=True) as bar:

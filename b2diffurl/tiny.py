@@ -3,8 +3,9 @@
 :func:`build_tiny_pipeline` writes, deterministically from a seed and in about a second, a diffusers
 folder with the same parts as SD v1.4 (UNet2DConditionModel with cross-attention, AutoencoderKL,
 CLIPTextModel + CLIPTokenizer, SD v1.4's scheduler config) and a tiny open_clip model for the
-reward. Every stage then loads it through ``StableDiffusionPipeline.from_pretrained`` exactly as it
-loads SD v1.4. Nothing is downloaded.
+reward; variants ``sd21`` and ``sdxl`` differ as SD 2.x (v-prediction) and SDXL (two text encoders,
+micro-conditioning) do. Every stage then loads it through the pipeline class's ``from_pretrained``
+exactly as it loads the real checkpoints. Nothing is downloaded.
 """
 
 import json
@@ -59,29 +60,72 @@ def tiny_tokenizer_vocab():
     return {tok: i for i, tok in enumerate(tokens)}
 
 
-def _build_components(seed, variant="sd1"):
-    """The tiny pipeline's parts. ``variant`` "sd2": as SD 2.x differs from SD v1.x (its UNet's linear
-    projections in the transformer blocks, a GELU text encoder as OpenCLIP's, a DDIM scheduler that
-    predicts v), at the same tiny sizes."""
+TINY_VARIANTS = ("sd14", "sd21", "sdxl")
+# the folder each variant is built in by default (the tiny presets: tiny, tiny,sd21, tiny,sdxl)
+TINY_DIRS = {
+    "sd14": DEFAULT_TINY_DIR,
+    "sd21": os.path.join(REPO_ROOT, "model", f"tiny-sd21-v{TINY_VERSION}"),
+    "sdxl": os.path.join(REPO_ROOT, "model", f"tiny-sdxl-v{TINY_VERSION}"),
+}
+
+
+def _text_config(vocab, hidden_act, projection_dim=32):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+        projection_dim=projection_dim,
+        hidden_act=hidden_act,
+        bos_token_id=vocab["<|startoftext|>"],
+        eos_token_id=vocab["<|endoftext|>"],
+        pad_token_id=vocab["<|endoftext|>"],
+    )
+
+
+def _build_components(seed, variant="sd14"):
+    """The tiny pipeline's parts, at tiny sizes, differing as the real backbones differ.
+
+    sd14: SD v1.4 (CLIP text encoder with quick-GELU, convolutional projections in the UNet's
+    transformers, PNDM scheduler file, epsilon prediction).
+    sd21: SD 2.x (GELU text encoder as OpenCLIP's, linear projections, a DDIM scheduler that predicts v).
+    sdxl: SDXL base (two text encoders, the second with a projection whose pooled output and the six
+    add_time_ids feed the UNet's "text_time" embedding; cross-attention over both encoders'
+    concatenated states; a VAE with SDXL's scaling factor and force_upcast; the Euler scheduler file).
+    """
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+    if variant not in TINY_VARIANTS:
+        raise ValueError(f"tiny variant {variant!r} is not one of {', '.join(TINY_VARIANTS)}")
     vocab = tiny_tokenizer_vocab()
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=64)
     torch.manual_seed(seed)
+    xl = variant == "sdxl"
+    blocks = dict(
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=64, addition_embed_type="text_time", addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + 32,  # 6 time ids x 8 + text_encoder_2's projection_dim
+        transformer_layers_per_block=(1, 2),
+    ) if xl else dict(
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+    )
     unet = UNet2DConditionModel(
         sample_size=16,
         in_channels=4,
         out_channels=4,
         layers_per_block=1,
         block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
         attention_head_dim=8,
         norm_num_groups=8,
-        use_linear_projection=variant == "sd2",
+        use_linear_projection=variant != "sd14",
+        **blocks,
     )
     vae = AutoencoderKL(
         in_channels=3,
@@ -95,24 +139,14 @@ def _build_components(seed, variant="sd1"):
         # no policy could change the demo's colour reward).
         norm_num_groups=1,
         sample_size=32,
+        **(dict(scaling_factor=0.13025, force_upcast=True) if xl else {}),
     )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(vocab),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=64,
-            projection_dim=32,
-            hidden_act="gelu" if variant == "sd2" else "quick_gelu",
-            bos_token_id=vocab["<|startoftext|>"],
-            eos_token_id=vocab["<|endoftext|>"],
-            pad_token_id=vocab["<|endoftext|>"],
-        )
-    )
-    return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                scheduler=sd2_scheduler() if variant == "sd2" else sd14_scheduler())
+    text_encoder = CLIPTextModel(_text_config(vocab, "quick_gelu" if variant != "sd21" else "gelu"))
+    parts = dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                 scheduler={"sd14": sd14_scheduler, "sd21": sd2_scheduler, "sdxl": sdxl_scheduler}[variant]())
+    if xl:
+        parts.update(text_encoder_2=CLIPTextModelWithProjection(_text_config(vocab, "gelu")), tokenizer_2=tokenizer)
+    return parts
 
 
 def sd14_scheduler():
@@ -133,6 +167,18 @@ def sd2_scheduler():
 
     keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "clip_sample", "set_alpha_to_one", "steps_offset")
     return DDIMScheduler(**{k: SD14_SCHEDULER[k] for k in keys}, prediction_type="v_prediction")
+
+
+def sdxl_scheduler():
+    """SDXL base's scheduler as its file has it: Euler, SD v1's noise schedule, epsilon, "leading"
+    spacing; the file also carries DDIM's keys (set_alpha_to_one false, clip_sample false), read when
+    the loader switches to DDIM."""
+    from diffusers import EulerDiscreteScheduler
+
+    keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "steps_offset")
+    scheduler = EulerDiscreteScheduler(**{k: SD14_SCHEDULER[k] for k in keys}, timestep_spacing="leading")
+    scheduler.register_to_config(**{k: SD14_SCHEDULER[k] for k in ("clip_sample", "set_alpha_to_one", "skip_prk_steps")})
+    return scheduler
 
 
 def _save_tiny_clip(out_dir, seed):
@@ -179,16 +225,18 @@ def build_atomically(out_dir, build):
     return out_dir
 
 
-def build_tiny_pipeline(out_dir, seed=0, variant="sd1"):
-    """Write the tiny pipeline (and ``clip/`` for the reward) to ``out_dir``; returns ``out_dir``.
-    ``variant`` "sd2": SD 2.x's differences (:func:`_build_components`), v-prediction among them."""
+def build_tiny_pipeline(out_dir, seed=0, variant="sd14"):
+    """Write the tiny pipeline of ``variant`` (sd14, sd21, sdxl: :func:`_build_components`) and ``clip/``
+    for the reward to ``out_dir``, through the variant's own diffusers pipeline class; returns ``out_dir``."""
 
     def build(tmp):
-        from diffusers import StableDiffusionPipeline
+        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-        pipeline = StableDiffusionPipeline(
-            **_build_components(seed, variant), safety_checker=None, feature_extractor=None, requires_safety_checker=False
-        )
+        parts = _build_components(seed, variant)
+        if variant == "sdxl":
+            pipeline = StableDiffusionXLPipeline(**parts, force_zeros_for_empty_prompt=True, add_watermarker=False)
+        else:
+            pipeline = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
         pipeline.save_pretrained(tmp)
         os.makedirs(os.path.join(tmp, "clip"))
         _save_tiny_clip(os.path.join(tmp, "clip"), seed)
@@ -196,7 +244,14 @@ def build_tiny_pipeline(out_dir, seed=0, variant="sd1"):
     return build_atomically(out_dir, build)
 
 
+def build_tiny_model(out_dir):
+    """``pretrained.build_tiny``: build the tiny pipeline at ``out_dir``, of the variant whose default
+    folder (:data:`TINY_DIRS`) it is; any other folder gets SD v1.4's variant."""
+    variants = {os.path.abspath(path): name for name, path in TINY_DIRS.items()}
+    return build_tiny_pipeline(out_dir, variant=variants.get(os.path.abspath(out_dir), "sd14"))
+
+
 if __name__ == "__main__":
     import sys
 
-    print(build_tiny_pipeline(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_TINY_DIR))
+    print(build_tiny_model(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_TINY_DIR))

@@ -24,10 +24,10 @@ from tqdm.auto import tqdm
 from b2diffurl import records
 from b2diffurl.ddim import gaussian_log_prob, step_mean_std
 from b2diffurl.errors import NonFiniteError
-from b2diffurl.models import predict_noise, save_lora
+from b2diffurl.backbones import Conditioning, encode_prompts, negative_conditioning, predict_noise
+from b2diffurl.models import save_lora
 from b2diffurl.perf import stage_memory
 from b2diffurl.objectives import Reference, advantages_from_scores, contrastive_pairs, gaussian_kl, make_objective, policy_stats
-from b2diffurl.sampler import encode_prompts
 
 STAGE = "train"
 OPTIMIZER_NAME = records.OPTIMIZER_NAME
@@ -149,7 +149,7 @@ class Policy:
 
     unet: torch.nn.Module
     scheduler: object
-    negative_embeds: torch.Tensor  # [1, L, D]
+    negative_embeds: Conditioning  # one row: the unconditional prompt (b2diffurl.backbones)
     guidance_scale: float
     eta: float
 
@@ -186,7 +186,7 @@ def backward_batch(policy, pairs, prompt_embeds, advantages, objective, clip_ran
     """Accumulate ``scale`` * d(objective over all of a train batch's pairs) into the LoRA gradients.
 
     pairs: output of :func:`interval_pairs` for b trajectories (b*k pairs; for a paired objective
-    with tie=2, [w, l] rows); prompt_embeds: [b, L, D]; advantages: [b]; objective: an
+    with tie=2, [w, l] rows); prompt_embeds: Conditioning of b rows; advantages: [b]; objective: an
     :class:`b2diffurl.objectives.Objective`. The pairs go through the UNet ``forward_chunk`` at a time
     (rounded down to whole [w, l] rows for a paired objective), each chunk's loss weighted by its
     share of the batch, so the gradient does not depend on ``forward_chunk``. An objective that needs
@@ -218,16 +218,13 @@ def backward_batch(policy, pairs, prompt_embeds, advantages, objective, clip_ran
 
 
 def used_prompt_embeds(pipeline, prompt_list, prompt_ids):
-    """Text embeddings [P, L, D] indexed by prompt id, of the prompts ``prompt_ids`` [N] uses (the
-    others stay zero: a round's selected trajectories use few of the list's prompts, and encoding all
-    of them would cost more than the training at small sizes)."""
-    encoder = pipeline.text_encoder
-    shape = (len(prompt_list), pipeline.tokenizer.model_max_length, encoder.config.hidden_size)
-    embeds = torch.zeros(shape, dtype=encoder.dtype, device=encoder.device)
+    """Conditioning of P = len(prompt_list) rows indexed by prompt id, of the prompts ``prompt_ids`` [N]
+    uses (the others stay zero: a round's selected trajectories use few of the list's prompts, and
+    encoding all of them would cost more than the training at small sizes)."""
     used = torch.unique(prompt_ids)  # [U]
-    if len(used):
-        embeds[used.to(encoder.device)] = encode_prompts(pipeline, [prompt_list[i] for i in used.tolist()])  # [U, L, D]
-    return embeds
+    if not len(used):  # nothing selected: one row is encoded so the conditioning has its shape
+        used = torch.zeros(1, dtype=torch.long)
+    return encode_prompts(pipeline, [prompt_list[i] for i in used.tolist()]).placed(used, len(prompt_list))
 
 
 def lora_checksum(params):
@@ -340,8 +337,8 @@ def train_round(config, accelerator, pipeline, round_dir, load_seconds=0.0):
             f"train.adv_clip_max={train.adv_clip_max}); nothing was saved: use finite values"
         )
     with torch.no_grad():
-        prompt_embeds = used_prompt_embeds(pipeline, manifest["prompt_list"], selected.prompt_ids)  # [P, L, D]
-        negative_embeds = encode_prompts(pipeline, [""])  # [1, L, D]
+        prompt_embeds = used_prompt_embeds(pipeline, manifest["prompt_list"], selected.prompt_ids)  # P rows
+        negative_embeds = negative_conditioning(pipeline)  # one row
     scheduler.set_timesteps(sample.num_steps, device=device)
     objective = make_objective(train)
     units, unit_info = training_units(selected, extra, objective)

@@ -466,6 +466,50 @@ def toycaption(config):
     return config
 
 
+def _backbone(name, model_id, doc):
+    """A preset that trains another backbone (b2diffurl.backbones picks it from the checkpoint's own
+    model_index.json): ``model_id``, or after ``tiny`` the tiny random model of that backbone."""
+
+    def preset(config):
+        if config.pretrained.build_tiny:
+            from b2diffurl.tiny import TINY_DIRS, tiny_clip_paths
+
+            config.pretrained.model = TINY_DIRS[name]
+            config.reward.clip_model, config.reward.clip_pretrained = tiny_clip_paths(TINY_DIRS[name])
+            return config
+        config.pretrained.model = model_id
+        # the UNet's activations grow with the pixels (768 px: 2.25x, 1024 px: 4x SD v1.4's 512 px):
+        # checkpointing halves them (docs/PERFORMANCE.md, "Other backbones")
+        config.train.gradient_checkpointing = True
+        if name == "sdxl":
+            # 2 prompts x 3 branches x 2 CFG rows per UNet call at 1024 px; 4x the batches keep a round's
+            # 256 prompts (the reward queries of the default) the same
+            config.sample.batch_size = 2
+            config.sample.num_batches_per_epoch = 128
+            config.sample.decode_batch_size = 2
+            config.train.forward_chunk = 1
+        else:
+            config.sample.decode_batch_size = 4
+            config.train.forward_chunk = 2
+        return config
+
+    preset.__doc__ = doc
+    return preset
+
+
+sd21 = _backbone(
+    "sd21", "stabilityai/stable-diffusion-2-1",
+    "Stable Diffusion 2.1 (768 px, OpenCLIP ViT-H text encoder, v-prediction): stabilityai/stable-diffusion-2-1, "
+    "gradient checkpointing, forward_chunk 2. With tiny (tiny,sd21): the tiny random SD 2.x-shaped model.",
+)
+sdxl = _backbone(
+    "sdxl", "stabilityai/stable-diffusion-xl-base-1.0",
+    "SDXL base 1.0 (1024 px, two text encoders, micro-conditioning): stabilityai/stable-diffusion-xl-base-1.0, "
+    "2 prompts per sampling batch x 128 batches (the default's 256 prompts a round), gradient checkpointing, "
+    "forward_chunk 1. With tiny (tiny,sdxl): the tiny random SDXL-shaped model.",
+)
+
+
 PRESETS = {
     "": lambda config: config,
     "tiny": tiny,
@@ -479,6 +523,8 @@ PRESETS = {
     "dpo": dpo,
     "bertscore": bertscore,
     "toycaption": toycaption,
+    "sd21": sd21,
+    "sdxl": sdxl,
     "template1": _template(1),
     "template2": _template(2),
     "template3": _template(3),

@@ -13,7 +13,8 @@ from b2diffurl.models import load_lora, load_policy
 from b2diffurl.objectives import contrastive_pairs, make_objective
 from b2diffurl.records import round_dir
 from b2diffurl.rewards import build_reward
-from b2diffurl.sampler import encode_prompts, sample_round
+from b2diffurl.backbones import encode_prompts
+from b2diffurl.sampler import sample_round
 from b2diffurl.selection import select_round
 from b2diffurl.trainer import (
     Policy, backward_batch, interval_pairs, make_optimizer, train_round,

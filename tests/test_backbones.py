@@ -1,7 +1,8 @@
-"""Backbones beyond SD v1.4: a tiny SD 2.x-style pipeline (v-prediction, linear projections, GELU text
-encoder) through the three stages and evaluation, with the same guarantees as SD v1.x."""
+"""Backbones beyond SD v1.4 (b2diffurl.backbones): tiny SD 2.x-shaped (v-prediction) and SDXL-shaped
+pipelines built in code, through the three stages and evaluation with the same guarantees as SD v1.x."""
 
 import math
+import os
 
 import pytest
 import torch
@@ -10,11 +11,32 @@ from b2diffurl import records
 from conftest import run_driver
 
 
-@pytest.fixture(scope="module")
-def sd2_dir(tmp_path_factory):
+def _tiny(tmp_path_factory, variant):
     from b2diffurl.tiny import build_tiny_pipeline
 
-    return build_tiny_pipeline(str(tmp_path_factory.mktemp("sd2") / "tiny-sd2"), variant="sd2")
+    return build_tiny_pipeline(str(tmp_path_factory.mktemp(variant) / f"tiny-{variant}"), variant=variant)
+
+
+@pytest.fixture(scope="module")
+def sd2_dir(tmp_path_factory):
+    return _tiny(tmp_path_factory, "sd21")
+
+
+@pytest.fixture(scope="module")
+def sdxl_dir(tmp_path_factory):
+    return _tiny(tmp_path_factory, "sdxl")
+
+
+def test_the_backbone_comes_from_the_checkpoint(sd2_dir, sdxl_dir, tiny_dir):
+    """load_pipeline reads model_index.json: each tiny checkpoint loads as its own pipeline class."""
+    from b2diffurl import backbones
+    from b2diffurl.models import load_pipeline
+
+    for folder, cls, name in ((tiny_dir, "StableDiffusionPipeline", "sd"), (sd2_dir, "StableDiffusionPipeline", "sd"),
+                              (sdxl_dir, "StableDiffusionXLPipeline", "sdxl")):
+        pipeline = load_pipeline(folder)
+        assert type(pipeline).__name__ == cls and backbones.backbone(pipeline) == name
+        assert backbones.backbone_of(backbones.read_model_index(folder)) == name
 
 
 def test_a_v_prediction_pipeline_loads_and_samples_as_diffusers_does(sd2_dir):
@@ -38,29 +60,130 @@ def test_a_v_prediction_pipeline_loads_and_samples_as_diffusers_does(sd2_dir):
     torch.testing.assert_close(x0, reference.pred_original_sample, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.slow
-def test_a_v_prediction_model_runs_the_loop(sd2_dir, tmp_path):
-    """Two rounds and their evaluation on the tiny SD 2.x pipeline: training recomputes the sampled
-    log-probs exactly (the v-prediction step is the same in both stages), trains the LoRA, and every
-    number is finite."""
-    from b2diffurl.tiny import tiny_clip_paths
+def test_sdxl_conditioning_is_the_pipelines(sdxl_dir):
+    """SDXL's prompt embeddings, pooled embeddings, zeroed unconditional prompt and add_time_ids are
+    what StableDiffusionXLPipeline builds, and the guided UNet call is its denoising loop's."""
+    from diffusers import StableDiffusionXLPipeline
 
-    clip_model, clip_weights = tiny_clip_paths(sd2_dir)
-    config = tmp_path / "sd2_config.py"
-    config.write_text(
-        "from config.stage_process import get_config as base\n\n\n"
-        "def get_config(preset='tiny'):\n"
-        "    config = base(preset)\n"
-        f"    config.pretrained.model = {sd2_dir!r}\n"
-        "    config.pretrained.build_tiny = False\n"
-        f"    config.reward.clip_model, config.reward.clip_pretrained = {clip_model!r}, {clip_weights!r}\n"
-        "    return config\n"
-    )
-    out = run_driver(tmp_path, config=str(config), ExpName="sd2", StageCnt=2, BatchCnt=2, EvalInterval=2, OneProcess=1, Seed=4).stdout
+    from b2diffurl import backbones
+    from b2diffurl.models import load_pipeline
+
+    ours = load_pipeline(sdxl_dir)
+    stock = StableDiffusionXLPipeline.from_pretrained(sdxl_dir)
+    prompts = ["a red circle", "two blue squares"]
+    cond, negative = backbones.encode_prompts(ours, prompts), backbones.negative_conditioning(ours)
+    embeds, negative_embeds, pooled, negative_pooled = stock.encode_prompt(prompts, device="cpu", do_classifier_free_guidance=True)
+    torch.testing.assert_close(cond.hidden, embeds)
+    torch.testing.assert_close(cond.pooled, pooled)
+    torch.testing.assert_close(negative.hidden, negative_embeds[:1])
+    torch.testing.assert_close(negative.pooled, negative_pooled[:1])
+    assert not negative.hidden.any() and not negative.pooled.any(), "force_zeros_for_empty_prompt"
+    size = stock.default_sample_size * stock.vae_scale_factor
+    time_ids = stock._get_add_time_ids((size, size), (0, 0), (size, size), embeds.dtype, stock.text_encoder_2.config.projection_dim)
+    torch.testing.assert_close(cond.time_ids, time_ids.repeat(2, 1))
+    torch.testing.assert_close(negative.time_ids, time_ids)
+
+    x = torch.randn(2, *backbones.latent_shape(ours), generator=torch.Generator().manual_seed(0))
+    t = torch.tensor(501)
+    with torch.no_grad():
+        guided = backbones.predict_noise(ours.unet, x, t, cond, negative, 5.0)
+        rows = stock.unet(
+            torch.cat([x, x]), t, encoder_hidden_states=torch.cat([negative_embeds, embeds]),
+            added_cond_kwargs={"text_embeds": torch.cat([negative_pooled, pooled]), "time_ids": time_ids.repeat(4, 1)},
+        ).sample
+    uncond, conditional = rows.chunk(2)
+    torch.testing.assert_close(guided, uncond + 5.0 * (conditional - uncond), atol=1e-5, rtol=1e-5)
+
+
+def _stock_image(folder, lora_dir=None):
+    """A stock pipeline of the checkpoint's class (no code of ours), 3 DDIM steps at a fixed seed, with
+    the LoRA of ``lora_dir`` loaded through its own load_lora_weights when given: [H, W, 3] in [0, 1]."""
+    import diffusers
+    from diffusers import DDIMScheduler
+
+    from b2diffurl import backbones
+
+    cls = getattr(diffusers, backbones.read_model_index(folder)["_class_name"])
+    pipeline = cls.from_pretrained(folder, **({"safety_checker": None} if cls.__name__ == "StableDiffusionPipeline" else {}))
+    pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
+    if lora_dir:
+        pipeline.load_lora_weights(lora_dir)
+    pipeline.set_progress_bar_config(disable=True)
+    image = pipeline("a red circle", num_inference_steps=3, guidance_scale=5.0, generator=torch.Generator().manual_seed(0), output_type="np")
+    return image.images[0]
+
+
+def _snapshot(exp_dir):
+    return {os.path.join(f, n): os.stat(os.path.join(f, n)).st_mtime_ns for f, _, ns in os.walk(exp_dir) for n in ns if n != ".run.lock"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["sd21", "sdxl"])
+def test_a_backbone_runs_the_loop(backbone, tmp_path):
+    """``CONFIG=config/stage_process.py:tiny,<backbone>``: two rounds and their evaluation through
+    run_process.sh. Training recomputes the sampled log-probs exactly (ratio 1 at the first step),
+    trains the LoRA, every number is finite; a rerun rewrites nothing; the saved LoRA loads into the
+    stock diffusers pipeline of the checkpoint's class and changes its pixels."""
+    from b2diffurl.tiny import TINY_DIRS
+
+    run = dict(config=f"config/stage_process.py:tiny,{backbone}", ExpName=backbone, StageCnt=2, BatchCnt=1, EvalInterval=2, OneProcess=1, Seed=4)
+    out = run_driver(tmp_path, **run).stdout
     assert "all 2 rounds finished" in out
+    exp = tmp_path / backbone
     for r in range(2):
-        metrics = records.read_json(tmp_path / "sd2" / f"round_{r:03d}" / "metrics.json")
+        metrics = records.read_json(exp / f"round_{r:03d}" / "metrics.json")
         assert metrics["optimizer_steps"] > 0 and metrics["first_step_max_ratio_deviation"] < 1e-5
         assert math.isfinite(metrics["loss"]) and metrics["approx_kl"] >= 0
-    result = records.read_json(tmp_path / "sd2" / "round_001" / "eval" / "train.json")
-    assert math.isfinite(result["clipscore_mean"]) and result["reward_queries"] > 0
+    for name in ("train", "test"):
+        result = records.read_json(exp / "round_001" / "eval" / f"{name}.json")
+        assert math.isfinite(result["clipscore_mean"]) and result["reward_queries"] > 0
+
+    before = _snapshot(exp)
+    again = run_driver(tmp_path, **run)
+    assert _snapshot(exp) == before, "a rerun rewrites nothing"
+    assert "all 2 rounds finished" in again.stdout
+
+    base = _stock_image(TINY_DIRS[backbone])
+    tuned = _stock_image(TINY_DIRS[backbone], exp / "round_001" / "lora")
+    assert base.shape == tuned.shape and abs(tuned - base).max() > 1 / 255, "the LoRA changes the stock pipeline's pixels"
+
+
+def test_sdxl_gradient_is_the_same_chunked_and_checkpointed(sdxl_dir):
+    """On the tiny SDXL UNet (LoRA attached): the PPO gradient of 6 (trajectory, timestep) pairs is the
+    same whatever train.forward_chunk, and with gradient checkpointing (the memory levers of 1024 px)."""
+    from b2diffurl import backbones
+    from b2diffurl.models import attach_lora, load_pipeline
+    from b2diffurl.objectives import make_objective
+    from b2diffurl.trainer import Policy, backward_batch
+    from config.stage_process import get_config
+
+    config = get_config("tiny")
+    pipeline = load_pipeline(sdxl_dir)
+    params = attach_lora(pipeline.unet, 4, config.lora.target_modules)
+    with torch.no_grad():  # a LoRA away from zero, so the ratios differ from 1 and every factor has a gradient
+        for p in params:
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    pipeline.scheduler.set_timesteps(config.sample.num_steps)
+    g = torch.Generator().manual_seed(0)
+    m = 6
+    latents, next_latents = torch.randn(m, 4, 16, 16, generator=g), torch.randn(m, 4, 16, 16, generator=g)
+    timesteps = pipeline.scheduler.timesteps[torch.arange(m) % config.sample.num_steps]
+    pairs = (latents, next_latents, timesteps, torch.full((m,), -1.5), torch.arange(m) % 3)
+    embeds = backbones.encode_prompts(pipeline, ["a red circle", "two blue squares", "a green triangle"])
+    policy = Policy(pipeline.unet, pipeline.scheduler, backbones.negative_conditioning(pipeline), 5.0, 1.0)
+    objective = make_objective(config.train)
+    pipeline.unet.train()
+
+    def gradient(chunk):
+        for p in params:
+            p.grad = None
+        backward_batch(policy, pairs, embeds, torch.tensor([1.0, -0.5, 2.0]), objective, 0.1, chunk, 1.0, lambda loss: loss.backward())
+        return torch.cat([p.grad.flatten() for p in params])
+
+    whole = gradient(1000)
+    assert whole.abs().max() > 0
+    tolerance = dict(atol=1e-5 * whole.abs().max().item(), rtol=1e-4)  # float summation order only
+    torch.testing.assert_close(gradient(1), whole, **tolerance)
+    pipeline.unet.enable_gradient_checkpointing()
+    assert pipeline.unet.is_gradient_checkpointing
+    torch.testing.assert_close(gradient(2), whole, **tolerance)

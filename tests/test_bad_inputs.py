@@ -94,6 +94,8 @@ DRIVER_CASES = [
     ({"CONFIG": "{dir}/hub_model.py"}, ["pretrained.model='someone/not-cached-model' is not in the local Hugging Face cache", "HF_HUB_OFFLINE=1"]),
     ({"CONFIG": "{dir}/clip_tag.py"}, ["reward.clip_pretrained='openai' is not in the local Hugging Face cache"]),
     ({"CONFIG": "{dir}/model_folder.py"}, ["pretrained.model=", "without model_index.json"]),
+    ({"CONFIG": "{dir}/other_pipeline.py"}, ["pretrained.model=", "is a KandinskyPipeline checkpoint", "not supported", "StableDiffusionXLPipeline"]),
+    ({"CONFIG": "{dir}/sdxl_one_encoder.py"}, ["pretrained.model=", "StableDiffusionXLPipeline checkpoint without its text_encoder_2 and tokenizer_2"]),
     ({"CONFIG": "{dir}/reward_name.py"}, ["reward.name='bertscor' is not a known reward", "'bertscore'"]),
     ({"CONFIG": "{dir}/bertscore_reference.py"}, ["reward.caption_reference='The image contains' must contain {{prompt}}"]),
     ({"CONFIG": "{dir}/bertscore_hub.py"}, ["reward.captioner='someone/not-cached-llava' is not in the local Hugging Face cache", "HF_HUB_OFFLINE=1"]),
@@ -115,12 +117,21 @@ def _scratch(folder):
     (folder / "broken_config.py").write_text("def get_config(preset=''):\n    return undefined_name\n")
     (folder / "empty_model").mkdir()
     (folder / "encoder").mkdir()
+    parts = {part: ["diffusers", "X"] for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler")}
+    for name, index in {
+        "other_pipeline": {"_class_name": "KandinskyPipeline", **parts},
+        "sdxl_one_encoder": {"_class_name": "StableDiffusionXLPipeline", **parts, "text_encoder_2": [None, None], "tokenizer_2": [None, None]},
+    }.items():
+        (folder / f"{name}_model").mkdir()
+        (folder / f"{name}_model" / "model_index.json").write_text(json.dumps(index))
     (folder / "encoder" / "config.json").write_text("{}")
     for name, body in {
         "hub_model": "config.pretrained.model = 'someone/not-cached-model'\nconfig.pretrained.build_tiny = False",
         "clip_tag": "config.reward.name = 'clipscore'\nconfig.reward.clip_model = 'ViT-B-32'\nconfig.reward.clip_pretrained = 'openai'",
         "model_folder": f"config.pretrained.model = {str(folder / 'empty_model')!r}\nconfig.pretrained.build_tiny = False",
         "reward_name": "config.reward.name = 'bertscor'",
+        "other_pipeline": f"config.pretrained.model = {str(folder / 'other_pipeline_model')!r}\nconfig.pretrained.build_tiny = False",
+        "sdxl_one_encoder": f"config.pretrained.model = {str(folder / 'sdxl_one_encoder_model')!r}\nconfig.pretrained.build_tiny = False",
         "bertscore_reference": "config.reward.name = 'bertscore'\nconfig.reward.build_tiny_text = True\nconfig.reward.caption_reference = 'The image contains'",
         "bertscore_hub": f"config.reward.name = 'bertscore'\nconfig.reward.build_tiny_text = False\nconfig.reward.captioner = 'someone/not-cached-llava'\nconfig.reward.bertscore_model = {str(folder / 'encoder')!r}",
         "bertscore_folder": f"config.reward.name = 'bertscore'\nconfig.reward.build_tiny_text = False\nconfig.reward.captioner = {str(folder / 'encoder')!r}\nconfig.reward.bertscore_model = {str(folder / 'empty_model')!r}",

@@ -63,7 +63,8 @@ SCHEDULER_VARIANTS = {
 @pytest.mark.parametrize("variant", sorted(SCHEDULER_VARIANTS))
 def test_other_predictions_and_spacings_match_diffusers(variant):
     """Every step of 20, with what the UNet predicts (v, x_0) and the timestep spacings and zero-SNR
-    betas of newer checkpoints: the same mean and std as DDIMScheduler.step (eta 1), finite log-probs."""
+    betas of newer checkpoints: the same mean and std as DDIMScheduler.step (eta 1), and the log-prob
+    of diffusers' sample under diffusers' own Gaussian."""
     scheduler = make_scheduler(**SCHEDULER_VARIANTS[variant])
     check_scheduler_config(scheduler.config, "/models/sd2")  # accepted at load
     for index, t in enumerate(scheduler.timesteps.tolist()):
@@ -78,6 +79,10 @@ def test_other_predictions_and_spacings_match_diffusers(variant):
         torch.testing.assert_close(mean, ref_mean, atol=atol, rtol=1e-5)
         torch.testing.assert_close(mean + std * noise, ref_prev, atol=atol, rtol=1e-5)
         _, log_prob, _ = ddim_step_with_logprob(scheduler, out, t, sample, 1.0, prev_sample=ref_prev)
+        # the log-prob is the density of diffusers' own step: its mean, its std (read off its noise)
+        ref_std = ((ref_prev - ref_mean) / noise).mean()
+        expected = torch.distributions.Normal(ref_mean, ref_std).log_prob(ref_prev).mean(dim=(1, 2, 3))
+        torch.testing.assert_close(log_prob, expected, atol=1e-3 if atol > 1e-4 else 1e-4, rtol=1e-5)
         assert torch.isfinite(log_prob).all(), (variant, t)
 
 

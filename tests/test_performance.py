@@ -113,7 +113,8 @@ def test_a_trained_round_without_its_latents_names_the_way_back(tiny_config):
 
 def test_fp32_storage_is_the_unrounded_chain(tiny_config, pipeline):
     """latent_dtype fp32 leaves the chain as it was; fp16 changes each latent by at most its rounding."""
-    from b2diffurl.sampler import batch_generator, encode_prompts, sample_branches
+    from b2diffurl.backbones import encode_prompts
+    from b2diffurl.sampler import batch_generator, sample_branches
 
     embeds, negative = encode_prompts(pipeline, ["red apple", "blue car"]), encode_prompts(pipeline, [""])
     runs = {}
@@ -130,7 +131,7 @@ def small_batch(tiny_config):
     """(config, pipeline, policy, pairs, prompt embeds, advantages) of one tiny train batch."""
     from accelerate import Accelerator
 
-    from b2diffurl.sampler import encode_prompts
+    from b2diffurl.backbones import encode_prompts
 
     out, _, _ = run_round(tiny_config, Accelerator(cpu=True), 0)
     pipeline = load_policy(tiny_config, "cpu")

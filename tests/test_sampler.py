@@ -10,9 +10,10 @@ from PIL import Image
 
 from b2diffurl import records
 from b2diffurl.ddim import ddim_step_with_logprob
-from b2diffurl.models import attach_lora, load_lora, load_policy, lora_state_dict, predict_noise, save_lora
+from b2diffurl.backbones import encode_prompts, predict_noise
+from b2diffurl.models import attach_lora, load_lora, load_policy, lora_state_dict, save_lora
 from b2diffurl.records import round_dir
-from b2diffurl.sampler import encode_prompts, finished_summary, sample_round
+from b2diffurl.sampler import finished_summary, sample_round
 
 
 @pytest.fixture(scope="module")

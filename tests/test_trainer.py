@@ -78,7 +78,7 @@ def test_lora_loads_into_a_stock_pipeline(tiny_config, tiny_dir, accelerator):
 
 def test_forward_chunking_gives_the_same_gradient(tiny_config, accelerator):
     from b2diffurl.objectives import make_objective
-    from b2diffurl.sampler import encode_prompts
+    from b2diffurl.backbones import encode_prompts
     from b2diffurl.trainer import Policy, backward_batch
 
     out, _, _ = run_round(tiny_config, accelerator, 0)

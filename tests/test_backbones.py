@@ -187,3 +187,29 @@ def test_sdxl_gradient_is_the_same_chunked_and_checkpointed(sdxl_dir):
     pipeline.unet.enable_gradient_checkpointing()
     assert pipeline.unet.is_gradient_checkpointing
     torch.testing.assert_close(gradient(2), whole, **tolerance)
+
+
+@pytest.mark.slow
+@pytest.mark.bench
+def test_the_benchmark_runs_sdxl_on_the_cpu(tmp_path):
+    """python -m b2diffurl.bench --small --backbone sdxl: SDXL base's networks (random weights, 2.6 B
+    UNet parameters) through the three stage scripts at 64 x 64 pixels on the CPU (about 14 GB of RAM)."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "b2diffurl.bench", "--small", "--backbone", "sdxl", "--workdir", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=3600, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "SDXL base's UNet / VAE / ViT-L/14 and OpenCLIP ViT-bigG text encoders" in proc.stdout
+    result = json.loads((tmp_path / "bench_sdxl_small.json").read_text())
+    assert result["setting"]["backbone"] == "sdxl"
+    for stage in ("sample", "select", "train"):
+        assert result["stages"][stage]["seconds"] > 0 and result["analysis"]["rows"][stage]["efficiency"] > 0
+    assert result["stages"]["train"]["marker"]["first_step_max_ratio_deviation"] < 1e-5
+    disk = result["analysis"]["disk"]
+    assert disk["measured_tensor_bytes"] == disk["predicted_tensor_bytes"] > 0

@@ -90,6 +90,12 @@ def test_the_benchmark_refuses_what_it_cannot_run(capsys):
     assert "--chunks=1,x must be positive integers" in capsys.readouterr().err
     setting, _ = bench.parse_args(["--small", "--batches", "2", "--gradient-checkpointing"])
     assert (setting.resolution, setting.num_batches, setting.gradient_checkpointing, setting.mixed_precision) == (64, 2, True, "no")
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--backbone", "sd3"])
+    assert "--backbone: invalid choice: 'sd3'" in capsys.readouterr().err
+    # each backbone's full setting is at its own resolution unless --resolution says otherwise
+    assert [bench.parse_args(["--backbone", b])[0].resolution for b in bench.BACKBONES] == [512, 768, 1024]
+    assert bench.parse_args(["--backbone", "sdxl", "--resolution", "512"])[0].resolution == 512
     if not torch.cuda.is_available():  # the full setting is fp16: one line saying how to run on a CPU
         assert bench.main([]) == 2
         assert "needs a GPU and none is visible" in capsys.readouterr().err

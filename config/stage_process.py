@@ -478,19 +478,21 @@ def _backbone(name, model_id, doc):
             config.reward.clip_model, config.reward.clip_pretrained = tiny_clip_paths(TINY_DIRS[name])
             return config
         config.pretrained.model = model_id
-        # the UNet's activations grow with the pixels (768 px: 2.25x, 1024 px: 4x SD v1.4's 512 px):
-        # checkpointing halves them (docs/PERFORMANCE.md, "Other backbones")
-        config.train.gradient_checkpointing = True
+        # the UNet's training activations grow with the pixels; measured per (trajectory, timestep) pair
+        # in half precision (docs/PERFORMANCE.md, "Other backbones"), sized for a 24 GB card:
         if name == "sdxl":
-            # 2 prompts x 3 branches x 2 CFG rows per UNet call at 1024 px; 4x the batches keep a round's
-            # 256 prompts (the reward queries of the default) the same
+            # 1024 px: 22 GiB a pair (4.8 with checkpointing) beside 6.5 GiB of weights: checkpointing on,
+            # 2 pairs per call (16 GiB). Sampling: 2 prompts x 3 branches x 2 CFG rows per UNet call;
+            # 4x the batches keep a round's 256 prompts (the default's reward queries).
+            config.train.gradient_checkpointing = True
+            config.train.forward_chunk = 2
             config.sample.batch_size = 2
             config.sample.num_batches_per_epoch = 128
-            config.sample.decode_batch_size = 2
-            config.train.forward_chunk = 1
+            config.sample.decode_batch_size = 2  # the VAE decodes in fp32 (force_upcast): 1 GiB maps at 1024 px
         else:
-            config.sample.decode_batch_size = 4
+            # 768 px: 6.6 GiB a pair beside 2.4 GiB of weights: 2 pairs per call (16 GiB), no checkpointing
             config.train.forward_chunk = 2
+            config.sample.decode_batch_size = 4
         return config
 
     preset.__doc__ = doc
@@ -500,13 +502,13 @@ def _backbone(name, model_id, doc):
 sd21 = _backbone(
     "sd21", "stabilityai/stable-diffusion-2-1",
     "Stable Diffusion 2.1 (768 px, OpenCLIP ViT-H text encoder, v-prediction): stabilityai/stable-diffusion-2-1, "
-    "gradient checkpointing, forward_chunk 2. With tiny (tiny,sd21): the tiny random SD 2.x-shaped model.",
+    "forward_chunk 2, decode_batch_size 4. With tiny (tiny,sd21): the tiny random SD 2.x-shaped model.",
 )
 sdxl = _backbone(
     "sdxl", "stabilityai/stable-diffusion-xl-base-1.0",
     "SDXL base 1.0 (1024 px, two text encoders, micro-conditioning): stabilityai/stable-diffusion-xl-base-1.0, "
     "2 prompts per sampling batch x 128 batches (the default's 256 prompts a round), gradient checkpointing, "
-    "forward_chunk 1. With tiny (tiny,sdxl): the tiny random SDXL-shaped model.",
+    "forward_chunk 2, decode_batch_size 2. With tiny (tiny,sdxl): the tiny random SDXL-shaped model.",
 )
 
 

@@ -195,8 +195,7 @@ def _tokens(tokenizer, prompts, device):
 
 def _image_size(pipeline):
     """(height, width) in pixels the UNet's config is made for (the pipelines' default size)."""
-    size = pipeline.unet.config.sample_size
-    h, w = (size, size) if isinstance(size, int) else size
+    _, h, w = latent_shape(pipeline)
     factor = vae_scale_factor(pipeline)
     return h * factor, w * factor
 

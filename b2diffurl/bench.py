@@ -781,6 +781,9 @@ def parse_args(argv):
                         help="instead of the stages: training memory and time against forward_chunk (--chunks), with and without gradient checkpointing")
     parser.add_argument("--one-process", type=int, default=0, metavar="N",
                         help="instead of the stages: a round as three stage processes and as one process (OneProcess=1), N times each")
+    parser.add_argument("--repeats", type=int, metavar="N",
+                        help="timed calls of each bare-network timing after its warm-up call, the fastest kept (default 5; "
+                             "1 shortens a CPU run of a big backbone, at the cost of a noisier rate)")
     parser.add_argument("--chunks", default="1,2,4,8", help="forward_chunk values of --memory (default 1,2,4,8)")
     parser.add_argument("--workdir", default=os.path.join(BENCH_DIR, "work"), help="where the round and the JSON result go")
     parser.add_argument("--models", default=BENCH_DIR, help="where the random models are built (reused)")
@@ -799,10 +802,10 @@ def parse_args(argv):
         parser.error(f"--chunks={args.chunks} must be positive integers separated by commas, e.g. 1,2,4")
     if args.one_process < 0:
         parser.error(f"--one-process={args.one_process} must be >= 1 (rounds each way), or 0 for the stages' benchmark")
-    for name in ("batches", "mixed_precision", "forward_chunk", "resolution"):
+    for name in ("batches", "mixed_precision", "forward_chunk", "resolution", "repeats"):
         value = getattr(args, name)
         if value is not None:
-            if name in ("batches", "forward_chunk") and value < 1:
+            if name in ("batches", "forward_chunk", "repeats") and value < 1:
                 parser.error(f"--{name.replace('_', '-')}={value} must be >= 1")
             changes["num_batches" if name == "batches" else name] = value
     return replace(setting, **changes), args

@@ -88,8 +88,12 @@ def test_the_benchmark_refuses_what_it_cannot_run(capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--small", "--chunks", "1,x"])
     assert "--chunks=1,x must be positive integers" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--small", "--repeats", "0"])
+    assert "--repeats=0 must be >= 1" in capsys.readouterr().err
     setting, _ = bench.parse_args(["--small", "--batches", "2", "--gradient-checkpointing"])
     assert (setting.resolution, setting.num_batches, setting.gradient_checkpointing, setting.mixed_precision) == (64, 2, True, "no")
+    assert setting.repeats == 5 and bench.parse_args(["--small", "--repeats", "1"])[0].repeats == 1
     with pytest.raises(SystemExit):
         bench.parse_args(["--backbone", "sd3"])
     assert "--backbone: invalid choice: 'sd3'" in capsys.readouterr().err

@@ -113,14 +113,7 @@ class Conditioning:
 
 def read_model_index(model, revision="main"):
     """The checkpoint's model_index.json (dict): from the folder, or the hub cache (offline) or hub."""
-    path = os.path.join(model, "model_index.json")
-    if os.path.isdir(model):
-        with open(path) as f:
-            return json.load(f)
-    from huggingface_hub import hf_hub_download
-
-    with open(hf_hub_download(model, "model_index.json", revision=revision)) as f:
-        return json.load(f)
+    return _read_json(model, "model_index.json", revision)
 
 
 def index_problem(index):
@@ -144,6 +137,34 @@ def backbone_of(index):
     if (problem := index_problem(index)) is not None:
         raise ValueError(problem)
     return BACKBONES[index["_class_name"]]
+
+
+def checkpoint_record(model, revision="main"):
+    """What ``model`` resolves to, for a run's record: {"pipeline": model_index.json's class, "backbone":
+    sd or sdxl, "prediction_type": the scheduler's (epsilon, v_prediction, ...)}; {} when its
+    model_index.json cannot be read (the checks before round 0 name that problem)."""
+    try:
+        index = read_model_index(model, revision)
+    except (OSError, ValueError):
+        return {}
+    record = {"pipeline": index.get("_class_name"), "backbone": BACKBONES.get(index.get("_class_name"))}
+    try:
+        record["prediction_type"] = _read_json(model, "scheduler/scheduler_config.json", revision).get("prediction_type", "epsilon")
+    except (OSError, ValueError):
+        pass
+    return record
+
+
+def _read_json(model, name, revision):
+    """A JSON file of the checkpoint: from the folder, or the hub cache (offline) or hub."""
+    if os.path.isdir(model):
+        path = os.path.join(model, name)
+    else:
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download(model, name, revision=revision)
+    with open(path) as f:
+        return json.load(f)
 
 
 def backbone(pipeline):

@@ -1,7 +1,8 @@
 """What a run was run with: ``<exp_dir>/settings.json``, written by the driver before round 0.
 
 It holds the effective config (every field, after presets and driver variables), the driver
-variables, the package versions and the project's git commit. Each stage's marker holds the
+variables, the package versions, the project's git commit and what the model resolved to (``model``:
+its pipeline class, backbone and the scheduler's prediction type). Each stage's marker holds the
 config that stage ran with (:func:`b2diffurl.records.config_record`).
 
 A rerun compares its settings with the recorded ones before it does anything. Once a stage of the
@@ -82,7 +83,10 @@ def run_settings(config, values):
     variables = {name: values[name] for name in (*DRIVER_VARIABLES, "NUM_PROCESSES", "FreshOptimizer", "CONFIG")}
     variables["NUM_MACHINES"] = values.get("NUM_MACHINES", 1)  # for the record: 2 x 1 processes run as 1 x 2 (not compared)
     variables.pop("SavePath")  # where the run lives is not a setting of it
-    record = {"config": config_fields, "variables": variables, "versions": versions(), "commit": git_commit()}
+    from b2diffurl.backbones import checkpoint_record
+
+    record = {"config": config_fields, "variables": variables, "versions": versions(), "commit": git_commit(),
+              "model": checkpoint_record(config.pretrained.model, config.pretrained.revision)}
     return records.json_safe(record)  # as it reads back from the file (tuples are lists, inf is "inf")
 
 

@@ -37,6 +37,9 @@ def test_the_backbone_comes_from_the_checkpoint(sd2_dir, sdxl_dir, tiny_dir):
         pipeline = load_pipeline(folder)
         assert type(pipeline).__name__ == cls and backbones.backbone(pipeline) == name
         assert backbones.backbone_of(backbones.read_model_index(folder)) == name
+    # what a run records of its model (settings.json's "model")
+    assert backbones.checkpoint_record(sd2_dir) == {"pipeline": "StableDiffusionPipeline", "backbone": "sd", "prediction_type": "v_prediction"}
+    assert backbones.checkpoint_record(sdxl_dir)["backbone"] == "sdxl" and backbones.checkpoint_record(str(sd2_dir) + "-missing") == {}
 
 
 def test_a_v_prediction_pipeline_loads_and_samples_as_diffusers_does(sd2_dir):
@@ -123,13 +126,15 @@ def test_a_backbone_runs_the_loop(backbone, tmp_path):
     """``CONFIG=config/stage_process.py:tiny,<backbone>``: two rounds and their evaluation through
     run_process.sh. Training recomputes the sampled log-probs exactly (ratio 1 at the first step),
     trains the LoRA, every number is finite; a rerun rewrites nothing; the saved LoRA loads into the
-    stock diffusers pipeline of the checkpoint's class and changes its pixels."""
+    stock diffusers pipeline of the checkpoint's class and changes its pixels; settings.json records the
+    backbone the model resolved to."""
     from b2diffurl.tiny import TINY_DIRS
 
     run = dict(config=f"config/stage_process.py:tiny,{backbone}", ExpName=backbone, StageCnt=2, BatchCnt=1, EvalInterval=2, OneProcess=1, Seed=4)
     out = run_driver(tmp_path, **run).stdout
     assert "all 2 rounds finished" in out
     exp = tmp_path / backbone
+    assert records.read_json(exp / "settings.json")["model"]["backbone"] == ("sdxl" if backbone == "sdxl" else "sd")
     for r in range(2):
         metrics = records.read_json(exp / f"round_{r:03d}" / "metrics.json")
         assert metrics["optimizer_steps"] > 0 and metrics["first_step_max_ratio_deviation"] < 1e-5

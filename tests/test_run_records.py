@@ -30,6 +30,7 @@ def test_settings_are_recorded_and_a_changed_one_stops_the_rerun(reference_run, 
     assert settings["variables"]["LR"] == 3e-3 and settings["variables"]["StageCnt"] == 2
     assert settings["versions"]["torch"] and settings["versions"]["python"].startswith("3.")
     assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", settings["commit"]) and settings["changes"] == []
+    assert settings["model"] == {"pipeline": "StableDiffusionPipeline", "backbone": "sd", "prediction_type": "epsilon"}
     for stage in ("sample", "select", "train"):  # and each stage's own settings in its marker
         marker = json.loads((exp / "round_001" / f"{stage}.done").read_text())
         assert marker["config"]["seed"] == REFERENCE_RUN["Seed"] + 1 and marker["config"]["split_step"] == 3

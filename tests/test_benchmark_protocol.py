@@ -195,7 +195,7 @@ def test_runs_at_once_share_the_cores_and_a_failed_run_is_named(tmp_path, monkey
     assert line == f"- Wall time (runs and their evaluations): part 2.00 h (3 runs, 2 at a time, {threads} thread(s) each; 4.50 h of run time); total 2.00 h.", line
 
 
-def test_finished_runs_are_recorded_and_never_run_again(tmp_path):
+def test_finished_runs_are_recorded_and_never_run_again(tmp_path, monkeypatch):
     """With a record folder, a finished run's evaluations, progress and settings (and nothing else) are
     copied there with record.json; a second plan skips recorded runs without starting them; a record
     whose protocol variables differ stops the plan before anything starts, naming the variable; the
@@ -229,8 +229,22 @@ def test_finished_runs_are_recorded_and_never_run_again(tmp_path):
     assert "LR recorded 1e-3, planned 2e-3" in str(err.value) and str(record / "grid" / "a") in str(err.value)
     assert sorted((tmp_path / "seen.txt").read_text().split()) == ["a", "b"], "nothing started"
 
+    # the report goes to the docs/ that holds the record, else into the record folder itself
+    assert benchmark.report_paths(ledger.RECORD_ROOT) == (os.path.join(REPO, "docs", "RESULTS.md"), os.path.join(REPO, "docs", "figures", "toy_benchmark"))
+    other = tmp_path / "checkout" / "docs" / "results" / "toy_benchmark"
+    assert benchmark.report_paths(str(other)) == (str(tmp_path / "checkout" / "docs" / "RESULTS.md"), str(tmp_path / "checkout" / "docs" / "figures" / "toy_benchmark"))
+    assert benchmark.report_paths(str(record)) == (str(record / "RESULTS.md"), str(record / "figures"))
+
     ledger.add_part_time(str(record), "grid", 3600.0, 2, 1)
     assert ledger.work_seconds(str(record / "grid" / "a")) == 1800.0, "900 s of rounds and 2 evaluations of 450 s"
     line = results.timings_lines(str(record))
     assert line[0] == f"- Machine: {ledger.machine()}."
     assert "grid 1.00 h (2 runs, 2 at a time, 1 thread(s) each; 1.00 h of run time" in line[1], line
+
+    # --report --record elsewhere writes that record's report beside it (the writer itself is tested above)
+    from b2diffurl.toyworld.__main__ import main
+
+    written = []
+    monkeypatch.setattr(results, "write", lambda *args, **kwargs: written.append(args))
+    assert main(["benchmark", "--report", "--record", str(record)]) == 0
+    assert written == [(str(record), str(record / "RESULTS.md"), str(record / "figures"))]

@@ -114,7 +114,7 @@ def run_benchmark(args):
                 save_path = os.path.abspath(args.save_path)
                 results.write(save_path, os.path.join(save_path, "quick", "RESULTS.md"), os.path.join(save_path, "quick", "figures"), quick=True)
             else:
-                results.write(os.path.abspath(args.record), benchmark.RESULTS, benchmark.FIGURES)
+                results.write(os.path.abspath(args.record), *benchmark.report_paths(args.record))
             return 0
         benchmark.benchmark(args.save_path, parts, quick=args.quick, jobs=args.jobs, record_root=os.path.abspath(args.record))
     except (benchmark.BenchmarkError, results.ReportError) as err:
@@ -148,7 +148,8 @@ def main(argv):
                                                           "(with --quick: from SAVE_PATH/quick's run folders)")
     m.add_argument("--save-path", default="./model/toy_benchmark", help="folder of the run folders (resumable; out of git)")
     m.add_argument("--record", default=os.path.join(REPO_ROOT, "docs", "results", "toy_benchmark"),
-                   help="the committed record of finished runs: recorded runs are skipped, the report is written from it")
+                   help="the committed record of finished runs: recorded runs are skipped, the report is written from it "
+                        "(to the docs/ that holds RECORD when it is <checkout>/docs/results/NAME, else into RECORD)")
     m.add_argument("--jobs", type=int, default=1, help="run folders run at once, the CPU cores shared out between them "
                                                       "(2 on 2 cores: about 1.45x the throughput of 1; each run's numbers depend on its thread count)")
     r = commands.add_parser("remeasure", help="redo quality.json of the built weights (after a change of the metrics)")

@@ -6,7 +6,8 @@ Runs the protocol of :mod:`b2diffurl.toyworld.protocol` part by part (``grid``, 
 ``model/toy_benchmark``, out of git). Each run that finishes is recorded at once in the committed
 record ``docs/results/toy_benchmark/`` (:mod:`ledger`: its evaluations, progress and settings), and
 a recorded run is never run again, so the benchmark's hours can be spread over sessions and
-machines. A run folder that is there but not recorded resumes (finished rounds and evaluations are
+machines (``--record`` names another checkout's record: the report goes to that checkout's docs/,
+:func:`report_paths`). A run folder that is there but not recorded resumes (finished rounds and evaluations are
 skipped; recorded settings that differ stop it with the driver's one-line-per-setting message). After
 the runs, docs/RESULTS.md and docs/figures/toy_benchmark/ are rewritten from the record (parts not
 run yet are named there), a ``## Discussion`` section already in RESULTS.md kept as it is.
@@ -31,8 +32,17 @@ from b2diffurl.toyworld.ledger import f1_dir, final_dir, grid_dir, grid_runs, re
 from b2diffurl.toyworld.protocol import METHODS, PARTS
 from b2diffurl.toyworld.verdicts import at_budget, pick_learning_rate
 
-RESULTS = os.path.join(REPO_ROOT, "docs", "RESULTS.md")
-FIGURES = os.path.join(REPO_ROOT, "docs", "figures", "toy_benchmark")
+def report_paths(record_root):
+    """(RESULTS.md, figures folder) written from the record at ``record_root``: the docs/RESULTS.md and
+    docs/figures/toy_benchmark/ of the checkout that holds it when it sits at <checkout>/docs/results/<name>
+    (so a worktree that runs the benchmark into another checkout's record leaves its own docs alone),
+    else RESULTS.md and figures/ inside the record folder."""
+    record_root = os.path.abspath(record_root)
+    results_dir = os.path.dirname(record_root)
+    docs = os.path.dirname(results_dir)
+    if os.path.basename(results_dir) == "results" and os.path.basename(docs) == "docs":
+        return os.path.join(docs, "RESULTS.md"), os.path.join(docs, "figures", "toy_benchmark")
+    return os.path.join(record_root, "RESULTS.md"), os.path.join(record_root, "figures")
 
 
 class BenchmarkError(Exception):
@@ -240,4 +250,4 @@ def benchmark(save_path, parts, seeds=None, quick=False, jobs=1, record_root=led
         run_part(save_path, record_root, "fig5" if part == "quick" else part, seeds, quick, jobs)
     if quick:
         return results.write(save_path, os.path.join(save_path, "quick", "RESULTS.md"), os.path.join(save_path, "quick", "figures"), quick=True)
-    return results.write(record_root, RESULTS, FIGURES)
+    return results.write(record_root, *report_paths(record_root))

@@ -266,21 +266,24 @@ def test_retraining_the_reward_needs_a_built_model(tmp_path, capsys):
 @pytest.mark.long
 def test_the_captioning_reward_trains(tmp_path):
     """The quick start with the toy captioning reward (``toy,toycaption``, BERTScore's role): the held-out
-    alignment of the last round, by the detector, above the base model's by at least 2 paired standard
-    errors (image by image). Measured on 2026-11-30 at one thread: 70.3% -> 75.3%, +5.0 points, 2.4 SE; the
-    reward saturates (recall ignores what a caption adds: 0.92 -> 0.94 mean) and selects 21-36 of 192
-    trajectories a round, so it learns more slowly than CLIPScore's +5.6 points, 3.3 SE."""
+    alignment of the last round, by the detector, above the base model's by at least 3 paired standard
+    errors (image by image), measured on 1280 held-out images (128 per prompt) so that a gain of a few
+    points is told apart from the evaluation's noise. Measured on 2026-12-01 at one thread: 67.1% ->
+    74.1%, +7.0 points, 6.7 SE (seed 300, the preset's); on 320 images the same training measured +5.0
+    points, 2.4 SE, on 2026-11-30. The reward learns more slowly than CLIPScore: its score is nearly
+    two-valued and most branch groups tie (docs/TOYWORLD.md)."""
     from b2diffurl.toyworld.score import paired_gain
 
     rounds = build.toy_config().process.stage_cnt
     last_round = f"round_{rounds - 1:03d}"
     run_driver(tmp_path, config="config/stage_process.py:toy,toycaption", ExpName="toycaption", EvalInterval=rounds,
-               EvalSets="test", timeout=3000)
+               EvalSets="test", EvalImages=1280, timeout=3600)
     exp = tmp_path / "toycaption"
     scores = json.loads((exp / last_round / "scores.json").read_text())
     assert scores["reward"] == "toycaption" and len(scores["captions"]) == len(scores["scores"]) == 192
     base = json.loads((exp / "base" / "eval" / "test.json").read_text())
     last = json.loads((exp / last_round / "eval" / "test.json").read_text())
     assert last["reward"] == "toycaption" and last["toycaption_mean"] == last["reward_mean"], "the metric reuses the reward's scores"
+    assert len(base["aligned"]) == len(last["aligned"]) == 1280
     gain, se = paired_gain(base["aligned"], last["aligned"])
-    assert gain >= 2 * se > 0, f"alignment {base['alignment_mean']:.3f} -> {last['alignment_mean']:.3f} (paired SE {se:.3f})"
+    assert gain >= 3 * se > 0, f"alignment {base['alignment_mean']:.3f} -> {last['alignment_mean']:.3f} (paired SE {se:.3f})"

@@ -146,14 +146,39 @@ def test_the_report_states_pairs_verdicts_and_what_is_not_run(tmp_path, monkeypa
     assert "toycaption - clipscore, paired over the same pairs: +75.0 pts ± 25.0 (n=4) (z +3.0): **reproduced**" in text
 
 
+def test_an_item_without_runs_names_every_part_it_waits_for():
+    """A paper item none of whose claims has a run at the budget names the parts that run its methods:
+    Fig. 7b (B2-DiffuRL vs DDPO) waits for fig5 even when fig7's own BPT-only runs are there."""
+    from b2diffurl.toyworld import results
+
+    class Finals:
+        kind, budget = "final", 960
+
+        def __init__(self, have):
+            self.have = have
+
+        def has(self, label, template):
+            return (label, template) in self.have
+
+    command = "`python -m b2diffurl.toyworld benchmark --part"
+    bpt_only = Finals({("BPT-only", "toy2")})
+    assert results.waiting_line(bpt_only, "Fig. 7b") == f"Not run yet: {command} fig5`."
+    assert results.waiting_line(Finals(set()), "Fig. 7a") == f"Not run yet: {command} fig5` and {command} fig7`."
+    assert results.waiting_line(bpt_only, "Fig. 7a") == (
+        f"Runs started, none at 960 reward queries yet: rerun {command} fig5` and {command} fig7` to finish them.")
+    assert results.waiting_line(Finals(set()), "Fig. 8") == f"Not run yet: {command} fig8`."
+
+
 def test_final_parts_wait_for_the_grid(tmp_path):
-    """Without the grid's picks a final part stops at once with one line; --quick with --part is refused."""
-    proc = subprocess.run([sys.executable, "-m", "b2diffurl.toyworld", "benchmark", "--part", "fig8", "--save-path", str(tmp_path / "b")],
-                          cwd=REPO, capture_output=True, text=True)
+    """Without the grid's picks (an empty record, not the committed one, which has them) a final part
+    stops at once with one line; --quick with --part is refused."""
+    proc = subprocess.run([sys.executable, "-m", "b2diffurl.toyworld", "benchmark", "--part", "fig8", "--save-path", str(tmp_path / "b"),
+                           "--record", str(tmp_path / "record")], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "no learning rate picked yet for" in proc.stderr and "--part grid first" in proc.stderr
     assert not (tmp_path / "b" / "final").exists()
-    proc = subprocess.run([sys.executable, "-m", "b2diffurl.toyworld", "benchmark", "--part", "fig5", "--quick"], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "b2diffurl.toyworld", "benchmark", "--part", "fig5", "--quick"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 2 and "--quick" in proc.stderr
 
 

@@ -35,7 +35,33 @@ ITEM_IMAGES = {
     "Fig. 8": [("fig8", "curve_train_alignment.png"), ("fig8", "bars_train.png")],
     "Table 3": [(f"fig5_{protocol.MAIN_TEMPLATE}", "curve_test_alignment.png"), (f"fig5_{protocol.MAIN_TEMPLATE}", "curve_test.png")],
 }
-PART_OF_ITEM = {"Fig. 5": "fig5", "Fig. 7a": "fig7", "Fig. 7b": "fig7", "Table 1": "fig7", "Fig. 8": "fig8", "Table 2": "fig8", "Table 3": "fig5"}
+
+
+def item_runs(item):
+    """[(method label, template)] the claims of paper ``item`` compare, in claim order, once each."""
+    runs = []
+    for claim in protocol.claims():
+        for label in (claim.a, claim.b):
+            if claim.item == item and (label, claim.template) not in runs:
+                runs.append((label, claim.template))
+    return runs
+
+
+def part_of(label, template):
+    """The final part whose plan runs ``label`` on ``template``."""
+    return next(p.name for p in protocol.PARTS.values() if p.name != "grid" and (label, template) in p.runs)
+
+
+def waiting_line(finals, item):
+    """The line of an item no claim of which has a run at the budget: which parts to (re)run."""
+    runs = item_runs(item)
+    parts = list(dict.fromkeys(part_of(label, template) for label, template in runs))
+    flags = " and ".join(f"`{COMMAND} --part {part}`" for part in parts)
+    if finals.kind == "quick":
+        flags = f"`{COMMAND} --quick`"
+    if any(finals.has(label, template) for label, template in runs):
+        return f"Runs started, none at {finals.budget} reward queries yet: rerun {flags} to finish them."
+    return f"Not run yet: {flags}."
 
 
 def fmt(value, metric, signed=False):
@@ -103,8 +129,7 @@ def claim_rows(finals, items=None):
             verdict = protocol.verdict(mean, se, n, claim.sign)
             verdicts.append(verdict)
         else:
-            missing = claim.b if a else claim.a
-            verdict = "waits for --part " + next(p.name for p in protocol.PARTS.values() if p.name != "grid" and (missing, claim.template) in p.runs)
+            verdict = "waits for --part " + part_of(claim.b if a else claim.a, claim.template)
         metric = f"{METRIC_NAMES[claim.metric]} ({'training' if claim.prompt_set == 'train' else 'held-out'}, {claim.template})"
         rows.append(f"| {claim.item} | {claim.text} | {metric} | {claim.a}: {fmt_se(ma, sa, na, claim.metric)} | "
                     f"{claim.b}: {fmt_se(mb, sb, nb, claim.metric)} | {fmt_se(mean, se, n, claim.metric, signed=True)} | {z} | **{verdict}** |")
@@ -331,11 +356,7 @@ def write(save_path, out, figures_dir, quick=False):
         rows, verdicts = claim_rows(finals, [item])
         all_verdicts += verdicts
         if not rows:
-            part = PART_OF_ITEM[item]
-            started = any(finals.has(label, template) for label, template in protocol.PARTS[part].runs)
-            rerun = f"{COMMAND} --quick" if finals.kind == "quick" else f"{COMMAND} --part {part}"
-            lines += [f"Runs started, none at {finals.budget} reward queries yet: rerun `{rerun}` to finish them."
-                      if started else f"Not run yet: `{COMMAND} --part {part}`" + (" (and fig5)" if part == "fig7" else "") + ".", ""]
+            lines += [waiting_line(finals, item), ""]
             if item == "Fig. 7a" and not quick:
                 lines += caption_lines(finals)
             continue

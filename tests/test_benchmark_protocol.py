@@ -4,6 +4,7 @@ learning-rate pick, paired differences and verdicts, and docs/RESULTS.md's secti
 import csv
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -48,6 +49,29 @@ def test_the_protocol_keeps_selection_and_final_seeds_apart():
     assert {c.item for c in protocol.claims()} == {"Fig. 5", "Fig. 7a", "Fig. 7b", "Fig. 8", "Table 1", "Table 2", "Table 3"}
     assert all(c.prompt_set == "test" for c in protocol.claims() if c.item == "Table 3")
     assert all(c.prompt_set == "train" for c in protocol.claims() if c.item != "Table 3")
+
+
+def test_every_final_run_evaluates_what_its_claims_read_with_two_images_a_prompt(tmp_path):
+    """Each planned final run evaluates the prompt sets its template's claims read (the held-out set
+    only on the main template), on enough images that every prompt gets the 2 the per-prompt
+    Inception Score needs; the driver's own check accepts each plan's variables before round 0."""
+    from b2diffurl.driver import checked_run
+    from b2diffurl.toyworld import benchmark, protocol
+
+    read = {(c.template, c.prompt_set) for c in protocol.claims()}
+    assert read <= {(t, s) for t in protocol.FIG5_TEMPLATES for s in protocol.eval_sets(t).split(",")}
+    assert protocol.eval_sets(protocol.MAIN_TEMPLATE) == "train,test" and protocol.eval_images(protocol.MAIN_TEMPLATE) == protocol.EVAL_IMAGES
+    picks = {label: 1e-3 for label in protocol.METHODS}
+    for part in protocol.FINAL_PARTS:
+        if part in ("caption", "f1"):
+            continue
+        for what, run_dir, env, variables in benchmark.planned(str(tmp_path), part, (1,), picks):
+            template = next(t for t in protocol.FIG5_TEMPLATES if variables["PromptFile"] == protocol.prompt_file(t))
+            for split in variables["EvalSets"].split(","):
+                prompts = json.loads((pathlib.Path(REPO) / protocol.prompt_file(template, split)).read_text())
+                assert int(variables["EvalImages"]) >= 2 * len(prompts), (what, split)
+            checked_run({**env, "B2DIFFURL_CALLER_DIR": REPO})  # the driver's checks: raises on a refused value
+    assert (protocol.eval_sets("toy3"), protocol.eval_images("toy3")) == ("train", 560)
 
 
 def test_paired_differences_and_verdicts():

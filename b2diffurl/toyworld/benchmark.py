@@ -55,7 +55,7 @@ def run_variables(run_dir, label, template, seed, lr, rounds, eval_interval, eva
     variables = {
         "CONFIG": f"config/stage_process.py:toy{method.presets}", "ExpName": os.path.basename(run_dir),
         "Seed": protocol.SEED_STRIDE * seed, "StageCnt": rounds, "EvalInterval": eval_interval, "EvalSets": eval_sets,
-        "EvalImages": protocol.EVAL_IMAGES, "PromptFile": protocol.prompt_file(template), **method.variables,
+        "EvalImages": protocol.eval_images(template), "PromptFile": protocol.prompt_file(template), **method.variables,
     }
     if lr is not None:
         variables["LR"] = lr
@@ -192,7 +192,8 @@ def planned(save_path, part, seeds, picks, quick=False):
                                  f"(the final runs use the grid's picks, fixed before they start)")
     return [planned_run(f"{kind if quick else part} {label} {template} seed {seed} lr {protocol.lr_text(picks[label]) if label in picks else 'preset'}",
                         final_dir(save_path, label, template, seed, kind),
-                        run_variables(final_dir(save_path, label, template, seed, kind), label, template, seed, picks.get(label), rounds, interval, "train,test"))
+                        run_variables(final_dir(save_path, label, template, seed, kind), label, template, seed, picks.get(label), rounds, interval,
+                                      protocol.eval_sets(template)))
             for seed in seeds for label, template in runs]
 
 

@@ -11,8 +11,12 @@ toy world open; the choices made here, each next to its setting:
   :data:`GRID_ROUNDS` rounds; ties go to the smaller rate. Grid runs evaluate the training prompts
   only (``EvalSets=train``), so the held-out list is not looked at before the final runs.
 - Final runs: :data:`FINAL_SEEDS` (disjoint from the selection seeds), :data:`FINAL_ROUNDS` rounds,
-  both prompt sets evaluated every :data:`EVAL_INTERVAL` rounds and after the last, on
-  :data:`EVAL_IMAGES` images each (grid runs too, on the training prompts).
+  evaluated every :data:`EVAL_INTERVAL` rounds and after the last on :data:`EVAL_IMAGES` images per
+  prompt set (grid runs too, on the training prompts). :func:`eval_sets`: both prompt sets on
+  :data:`MAIN_TEMPLATE`, the training prompts only on Fig. 5's other templates (no claim reads their
+  held-out prompts). :func:`eval_images`: at least 2 images per prompt, which the per-prompt
+  Inception Score needs (toy3's 280 training prompts: 560 images). Both were set before any final
+  run on those templates.
 - Paired differences: method A and method B of a claim run with the same run seeds and are evaluated
   on the same fixed evaluation seeds; the difference is taken per seed and its standard error is over
   seeds (n = number of seeds).
@@ -196,6 +200,26 @@ QUICK = {"methods": ("B2-DiffuRL", "DDPO"), "seeds": (1, 2), "rounds": 4, "eval_
 
 def prompt_file(template, split="train"):
     return f"prompts/{template}_{split}.json"
+
+
+def eval_sets(template):
+    """EvalSets of a final run on ``template``: the held-out prompts are read only on MAIN_TEMPLATE
+    (Table 3, Fig. 7 and 8); Fig. 5's other templates compare alignment on the training prompts."""
+    return "train,test" if template == MAIN_TEMPLATE else "train"
+
+
+def eval_images(template):
+    """EvalImages of a run on ``template``: EVAL_IMAGES, or 2 per prompt of its largest evaluated
+    set where that is more (the per-prompt Inception Score needs 2 images of each prompt)."""
+    import json
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    counts = []
+    for split in eval_sets(template).split(","):
+        with open(os.path.join(root, prompt_file(template, split))) as f:
+            counts.append(len(json.load(f)))
+    return max(EVAL_IMAGES, 2 * max(counts))
 
 
 def lr_text(lr):

@@ -295,7 +295,10 @@ def protocol_lines(kind, rounds, eval_interval, seeds):
         f"paper's BERTScore runs took the CLIPScore runs' settings. Fig. 5 on {', '.join(t for t in protocol.FIG5_TEMPLATES if t != protocol.MAIN_TEMPLATE)} uses the picks made on {protocol.MAIN_TEMPLATE}." + (" **Quick run:** the grid's picks when present, else the toy preset's rate." if kind == "quick" else ""),
         f"- {'Quick' if kind == 'quick' else 'Final'} runs: seeds {', '.join(map(str, seeds))} (run_process.sh's Seed = "
         f"{protocol.SEED_STRIDE} x seed; the same for every method, so differences are paired), {rounds} rounds = {budget} reward queries, "
-        f"both prompt sets evaluated on {protocol.EVAL_IMAGES} images each, on fixed seeds (the same images' noise for every policy), every {eval_interval} rounds and after the last; "
+        f"evaluated on fixed seeds (the same images' noise for every policy) every {eval_interval} rounds and after the last: both prompt sets "
+        f"on {protocol.MAIN_TEMPLATE}, the training prompts only on {', '.join(t for t in protocol.FIG5_TEMPLATES if t != protocol.MAIN_TEMPLATE)} "
+        f"(no claim reads their held-out prompts), {protocol.EVAL_IMAGES} images per set or 2 per prompt where that is more (the per-prompt "
+        f"Inception Score needs 2: " + ", ".join(f"{t} {protocol.eval_images(t)}" for t in protocol.FIG5_TEMPLATES) + "); "
         "every number below is at the last round.",
         "- Statistics: a method's value is the mean ± SE over seeds; a claim is the paired difference A - B over the seeds both have, "
         f"SE = stdev of the per-seed differences / sqrt(n); z = difference / SE. Verdict: **reproduced** when z >= {protocol.Z_VERDICT:g} in "

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from b2diffurl.checks import ConfigError, check_config, check_device, check_resume
+from b2diffurl.checks import ConfigError, check_config, check_device, check_resume, check_stage
 from b2diffurl.errors import RecordError
 from config.stage_process import get_config
 from conftest import run_stage
@@ -216,6 +216,11 @@ def test_evaluation_prompt_sets_and_sizes_are_checked(tiny_config):
         "evaluate.num_images=60 gives fewer than 2 images to some of the 40 train prompts (the per-prompt Inception Score "
         "needs 2): use at least 80",
     ]
+    # a stage does not evaluate: the evaluation's sizes are the driver's and the evaluation's checks (a
+    # stage's flags leave evaluate.num_images at the preset's while the driver's EvalImages is larger)
+    tiny_config.evaluate.interval, tiny_config.evaluate.is_splits = 1, 1
+    assert any("evaluate.num_images=60" in str(p) for p in check_config(tiny_config)[0].problems), "the driver's check (interval > 0)"
+    check_stage(tiny_config, "sample")  # does not raise
     tiny_config.evaluate.num_images, tiny_config.evaluate.is_splits, tiny_config.prompt = 80, 1, "red apple"
     tiny_config.evaluate.interval = 1  # evaluations during the run: their prompt files are checked with the rest
     _expect(tiny_config, "evaluate.test_prompt_file='' is empty and prompt='red apple' is set (one prompt has no held-out "

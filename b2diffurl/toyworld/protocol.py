@@ -214,10 +214,11 @@ def eval_images(template):
     import json
     import os
 
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from b2diffurl.driver import REPO_ROOT
+
     counts = []
     for split in eval_sets(template).split(","):
-        with open(os.path.join(root, prompt_file(template, split))) as f:
+        with open(os.path.join(REPO_ROOT, prompt_file(template, split))) as f:
             counts.append(len(json.load(f)))
     return max(EVAL_IMAGES, 2 * max(counts))
 

@@ -136,9 +136,10 @@ COMMON_FLAGS=(
     --config.prompt_file="$PromptFile" --config.sample.num_steps="$NumStep" --config.mixed_precision="$MixedPrecision"
     --config.split_time="$SplitTime" --config.train.algorithm="$Algorithm" --config.log_with="$LogWith"
     --config.process.split_step_left="$SplitStepLeft" --config.process.split_step_right="$SplitStepRight"
+    --config.evaluate.num_images="$EvalImages" --config.evaluate.prompt_sets="$EvalSets"
 )
 # the evaluation's config check sees a valid interval length (every round's k lies in the schedule)
-EVAL_FLAGS=("${COMMON_FLAGS[@]}" --config.split_step="${Ks[$((StageCnt - 1))]}" --config.evaluate.num_images="$EvalImages" --config.evaluate.prompt_sets="$EvalSets")
+EVAL_FLAGS=("${COMMON_FLAGS[@]}" --config.split_step="${Ks[$((StageCnt - 1))]}")
 if [ "$EvalInterval" -gt 0 ]; then
     EvalRounds=base
     for ((i = 0; i < StageCnt; i++)); do

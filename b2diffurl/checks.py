@@ -643,8 +643,8 @@ def _require_stage_done(config, stage, script):
 def check_stage(config, stage, num_processes=1):
     """Everything a stage script checks before loading a model: the config (all problems raised
     together), the previous stage's marker, and the LoRA and AdamW state it resumes from. The
-    evaluation's prompt files and sizes are not a stage's: the driver checks them before round 0 with
-    the run's EvalImages and EvalSets (a stage's flags leave those at the preset's), and
+    evaluation's prompt files and sizes are not a stage's (a stage started by hand may carry the
+    preset's): the driver checks them before round 0 with the run's EvalImages and EvalSets, and
     python -m b2diffurl.evaluate checks them again."""
     checker, _ = check_config(config, num_processes, eval_prompts=False)
     if stage == "select":

@@ -217,7 +217,7 @@ def test_evaluation_prompt_sets_and_sizes_are_checked(tiny_config):
         "needs 2): use at least 80",
     ]
     # a stage does not evaluate: the evaluation's sizes are the driver's and the evaluation's checks (a
-    # stage's flags leave evaluate.num_images at the preset's while the driver's EvalImages is larger)
+    # stage started by hand may carry the preset's evaluate.num_images while the run's EvalImages is larger)
     tiny_config.evaluate.interval, tiny_config.evaluate.is_splits = 1, 1
     assert any("evaluate.num_images=60" in str(p) for p in check_config(tiny_config)[0].problems), "the driver's check (interval > 0)"
     check_stage(tiny_config, "sample")  # does not raise

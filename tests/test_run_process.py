@@ -35,7 +35,10 @@ def test_the_loop_learns_resumes_and_reruns_for_free(tmp_path):
     prompt_file = tmp_path / "red.json"
     prompt_file.write_text(json.dumps(["red apple"]))
     rounds = 6
-    out = drive(tmp_path, PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11, SaveInterval=1, OneProcess=1)
+    # EvalImages/EvalSets (no evaluations here: EvalInterval is 0) reach every stage's recorded config
+    run = dict(PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11, SaveInterval=1, OneProcess=1,
+               EvalImages=96, EvalSets="test")
+    out = drive(tmp_path, **run)
     exp = tmp_path / "learn"
     summary_lines = [line for line in out.splitlines() if line.startswith("round_")]
     assert len(summary_lines) == rounds and all(" | reward " in line for line in summary_lines)
@@ -46,6 +49,9 @@ def test_the_loop_learns_resumes_and_reruns_for_free(tmp_path):
     assert records.read_json(exp / "round_000" / "samples" / "manifest.json")["seed"] == 11
     assert records.read_json(exp / "round_003" / "samples" / "manifest.json")["seed"] == 14
     assert (exp / "round_005" / "selected.safetensors").is_file()
+    for stage in records.STAGES:
+        evaluate = records.read_marker(exp / "round_002", stage)["config"]["evaluate"]
+        assert (evaluate["num_images"], evaluate["prompt_sets"]) == (96, "test"), stage
 
     # It learns: base policy vs the last round's LoRA on the same evaluation seeds and prompt.
     gain, standard_error = reward_gain(exp / f"round_{rounds - 1:03d}" / "lora", ["red apple"])
@@ -54,7 +60,7 @@ def test_the_loop_learns_resumes_and_reruns_for_free(tmp_path):
     # A rerun right after finishes at once and changes no file.
     before = snapshot(exp)
     started = time.time()
-    again = drive(tmp_path, PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11, SaveInterval=1, OneProcess=1)
+    again = drive(tmp_path, **run)
     redone = [line for line in again.splitlines() if line.startswith(("||=========== round", "sample ", "select ", "train "))]
     assert time.time() - started < 15 and not redone, redone
     assert snapshot(exp) == before
@@ -67,7 +73,7 @@ def test_the_loop_learns_resumes_and_reruns_for_free(tmp_path):
     import shutil
 
     shutil.rmtree(last / "lora")
-    resumed = drive(tmp_path, PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11, SaveInterval=1, OneProcess=1)
+    resumed = drive(tmp_path, **run)
     assert "sample round_" not in resumed and "select round_" not in resumed and "train round_005" in resumed
     after = snapshot(exp)
     assert {p: v for p, v in after.items() if "round_005" not in p and "progress.csv" not in p} == {

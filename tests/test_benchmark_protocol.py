@@ -119,7 +119,8 @@ def test_the_report_states_pairs_verdicts_and_what_is_not_run(tmp_path, monkeypa
     with their command."""
     from b2diffurl.toyworld import benchmark, protocol, results
 
-    monkeypatch.setattr(results, "draw_figures", lambda *a, **k: [])
+    # each figure set's notes are named by its folder (toy3 evaluates its training prompts only)
+    monkeypatch.setattr(results, "draw_figures", lambda runs, out, budget: ["note: curve_test.png skipped"] if "toy" in os.path.basename(out) else [])
     save = tmp_path / "bench"
     for label in protocol.METHODS:
         for lr in protocol.LR_GRID:
@@ -159,6 +160,8 @@ def test_the_report_states_pairs_verdicts_and_what_is_not_run(tmp_path, monkeypa
     assert "Not run yet: `python -m b2diffurl.toyworld benchmark --part fig8`" in text, "Fig. 8's part is named"
     assert "| DDPO | toy2 | 0/5 | 2/5 |" in text, "seeds 1 (base 75%) and 4 end below their base model"
     assert "Fig. 5 on toy3, toy1 uses the picks made on toy2." in text
+    notes = [line for line in text.splitlines() if line.endswith(": curve_test.png skipped")]
+    assert notes == [f"- fig5_{template}: curve_test.png skipped" for template in protocol.FIG5_TEMPLATES], notes
     assert text.rstrip().endswith("kept as written") and "stale report" not in text.split("## Discussion")[0]
     gains = [caption[s] - 0.7 for s in protocol.FINAL_SEEDS]
     g = sum(gains) / 5

@@ -334,7 +334,7 @@ def write(save_path, out, figures_dir, quick=False):
         runs = [(label, finals.dir(label, template, s)) for label in labels for s in seeds if finals.has(label, template)]
         own = name.startswith("fig5_") or any(label not in fig5_pair for label, _ in runs)
         if runs and own:  # fig7 and fig8 are drawn once they hold a method of their own, not as copies of fig5
-            notes += draw_figures(runs, os.path.join(figures_dir, name), finals.budget)
+            notes += [f"{name}: {note[len('note: '):]}" for note in draw_figures(runs, os.path.join(figures_dir, name), finals.budget)]
             drawn.add(name)
     rel = os.path.relpath(figures_dir, os.path.dirname(out))
     title = "Quick check" if quick else "Results"
@@ -376,7 +376,7 @@ def write(save_path, out, figures_dir, quick=False):
     lines += ["## Summary", "", "Verdicts over every claim tested: " + (", ".join(f"{v} {c}" for v, c in counts.items()) or "none yet") + ".", "",
               "## Machine and wall time", "", *timings_lines(save_path)]
     if notes:
-        lines += ["", "Notes from the figures:", "", *[f"- {n[len('note: '):]}" for n in notes]]
+        lines += ["", "Notes from the figures:", "", *[f"- {note}" for note in notes]]
     discussion = ""
     if os.path.isfile(out):
         text = open(out).read()

@@ -753,13 +753,13 @@ def _prefix(setting):
 
 
 def _device_name():
-    import platform
-
     import torch
+
+    from b2diffurl.perf import cpu_name
 
     if torch.cuda.is_available():
         return f"1 x {torch.cuda.get_device_name(0)}"
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return f"CPU ({cpu_name()}, {os.cpu_count()} cores)"
 
 
 def parse_args(argv):

@@ -7,9 +7,23 @@ trained latent costs two (unconditional and conditional).
 """
 
 import math
+import platform
 
 from b2diffurl.records import trajectory_nbytes
 from b2diffurl.schedule import interval_length
+
+def cpu_name(cpuinfo="/proc/cpuinfo"):
+    """The CPU's model name (Linux's /proc/cpuinfo, else the platform's processor or architecture). Float
+    sums differ between CPU models, so a run's numbers on the CPU depend on it: records name it."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("model name") and ":" in line:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
 
 # A default run's reward queries of the paper's Fig. 5 x-axis (one query = one scored image).
 PAPER_REWARD_QUERIES = 25_600

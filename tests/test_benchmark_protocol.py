@@ -300,3 +300,18 @@ def test_finished_runs_are_recorded_and_never_run_again(tmp_path, monkeypatch):
     monkeypatch.setattr(results, "write", lambda *args, **kwargs: written.append(args))
     assert main(["benchmark", "--report", "--record", str(record)]) == 0
     assert written == [(str(record), str(record / "RESULTS.md"), str(record / "figures"))]
+
+
+def test_records_name_the_cpu_model(tmp_path):
+    """A record names the CPU's model (two models train the same seeds into different runs): read from
+    cpuinfo's "model name", the platform's processor where there is none."""
+    from b2diffurl.perf import cpu_name
+    from b2diffurl.toyworld import ledger
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14 96-Core Processor\nflags\t: fpu\n")
+    assert cpu_name(str(info)) == "AMD EPYC 9R14 96-Core Processor"
+    info.write_text("processor\t: 0\nflags\t: fpu\n")
+    fallback = cpu_name(str(info))
+    assert fallback and fallback == cpu_name(str(tmp_path / "missing"))
+    assert f"({cpu_name()})" in ledger.machine()

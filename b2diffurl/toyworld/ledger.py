@@ -21,6 +21,7 @@ import platform
 import shutil
 
 from b2diffurl import records
+from b2diffurl.perf import cpu_name
 from b2diffurl.driver import REPO_ROOT
 from b2diffurl.toyworld import protocol
 from b2diffurl.toyworld.protocol import METHODS
@@ -148,8 +149,9 @@ def record_run(run_dir, record_dir, variables, wall_seconds, threads):
 
 
 def machine():
-    """This machine in one phrase (each record names where it ran)."""
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    """This machine in one phrase (each record names where it ran), with the CPU's model: two CPU models
+    train the same seeds into different runs (their float sums differ)."""
+    return f"{platform.machine()} ({cpu_name()}), {os.cpu_count()} CPU cores, Python {platform.python_version()}"
 
 
 def record_file(source, record_path):

@@ -7,6 +7,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -226,9 +227,10 @@ def test_runs_at_once_share_the_cores_and_a_failed_run_is_named(tmp_path, monkey
     def plan(names):
         return [benchmark.planned_run(f"run {n}", str(save / "part" / n), {"ExpName": n}) for n in names]
 
-    wall, worked = benchmark.run_plan(str(save), plan("abc"), jobs=2, command=("bash", str(fake)))
+    wall, worked, left = benchmark.run_plan(str(save), plan("abc"), jobs=2, command=("bash", str(fake)))
     assert 4 <= wall < 6, f"3 runs of 2 s, 2 at a time (one after another: 6 s or more): {wall:.1f} s"
     assert not worked, "no run took over 20 s"
+    assert left == 0
     assert sorted((tmp_path / "seen.txt").read_text().split("\n")[:-1]) == [f"{n} {threads}" for n in "abc"]
     timings = benchmark.read_timings(str(save))
     assert sorted(timings["runs"]) == [os.path.join("part", n) for n in "abc"] and all(2 <= t < 4 for t in timings["runs"].values())
@@ -315,3 +317,32 @@ def test_records_name_the_cpu_model(tmp_path):
     fallback = cpu_name(str(info))
     assert fallback and fallback == cpu_name(str(tmp_path / "missing"))
     assert f"({cpu_name()})" in ledger.machine()
+
+
+def test_stop_after_lets_the_running_runs_finish_and_the_same_command_goes_on(tmp_path):
+    """--stop-after: no run starts after the deadline; the one running when it passes finishes and is
+    recorded; the rest are left for the same plan later, which skips the recorded run. A deadline
+    that is not more than 0 minutes is refused with one line."""
+    from b2diffurl.toyworld import benchmark, ledger
+
+    fake = tmp_path / "fake_driver.sh"  # a run of 1 s that leaves an evaluation
+    fake.write_text(f'set -e; d="$SavePath/$ExpName"; echo "$ExpName" >> "{tmp_path}/seen.txt"; sleep 1\n'
+                    'mkdir -p "$d/base/eval"; echo "{\\"reward_queries\\": 0}" > "$d/base/eval/train.json"\n')
+    save, record = tmp_path / "work", tmp_path / "record"
+    plan = [benchmark.planned_run(f"run {n}", str(save / "final" / n), {"ExpName": n}) for n in "abc"]
+
+    wall, _, left = benchmark.run_plan(str(save), plan, jobs=1, command=("bash", str(fake)), record_root=str(record),
+                                       deadline=time.time() + 0.5)
+    assert left == 2 and wall >= 1, "a runs past the deadline and finishes; b and c never start"
+    assert (tmp_path / "seen.txt").read_text().split() == ["a"]
+    assert sorted(ledger.recorded_runs(str(record))) == [os.path.join("final", "a")]
+
+    _, _, left = benchmark.run_plan(str(save), plan, jobs=1, command=("bash", str(fake)), record_root=str(record))
+    assert left == 0 and (tmp_path / "seen.txt").read_text().split() == ["a", "b", "c"], "a is not run again"
+    assert sorted(ledger.recorded_runs(str(record))) == [os.path.join("final", n) for n in "abc"]
+
+    proc = subprocess.run([sys.executable, "-m", "b2diffurl.toyworld", "benchmark", "--part", "fig8", "--stop-after", "0",
+                           "--save-path", str(tmp_path / "x"), "--record", str(tmp_path / "r")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip() == ("error: --stop-after 0.0: give the minutes after which no new run starts, "
+                                                            "more than 0"), proc.stderr
+    assert not (tmp_path / "x").exists()

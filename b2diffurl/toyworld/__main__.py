@@ -105,6 +105,9 @@ def run_benchmark(args):
     if args.quick and args.part != "all":
         print(f"error: --quick with --part {args.part}: --quick is its own subset (B2-DiffuRL vs DDPO); drop one of them", file=sys.stderr)
         return 2
+    if args.stop_after is not None and not args.stop_after > 0:
+        print(f"error: --stop-after {args.stop_after}: give the minutes after which no new run starts, more than 0", file=sys.stderr)
+        return 2
     if args.jobs < 1:
         print(f"error: --jobs {args.jobs}: give the number of runs to run at once, 1 or more (2 on 2 cores)", file=sys.stderr)
         return 2
@@ -116,7 +119,8 @@ def run_benchmark(args):
             else:
                 results.write(os.path.abspath(args.record), *benchmark.report_paths(args.record))
             return 0
-        benchmark.benchmark(args.save_path, parts, quick=args.quick, jobs=args.jobs, record_root=os.path.abspath(args.record))
+        benchmark.benchmark(args.save_path, parts, quick=args.quick, jobs=args.jobs, record_root=os.path.abspath(args.record),
+                            stop_after=None if args.stop_after is None else args.stop_after * 60)
     except (benchmark.BenchmarkError, results.ReportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -152,6 +156,9 @@ def main(argv):
                         "(to the docs/ that holds RECORD when it is <checkout>/docs/results/NAME, else into RECORD)")
     m.add_argument("--jobs", type=int, default=1, help="run folders run at once, the CPU cores shared out between them "
                                                       "(2 on 2 cores: about 1.45x the throughput of 1; each run's numbers depend on its thread count)")
+    m.add_argument("--stop-after", type=float, default=None, metavar="MINUTES",
+                   help="start no run after MINUTES (a machine lent for a fixed time): the running ones finish and are "
+                        "recorded, no later part starts, the report is written; the same command later goes on with the rest")
     r = commands.add_parser("remeasure", help="redo quality.json of the built weights (after a change of the metrics)")
     r.add_argument("--out", default=None)
     c = commands.add_parser("compare", help="base model's evaluation grid beside the last evaluated round's (same seeds)")

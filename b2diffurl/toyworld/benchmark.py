@@ -73,15 +73,17 @@ def threads_per_run(jobs):
     return int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // jobs))
 
 
-def run_plan(save_path, plan, jobs=1, command=("bash", os.path.join(REPO_ROOT, "run_process.sh")), record_root=None):
+def run_plan(save_path, plan, jobs=1, command=("bash", os.path.join(REPO_ROOT, "run_process.sh")), record_root=None, deadline=None):
     """Run ``plan`` (:func:`planned_run` entries), ``jobs`` at a time, each with :func:`threads_per_run`
     threads, each's output in ``logs/<run key>.log`` (the run key: its folder under ``save_path``).
 
     With ``record_root``, a run recorded there (:mod:`ledger`) is skipped, a record whose variables
     differ from the plan's stops everything before any run starts, and each run that finishes is
     recorded at once. Without it, each run's wall time goes to ``save_path``'s timings.json.
-    Returns the plan's wall time and whether any run did work (took over 20 s). After a failed run no
-    new one starts; the ones running finish, then BenchmarkError names every failed run and its log.
+    Returns the plan's wall time, whether any run did work (took over 20 s) and how many runs were not
+    started: none starts after ``deadline`` (a ``time.time()``; benchmark --stop-after), the ones
+    running finish and are recorded, and the same plan later goes on with the rest. After a failed run
+    no new one starts; the ones running finish, then BenchmarkError names every failed run and its log.
 
     Two runs at 1 thread each on 2 cores finish a round in about 130 s each, one run at 2 threads in
     about 95 s (the toy world's rounds are too small for two threads to share well): 2 jobs are
@@ -105,7 +107,7 @@ def run_plan(save_path, plan, jobs=1, command=("bash", os.path.join(REPO_ROOT, "
     total = len(todo)
     try:
         while todo or running:
-            while todo and len(running) < jobs and not failed:
+            while todo and len(running) < jobs and not failed and not past(deadline):
                 what, run_dir, env, variables = todo.pop(0)
                 key = os.path.relpath(run_dir, save_path)
                 log = os.path.join(save_path, "logs", key + ".log")
@@ -118,7 +120,7 @@ def run_plan(save_path, plan, jobs=1, command=("bash", os.path.join(REPO_ROOT, "
                 running[proc] = (what, run_dir, variables, key, log, out, time.time())
                 print(f"[{total - len(todo)}/{total}] {what} ...", flush=True)
             if not running:
-                break  # a run failed: nothing more starts
+                break  # a run failed or the deadline passed: nothing more starts
             finished = [proc for proc in running if proc.poll() is not None]
             if not finished:
                 time.sleep(0.5)
@@ -147,7 +149,12 @@ def run_plan(save_path, plan, jobs=1, command=("bash", os.path.join(REPO_ROOT, "
             out.close()
     if failed:
         raise BenchmarkError("failed: " + "; ".join(failed) + (f"; {total - done - len(failed)} run(s) not finished" if total > done + len(failed) else ""))
-    return time.time() - started, worked
+    return time.time() - started, worked, len(todo)
+
+
+def past(deadline):
+    """Whether ``deadline`` (a ``time.time()``, or None: none) has passed."""
+    return deadline is not None and time.time() >= deadline
 
 
 def grid_scores(root):
@@ -219,36 +226,46 @@ def run_f1(save_path, record_root):
     return time.time() - started
 
 
-def run_part(save_path, record_root, part, seeds, quick=False, jobs=1):
+def run_part(save_path, record_root, part, seeds, quick=False, jobs=1, deadline=None):
     """One part: its runs work in ``save_path`` and are recorded under ``record_root``, where the grid's
     picks and the parts' wall times are kept (``--quick`` reads the picks there, records nothing and
-    keeps its times in ``save_path``)."""
+    keeps its times in ``save_path``). Returns how many of its runs were not started (``deadline``)."""
     if part == "f1":
         wall = run_f1(save_path, record_root)
         if wall:
             ledger.add_part_time(record_root, "f1", wall, 1, threads_per_run(1))
-        return
+        return 0
     picks = read_picks(record_root)
     plan = planned(save_path, part, seeds, picks, quick)
-    wall, worked = run_plan(save_path, plan, jobs, record_root=None if quick else record_root)
+    wall, worked, left = run_plan(save_path, plan, jobs, record_root=None if quick else record_root, deadline=deadline)
     if worked:  # a rerun that only skipped finished runs adds nothing to the part's wall time
         ledger.add_part_time(save_path if quick else record_root, "quick" if quick else part, wall, jobs, threads_per_run(jobs))
     print(f"part {part}: {wall / 60:.1f} min wall, {jobs} run(s) at a time", flush=True)
+    if left:
+        print(f"part {part}: stopped at --stop-after with {left} of its {len(plan)} runs not started; the runs that "
+              f"finished are recorded: the same command goes on with the rest", flush=True)
+        return left
     if part == "grid":
         picks = write_picks(record_root)
         print("picked: " + ", ".join(f"{label} {protocol.lr_text(lr)}" for label, lr in picks.items()), flush=True)
 
 
-def benchmark(save_path, parts, seeds=None, quick=False, jobs=1, record_root=ledger.RECORD_ROOT):
+def benchmark(save_path, parts, seeds=None, quick=False, jobs=1, record_root=ledger.RECORD_ROOT, stop_after=None):
     """Run ``parts`` (names of :data:`protocol.PARTS`), then write the report. Runs work in ``save_path``;
     each finished one is recorded under ``record_root`` (:mod:`ledger`), from which the report is
-    written. ``--quick`` records nothing: its report reads ``save_path``. Returns the report's path."""
+    written. ``--quick`` records nothing: its report reads ``save_path``. With ``stop_after`` (seconds),
+    no run starts after that long: the running ones finish and are recorded, no later part starts, and
+    the report is written from what is recorded. Returns the report's path."""
     save_path = os.path.abspath(save_path)
     os.makedirs(save_path, exist_ok=True)
     seeds = tuple(seeds or (protocol.QUICK["seeds"] if quick else protocol.FINAL_SEEDS))
+    deadline = None if stop_after is None else time.time() + stop_after
     for part in (["quick"] if quick else parts):
+        if past(deadline):
+            print(f"=== part {part}: not started (--stop-after) ===", flush=True)
+            continue
         print(f"=== part {part} ===", flush=True)
-        run_part(save_path, record_root, "fig5" if part == "quick" else part, seeds, quick, jobs)
+        run_part(save_path, record_root, "fig5" if part == "quick" else part, seeds, quick, jobs, deadline)
     if quick:
         return results.write(save_path, os.path.join(save_path, "quick", "RESULTS.md"), os.path.join(save_path, "quick", "figures"), quick=True)
     return results.write(record_root, *report_paths(record_root))

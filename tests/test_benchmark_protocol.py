@@ -88,6 +88,16 @@ def test_paired_differences_and_verdicts():
     assert verdict(0.1, 0.04, 5) == "reproduced" and verdict(0.1, 0.06, 5) == "inconclusive"
     assert verdict(-0.1, 0.04, 5) == "not reproduced" and verdict(-0.1, 0.04, 5, sign=-1) == "reproduced"
     assert verdict(0.1, None, 1).startswith("inconclusive")
+    # a part still running: its claims say how many of the planned seeds they rest on
+    from b2diffurl.toyworld.protocol import verdict_so_far
+    assert verdict_so_far(0.1, 0.04, 2, 5) == "reproduced so far (2 of 5 seeds)"
+    assert verdict_so_far(0.1, None, 1, 5) == "inconclusive so far (1 of 5 seeds)"
+    assert verdict_so_far(0.1, 0.04, 5, 5) == "reproduced"
+    from b2diffurl.toyworld.results import summary_line
+    assert summary_line(["reproduced", "inconclusive", "reproduced", "inconclusive so far (1 of 5 seeds)", "reproduced so far (2 of 5 seeds)"]) == (
+        "Verdicts over every claim tested: inconclusive 1, reproduced 2; claims of parts still running, so far: inconclusive 1, reproduced 1.")
+    assert summary_line(["reproduced so far (2 of 5 seeds)"]) == (
+        "Verdicts over every claim tested: none on all their seeds yet; claims of parts still running, so far: reproduced 1.")
 
 
 def test_the_learning_rate_pick():

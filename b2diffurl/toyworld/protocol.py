@@ -22,7 +22,8 @@ toy world open; the choices made here, each next to its setting:
   seeds (n = number of seeds).
 - Verdict: "reproduced" when the difference has the paper's sign and is at least :data:`Z_VERDICT`
   standard errors from 0; "not reproduced" when it is at least that far on the other side (the
-  opposite holds); "inconclusive" otherwise (or with fewer than 2 seeds).
+  opposite holds); "inconclusive" otherwise (or with fewer than 2 seeds). While a claim has fewer
+  seeds than planned (a part still running), its verdict says so: "reproduced so far (2 of 5 seeds)".
 - Stability: a run is unstable when its approx KL (progress.csv, mean over the round's optimizer
   steps) exceeds :data:`KL_LIMIT` in any round, or its final training-prompt alignment is below the
   base model's.
@@ -239,3 +240,9 @@ def verdict(mean, se, n, sign=1):
     if z <= -Z_VERDICT:
         return "not reproduced"
     return "inconclusive"
+
+
+def verdict_so_far(mean, se, n, planned, sign=1):
+    """:func:`verdict` of ``n`` seeds, marked as partial while ``n`` is below the ``planned`` seeds."""
+    text = verdict(mean, se, n, sign)
+    return f"{text.split(' (')[0]} so far ({n} of {planned} seeds)" if n < planned else text

@@ -126,7 +126,7 @@ def claim_rows(finals, items=None):
         mean, se, n, _ = paired(a, b)
         z = f"{mean / se:+.1f}" if se else "-"
         if n:
-            verdict = protocol.verdict(mean, se, n, claim.sign)
+            verdict = protocol.verdict_so_far(mean, se, n, len(finals.seeds), claim.sign)
             verdicts.append(verdict)
         else:
             verdict = "waits for --part " + part_of(claim.b if a else claim.a, claim.template)
@@ -220,6 +220,18 @@ def timings_lines(save_path):
             f"total {total / 3600:.2f} h."]
 
 
+def summary_line(verdicts):
+    """The verdicts counted: the claims on all their seeds, then those of parts still running."""
+    done = [v for v in verdicts if " so far " not in v]
+    partial = [v.split(" so far ")[0] for v in verdicts if " so far " in v]
+
+    def counted(values):
+        return ", ".join(f"{v} {values.count(v)}" for v in sorted(set(values)))
+
+    text = "Verdicts over every claim tested: " + (counted(done) or "none on all their seeds yet")
+    return text + (f"; claims of parts still running, so far: {counted(partial)}." if partial else ".")
+
+
 def caption_lines(finals):
     """Fig. 7a's second reward: B2-DiffuRL trained on the captioning reward; per seed its alignment at the
     budget minus the base model's (the same evaluation images), mean ± SE over seeds, and a verdict."""
@@ -239,7 +251,7 @@ def caption_lines(finals):
             if last is not None and base is not None and last["reward_queries"] == finals.budget:
                 gains[seed] = last["alignment_mean"] - base["alignment_mean"]
         mean, se, n = mean_se(gains.values())
-        verdict = protocol.verdict(mean, se, n) if n else f"waits for `{rerun}`"
+        verdict = protocol.verdict_so_far(mean, se, n, len(finals.seeds)) if n else f"waits for `{rerun}`"
         z = f"{mean / se:+.1f}" if se else "-"
         lines.append(f"| {'training' if prompt_set == 'train' else 'held-out'} | {fmt_se(mean, se, n, 'alignment_mean', signed=True)} | {z} | **{verdict}** |")
     return lines + [""]
@@ -302,7 +314,8 @@ def protocol_lines(kind, rounds, eval_interval, seeds):
         "every number below is at the last round.",
         "- Statistics: a method's value is the mean ± SE over seeds; a claim is the paired difference A - B over the seeds both have, "
         f"SE = stdev of the per-seed differences / sqrt(n); z = difference / SE. Verdict: **reproduced** when z >= {protocol.Z_VERDICT:g} in "
-        f"the paper's direction, **not reproduced** when z <= -{protocol.Z_VERDICT:g} (the opposite holds), **inconclusive** otherwise.",
+        f"the paper's direction, **not reproduced** when z <= -{protocol.Z_VERDICT:g} (the opposite holds), **inconclusive** otherwise; "
+        f"a claim with fewer seeds than planned (a part still running) says \"so far (n of {len(protocol.FINAL_SEEDS)} seeds)\".",
         f"- Stability: a run is unstable when its approx KL (progress.csv) exceeds {protocol.KL_LIMIT} in some round, or its final "
         "training-prompt alignment is below the base model's.",
     ]
@@ -372,8 +385,7 @@ def write(save_path, out, figures_dir, quick=False):
     if not quick:
         lines += ["## App. F.1", "", *f1_lines(save_path, figures_dir, rel)]
     lines += ["## Stability", "", *stability_section(finals)]
-    counts = {v: all_verdicts.count(v) for v in sorted(set(all_verdicts))}
-    lines += ["## Summary", "", "Verdicts over every claim tested: " + (", ".join(f"{v} {c}" for v, c in counts.items()) or "none yet") + ".", "",
+    lines += ["## Summary", "", summary_line(all_verdicts), "",
               "## Machine and wall time", "", *timings_lines(save_path)]
     if notes:
         lines += ["", "Notes from the figures:", "", *[f"- {note}" for note in notes]]

@@ -12,6 +12,7 @@ import platform
 from b2diffurl.records import trajectory_nbytes
 from b2diffurl.schedule import interval_length
 
+
 def cpu_name(cpuinfo="/proc/cpuinfo"):
     """The CPU's model name (Linux's /proc/cpuinfo, else the platform's processor or architecture). Float
     sums differ between CPU models, so a run's numbers on the CPU depend on it: records name it."""

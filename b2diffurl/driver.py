@@ -246,6 +246,33 @@ def machine_values(given, num_processes):
     return out, lines
 
 
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+
+
+def ephemeral_ports(path=EPHEMERAL_RANGE_FILE):
+    """(first, last) port of the range the system hands to outgoing connections, or None where it
+    cannot be read (not Linux)."""
+    try:
+        first, last = (int(v) for v in open(path).read().split()[:2])
+    except (OSError, ValueError):
+        return None
+    return first, last
+
+
+def port_warning(machines, ephemeral):
+    """A line when a run on several machines meets on ports of the ephemeral range ``(first, last)``
+    (None where it is unknown): an outgoing connection may take one of them mid-run and stop that
+    launch's rendezvous. None otherwise."""
+    if machines["NUM_MACHINES"] == 1 or ephemeral is None:
+        return None
+    base = machines["MAIN_PROCESS_PORT"]
+    if base + 15 < ephemeral[0] or base > ephemeral[1]:
+        return None
+    return (f"MAIN_PROCESS_PORT={base}: the launches meet on ports {base}..{base + 15}, inside this machine's ephemeral "
+            f"range {ephemeral[0]}..{ephemeral[1]}, from which outgoing connections take ports; one taken mid-run stops "
+            f"that launch. Choose a base port of at most {ephemeral[0] - 16} (the default 29500 usually is)")
+
+
 def _unique(lines):
     return list(dict.fromkeys(lines))
 
@@ -496,7 +523,10 @@ def main(argv):
     command, args = (argv[0], argv[1:]) if argv else ("", [])
     try:
         if command == "prepare":
-            print(shell_assignments(prepare(os.environ)))
+            values = prepare(os.environ)
+            if warning := port_warning(values, ephemeral_ports()):
+                print(f"warning: {warning}", file=sys.stderr)
+            print(shell_assignments(values))
         elif command == "start":
             from b2diffurl.settings import start
 

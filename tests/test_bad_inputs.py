@@ -330,3 +330,36 @@ def test_fresh_optimizer_is_a_deliberate_flag(reference_run, tmp_path):
     metrics = json.loads((exp / "round_002" / "metrics.json").read_text())
     assert metrics["fresh_optimizer"] is True and metrics["optimizer_steps"] > 0
     assert json.loads((reference_run[1] / "round_001" / "metrics.json").read_text())["fresh_optimizer"] is False
+
+
+def test_ports_in_the_ephemeral_range_get_a_warning(tmp_path):
+    from b2diffurl.driver import ephemeral_ports, port_warning
+
+    range_file = tmp_path / "ip_local_port_range"
+    range_file.write_text("32768\t60999\n")
+    ephemeral = ephemeral_ports(str(range_file))
+    assert ephemeral == (32768, 60999)
+    assert ephemeral_ports(str(tmp_path / "missing")) is None
+    two = {"NUM_MACHINES": 2}
+    assert port_warning({**two, "MAIN_PROCESS_PORT": 29500}, ephemeral) is None  # the default: below the range
+    assert port_warning({**two, "MAIN_PROCESS_PORT": 32752}, ephemeral) is None  # its 16 ports end at 32767
+    line = port_warning({**two, "MAIN_PROCESS_PORT": 32753}, ephemeral)  # its last port is the range's first
+    assert "32753..32768" in line and "at most 32752" in line
+    assert "50000..50015" in port_warning({**two, "MAIN_PROCESS_PORT": 50000}, ephemeral)
+    assert port_warning({**two, "MAIN_PROCESS_PORT": 61000}, ephemeral) is None  # above the range
+    assert port_warning({"NUM_MACHINES": 1, "MAIN_PROCESS_PORT": 50000}, ephemeral) is None  # one machine: no rendezvous port
+    assert port_warning({**two, "MAIN_PROCESS_PORT": 50000}, None) is None
+
+
+def test_the_driver_prints_the_port_warning_and_goes_on(tmp_path, monkeypatch, capfd):
+    from b2diffurl import driver
+
+    monkeypatch.setattr(driver, "ephemeral_ports", lambda: (32768, 60999))
+    machines = {"NUM_MACHINES": 2, "MAIN_PROCESS_IP": "10.0.0.1", "NUM_PROCESSES": 2}
+    proc = prepare_in_process(tmp_path, "config/stage_process.py:tiny", {**machines, "MAIN_PROCESS_PORT": 50000}, monkeypatch, capfd)
+    assert proc.returncode == 0, proc.stderr
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1 and lines[0].startswith("warning: MAIN_PROCESS_PORT=50000: the launches meet on ports 50000..50015"), lines
+    assert "MAIN_PROCESS_PORT=50000" in proc.stdout  # the run goes on with the port asked for
+    proc = prepare_in_process(tmp_path, "config/stage_process.py:tiny", machines, monkeypatch, capfd)  # 29500
+    assert proc.returncode == 0 and error_lines(proc.stderr) == [], proc.stderr

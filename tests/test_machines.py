@@ -12,6 +12,7 @@ import time
 import pytest
 
 from b2diffurl import records
+from b2diffurl.driver import ephemeral_ports
 from conftest import REPO, _default_sigint, error_lines, run_driver
 
 RUN = {"StageCnt": 2, "BatchCnt": 2, "EvalInterval": 2, "SaveInterval": 1, "Seed": 9, "NUM_PROCESSES": 2}
@@ -26,10 +27,7 @@ def free_port():
     benchmark, the 2-machine run stopped before round 1's first launch)."""
     import random
 
-    try:
-        ephemeral = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-    except (OSError, ValueError, IndexError):
-        ephemeral = 32768
+    ephemeral = (ephemeral_ports() or (32768,))[0]
     for _ in range(100):
         base = random.randrange(10000, max(10001, ephemeral - 16))
         try:

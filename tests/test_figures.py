@@ -395,11 +395,14 @@ def test_outputs_roles_and_numbers(runs, tmp_path, capsys):
         "algorithm", "method", "model", "learning_rate", "seed", "bertscore_mean", "bertscore_sem", "toycaption_mean",
         "toycaption_sem", "alignment_mean", "alignment_sem", "background_entropy"]
     assert len(summary) == 6 * 2 * 4  # 6 runs x 2 prompt sets x (base + 3 rounds)
-    row = [r for r in summary if r["run"] == runs["b2_2"] and r["round"] == "round_002" and r["prompt_set"] == "test"][0]
+    assert all(not os.path.isabs(r["run"]) for r in summary)  # relative to the CSV's folder: the tree can move
+    run_of = {r["run"]: os.path.normpath(os.path.join(out, r["run"])) for r in summary}
+    assert set(run_of.values()) == {os.path.normpath(p) for p in runs.values()}
+    row = [r for r in summary if run_of[r["run"]] == os.path.normpath(runs["b2_2"]) and r["round"] == "round_002" and r["prompt_set"] == "test"][0]
     assert row["label"] == "b2_t1" and row["reward_queries"] == "192" and row["at_budget"] == "1"
     assert float(row["clipscore_mean"]) == pytest.approx(0.35) and float(row["inception_score_per_prompt"]) == pytest.approx(1.94)
     assert float(row["inception_score"]) == pytest.approx(19.4) and float(row["inception_score_per_prompt_sem"]) == 0.01
-    base = [r for r in summary if r["run"] == runs["dpok"] and r["round"] == "base" and r["prompt_set"] == "train"][0]
+    base = [r for r in summary if run_of[r["run"]] == os.path.normpath(runs["dpok"]) and r["round"] == "base" and r["prompt_set"] == "train"][0]
     assert base["label"] == "DPOK" and base["reward_queries"] == "0" and base["round_index"] == "-1" and base["at_budget"] == "0"
     assert sum(r["at_budget"] == "1" for r in summary) == 12  # one per run and set
 

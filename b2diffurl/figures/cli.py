@@ -57,8 +57,8 @@ def left_out_of(groups, prompt_set):
     return " and ".join(parts)
 
 
-def plan_outputs(groups, budget):
-    """Everything to write: (outputs, tables_markdown, notes).
+def plan_outputs(groups, budget, out):
+    """Everything to write into the folder ``out``: (outputs, tables_markdown, notes).
 
     outputs: list[tuple[str, str | callable]]: file name -> text, or a function(path) drawing a figure;
     tables_markdown: str (empty without tables); notes: list[str].
@@ -77,7 +77,7 @@ def plan_outputs(groups, budget):
     if sections:
         outputs.append(("tables.md", TABLES_HEADER + "\n".join(sections)))
     if any(has_evaluations(groups, s) for s in PROMPT_SETS):
-        outputs.append(("summary.csv", summary_csv(groups, budget)))
+        outputs.append(("summary.csv", summary_csv(groups, budget, os.path.abspath(out))))
     return outputs, "\n".join(sections), notes
 
 
@@ -121,7 +121,7 @@ def main(argv=None):
         args = parse_args(sys.argv[1:] if argv is None else argv)
         require_matplotlib()
         groups = load_runs(args.runs)
-        outputs, tables, notes = plan_outputs(groups, args.queries)
+        outputs, tables, notes = plan_outputs(groups, args.queries, args.out)
         if not outputs:
             raise FiguresError(
                 f"nothing to write: no eval/train.json or eval/test.json in any run and no rounds in any {PROGRESS} "

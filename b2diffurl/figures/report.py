@@ -2,6 +2,7 @@
 
 import csv
 import io
+import os
 
 from b2diffurl.figures.budget import budget_text, pick
 from b2diffurl.figures.metrics import CLIPSCORE, IS_PER_PROMPT, IS_POOLED, TOY_METRICS, prompts_name
@@ -93,9 +94,10 @@ def plan_tables(groups, budget):
     return outputs, sections, notes
 
 
-def summary_csv(groups, budget):
+def summary_csv(groups, budget, folder):
     """CSV text, one line per (run, prompt set, evaluation), base included; at_budget = 1 for the
-    evaluation budget.pick chose for that run and set."""
+    evaluation budget.pick chose for that run and set. ``run`` is the run folder relative to ``folder``
+    (the CSV's folder): the file stays right when the tree that holds both moves to another machine."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -105,7 +107,7 @@ def summary_csv(groups, budget):
                 chosen = pick(run.evaluations(prompt_set), budget)
                 for e in run.evaluations(prompt_set):
                     writer.writerow({
-                        "label": label, "run": run.path, "prompt_set": prompt_set, "round": e.round,
+                        "label": label, "run": os.path.relpath(run.path, folder), "prompt_set": prompt_set, "round": e.round,
                         "round_index": e.index, "reward_queries": e.reward_queries, "at_budget": int(e is chosen),
                         "clipscore_mean": plain(e.clipscore), "clipscore_sem": plain(e.clipscore_sem),
                         "inception_score_per_prompt": plain(e.inception_pp),

@@ -356,3 +356,28 @@ def test_stop_after_lets_the_running_runs_finish_and_the_same_command_goes_on(tm
     assert proc.returncode == 2 and proc.stderr.strip() == ("error: --stop-after 0.0: give the minutes after which no new run starts, "
                                                             "more than 0"), proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_the_committed_report_is_what_the_committed_record_gives(tmp_path):
+    """`benchmark --report` on a copy of the committed record, in another checkout's place, rewrites
+    docs/RESULTS.md and the figures' text files byte for byte (no machine's path in them, no report
+    left behind its record) and the same set of files."""
+    import shutil
+
+    docs = pathlib.Path(REPO) / "docs"
+    copy = tmp_path / "checkout" / "docs"
+    shutil.copytree(docs / "results" / "toy_benchmark", copy / "results" / "toy_benchmark")
+    shutil.copy(docs / "RESULTS.md", copy / "RESULTS.md")  # its hand-written Discussion is kept
+    proc = subprocess.run([sys.executable, "-m", "b2diffurl.toyworld", "benchmark", "--report", "--record",
+                           str(copy / "results" / "toy_benchmark")], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (copy / "RESULTS.md").read_text() == (docs / "RESULTS.md").read_text()
+    figures, written = docs / "figures" / "toy_benchmark", copy / "figures" / "toy_benchmark"
+    names = sorted(str(p.relative_to(written)) for p in written.rglob("*") if p.is_file())
+    # besides the report's files, one picture that TOYWORLD.md shows (samples, not a result)
+    assert sorted(str(p.relative_to(figures)) for p in figures.rglob("*") if p.is_file()) == sorted(names + ["grid_base_vs_final.png"])
+    for name in names:
+        if name.endswith((".csv", ".md")):
+            assert (written / name).read_text() == (figures / name).read_text(), name

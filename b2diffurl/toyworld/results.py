@@ -333,6 +333,16 @@ def draw_figures(runs, out, budget):
     return [line for line in proc.stdout.splitlines() if line.startswith("note:")]
 
 
+def shown_path(save_path, out):
+    """``save_path`` as the report at ``out`` names it: relative to the checkout whose docs/ holds the
+    report (the same text on every machine's checkout), else to the project, else as it is."""
+    docs = os.path.dirname(os.path.abspath(out))
+    for root in ([os.path.dirname(docs)] if os.path.basename(docs) == "docs" else []) + [REPO_ROOT]:
+        if os.path.abspath(save_path).startswith(os.path.join(root, "")):
+            return os.path.relpath(save_path, root)
+    return save_path
+
+
 def write(save_path, out, figures_dir, quick=False):
     """Draw the figure sets from the runs under ``save_path`` (the record, or --quick's run folders) and
     write the report to ``out``; returns ``out``."""
@@ -356,7 +366,7 @@ def write(save_path, out, figures_dir, quick=False):
     lines = [f"# {title}: the paper in miniature on the toy world", "",
              f"Written by `{command}`{parts}; every number comes from the "
              + ("run folders" if quick else "runs recorded (evaluations, progress and settings of each finished run)")
-             + f" under `{os.path.relpath(save_path, REPO_ROOT) if save_path.startswith(REPO_ROOT) else save_path}`.", "",
+             + f" under `{shown_path(save_path, out)}`.", "",
              "## Protocol", "", *protocol_lines(kind, rounds, interval, seeds), "", "## Learning-rate grid", "", *grid_section(save_path)]
     base_lines = []
     for template in protocol.FIG5_TEMPLATES:

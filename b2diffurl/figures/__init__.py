@@ -74,8 +74,9 @@ Outputs in ``--out`` (created if missing; one that lacks data is skipped with a 
   one line per cell: ``row, column, mean, se, n, se_source, reward_queries`` (the value, "min-max"
   when the cell's runs differ, "0" for SD, empty for an empty cell).
 - ``summary.csv``: one line per (run, prompt set, evaluation), base included: ``label, run`` (the run
-  folder relative to ``--out``, so the file stays right when the tree moves), ``prompt_set, round, round_index, reward_queries, at_budget`` (1 for the evaluation the budget rule
-  picked for that run and set, else 0), ``clipscore_mean, clipscore_sem, inception_score_per_prompt,
+  folder relative to ``--out``, so the file stays right when the tree moves), ``prompt_set, round,
+  round_index, reward_queries, at_budget`` (1 for the evaluation the budget rule picked for that run
+  and set, else 0), ``clipscore_mean, clipscore_sem, inception_score_per_prompt,
   inception_score_per_prompt_sem, inception_score, template, algorithm, method, model, learning_rate,
   seed``, then the optional metrics, empty when an evaluation has none: ``bertscore_mean, bertscore_sem,
   toycaption_mean, toycaption_sem`` (evaluate.metrics) and ``alignment_mean, alignment_sem,

@@ -253,7 +253,8 @@ def ephemeral_ports(path=EPHEMERAL_RANGE_FILE):
     """(first, last) port of the range the system hands to outgoing connections, or None where it
     cannot be read (not Linux)."""
     try:
-        first, last = (int(v) for v in open(path).read().split()[:2])
+        with open(path) as f:
+            first, last = (int(v) for v in f.read().split()[:2])
     except (OSError, ValueError):
         return None
     return first, last

@@ -111,6 +111,7 @@ class Conditioning:
 
 # ---------------------------------------------------------------- which backbone
 
+
 def read_model_index(model, revision="main"):
     """The checkpoint's model_index.json (dict): from the folder, or the hub cache (offline) or hub."""
     return _read_json(model, "model_index.json", revision)
@@ -123,8 +124,10 @@ def index_problem(index):
         return f"is a {name} checkpoint (model_index.json's _class_name), which is not supported: use {SUPPORTED_TEXT}"
     missing = [part for part in REQUIRED_PARTS[BACKBONES[name]] if not _has_part(index.get(part))]
     if missing:
-        return (f"is a {name} checkpoint without its {' and '.join(missing)} (model_index.json): "
-                f"use a complete {name} checkpoint (the SDXL refiner, without a first text encoder, is not supported)")
+        return (
+            f"is a {name} checkpoint without its {' and '.join(missing)} (model_index.json): "
+            f"use a complete {name} checkpoint (the SDXL refiner, without a first text encoder, is not supported)"
+        )
     return None
 
 
@@ -149,7 +152,9 @@ def checkpoint_record(model, revision="main"):
         return {}
     record = {"pipeline": index.get("_class_name"), "backbone": BACKBONES.get(index.get("_class_name"))}
     try:
-        record["prediction_type"] = _read_json(model, "scheduler/scheduler_config.json", revision).get("prediction_type", "epsilon")
+        record["prediction_type"] = _read_json(model, "scheduler/scheduler_config.json", revision).get(
+            "prediction_type", "epsilon"
+        )
     except (OSError, ValueError):
         pass
     return record
@@ -181,6 +186,7 @@ def pipeline_class(name):
 
 # ---------------------------------------------------------------- loading
 
+
 def text_encoders(pipeline):
     """The pipeline's text encoders (one for SD v1/2, two for SDXL)."""
     return [e for e in (pipeline.text_encoder, getattr(pipeline, "text_encoder_2", None)) if e is not None]
@@ -209,8 +215,11 @@ def from_pretrained(model, revision, dtype):
 
 # ---------------------------------------------------------------- prompts
 
+
 def _tokens(tokenizer, prompts, device):
-    out = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt")
+    out = tokenizer(
+        list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    )
     return out.input_ids.to(device), out.attention_mask.to(device)
 
 
@@ -244,7 +253,10 @@ def _encode(pipeline, prompts):
         use_mask = getattr(encoder.config, "use_attention_mask", False)
         return Conditioning(encoder(ids, attention_mask=mask if use_mask else None)[0])
     hidden, pooled = [], None
-    for tokenizer, encoder in ((pipeline.tokenizer, pipeline.text_encoder), (pipeline.tokenizer_2, pipeline.text_encoder_2)):
+    for tokenizer, encoder in (
+        (pipeline.tokenizer, pipeline.text_encoder),
+        (pipeline.tokenizer_2, pipeline.text_encoder_2),
+    ):
         ids, _ = _tokens(tokenizer, prompts, encoder.device)
         out = encoder(ids, output_hidden_states=True)
         if out[0].ndim == 2:  # CLIPTextModelWithProjection: text_embeds, the pooled projection
@@ -268,6 +280,7 @@ def negative_conditioning(pipeline):
 
 
 # ---------------------------------------------------------------- UNet, latents, VAE
+
 
 def predict_noise(unet, latents, timesteps, cond, negative, guidance_scale):
     """The UNet's prediction after classifier-free guidance, in one UNet call (uncond and cond batched).
@@ -326,7 +339,9 @@ def _decode(vae, latents, chunk_size):
         part = part.to(device=vae.device, dtype=vae.dtype)
         if mean is not None and std is not None:
             shape = (1, -1, 1, 1)
-            part = part * torch.tensor(std).view(shape).to(part) / config.scaling_factor + torch.tensor(mean).view(shape).to(part)
+            part = part * torch.tensor(std).view(shape).to(part) / config.scaling_factor + torch.tensor(mean).view(
+                shape
+            ).to(part)
         else:
             part = part / config.scaling_factor
         decoded = vae.decode(part).sample

@@ -35,46 +35,96 @@ CLIP_FILE = "open_clip_vit_h_14_random.safetensors"
 
 # SD v1.4's unet/config.json (sample_size set per resolution: latent = pixels / 8)
 SD14_UNET = dict(
-    in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280),
     down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
     up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32, act_fn="silu", center_input_sample=False,
-    downsample_padding=1, flip_sin_to_cos=True, freq_shift=0, mid_block_scale_factor=1,
+    cross_attention_dim=768,
+    attention_head_dim=8,
+    norm_num_groups=32,
+    act_fn="silu",
+    center_input_sample=False,
+    downsample_padding=1,
+    flip_sin_to_cos=True,
+    freq_shift=0,
+    mid_block_scale_factor=1,
 )
 # SD v1.4's vae/config.json
 SD14_VAE = dict(
-    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, block_out_channels=(128, 256, 512, 512),
-    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32,
-    act_fn="silu", scaling_factor=0.18215,
+    in_channels=3,
+    out_channels=3,
+    latent_channels=4,
+    layers_per_block=2,
+    block_out_channels=(128, 256, 512, 512),
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    norm_num_groups=32,
+    act_fn="silu",
+    scaling_factor=0.18215,
 )
 # CLIP ViT-L/14's text tower (SD v1.4's text_encoder/config.json)
 SD14_TEXT = dict(
-    vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-    max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768,
+    vocab_size=49408,
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    max_position_embeddings=77,
+    hidden_act="quick_gelu",
+    projection_dim=768,
 )
 # stabilityai/stable-diffusion-2-1's unet/config.json (768 px: sample_size 96)
 SD21_UNET = dict(
-    SD14_UNET, attention_head_dim=(5, 10, 20, 20), cross_attention_dim=1024, use_linear_projection=True, upcast_attention=True,
+    SD14_UNET,
+    attention_head_dim=(5, 10, 20, 20),
+    cross_attention_dim=1024,
+    use_linear_projection=True,
+    upcast_attention=True,
 )
 # its text_encoder/config.json: OpenCLIP ViT-H/14's text tower, 23 of its 24 layers
 SD21_TEXT = dict(
-    vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
-    max_position_embeddings=77, hidden_act="gelu", projection_dim=512,
+    vocab_size=49408,
+    hidden_size=1024,
+    intermediate_size=4096,
+    num_hidden_layers=23,
+    num_attention_heads=16,
+    max_position_embeddings=77,
+    hidden_act="gelu",
+    projection_dim=512,
 )
 # stabilityai/stable-diffusion-xl-base-1.0's unet/config.json (1024 px: sample_size 128)
 SDXL_UNET = dict(
-    in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280),
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280),
     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), cross_attention_dim=2048,
-    use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
-    projection_class_embeddings_input_dim=2816, norm_num_groups=32, act_fn="silu", flip_sin_to_cos=True, freq_shift=0,
+    transformer_layers_per_block=(1, 2, 10),
+    attention_head_dim=(5, 10, 20),
+    cross_attention_dim=2048,
+    use_linear_projection=True,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=2816,
+    norm_num_groups=32,
+    act_fn="silu",
+    flip_sin_to_cos=True,
+    freq_shift=0,
 )
 SDXL_VAE = dict(SD14_VAE, scaling_factor=0.13025, force_upcast=True)
 # its text_encoder_2/config.json: OpenCLIP ViT-bigG/14's text tower, with its projection
 SDXL_TEXT_2 = dict(
-    vocab_size=49408, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
-    max_position_embeddings=77, hidden_act="gelu", projection_dim=1280,
+    vocab_size=49408,
+    hidden_size=1280,
+    intermediate_size=5120,
+    num_hidden_layers=32,
+    num_attention_heads=20,
+    max_position_embeddings=77,
+    hidden_act="gelu",
+    projection_dim=1280,
 )
 BACKBONES = ("sd14", "sd21", "sdxl")
 NATIVE_RESOLUTION = {"sd14": 512, "sd21": 768, "sdxl": 1024}
@@ -117,6 +167,7 @@ SETTINGS = {
 
 # ---------------------------------------------------------------- models
 
+
 def model_dir(resolution, root=BENCH_DIR, backbone="sd14"):
     return os.path.join(root, f"{backbone}-random-{resolution}px-v{BENCH_VERSION}")
 
@@ -133,7 +184,10 @@ def write_random_open_clip(path, arch=CLIP_ARCH, dtype="float16", seed=0):
     from b2diffurl.weights import write_safetensors
 
     with torch.device("meta"):
-        shapes = {name: t.shape for name, t in open_clip.create_model(arch, pretrained=None, device="meta").state_dict().items()}
+        shapes = {
+            name: t.shape
+            for name, t in open_clip.create_model(arch, pretrained=None, device="meta").state_dict().items()
+        }
     dtype = getattr(torch, dtype)
 
     def items(real):
@@ -157,7 +211,14 @@ def write_random_open_clip(path, arch=CLIP_ARCH, dtype="float16", seed=0):
 def _text_encoder(cls, shape, vocab):
     from transformers import CLIPTextConfig
 
-    return cls(CLIPTextConfig(**shape, bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"]))
+    return cls(
+        CLIPTextConfig(
+            **shape,
+            bos_token_id=vocab["<|startoftext|>"],
+            eos_token_id=vocab["<|endoftext|>"],
+            pad_token_id=vocab["<|endoftext|>"],
+        )
+    )
 
 
 def random_pipeline(resolution, backbone="sd14"):
@@ -171,7 +232,9 @@ def random_pipeline(resolution, backbone="sd14"):
     vocab = tiny_tokenizer_vocab()  # any tokenizer of 77 tokens: ids only select embedding rows
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
     unet_shape, vae_shape, text_shape = {
-        "sd14": (SD14_UNET, SD14_VAE, SD14_TEXT), "sd21": (SD21_UNET, SD14_VAE, SD21_TEXT), "sdxl": (SDXL_UNET, SDXL_VAE, SD14_TEXT),
+        "sd14": (SD14_UNET, SD14_VAE, SD14_TEXT),
+        "sd21": (SD21_UNET, SD14_VAE, SD21_TEXT),
+        "sdxl": (SDXL_UNET, SDXL_VAE, SD14_TEXT),
     }[backbone]
     parts = dict(
         unet=UNet2DConditionModel(sample_size=resolution // 8, **unet_shape),
@@ -183,11 +246,17 @@ def random_pipeline(resolution, backbone="sd14"):
         parts["unet"].conv_out.weight.mul_(0.1)
     if backbone == "sdxl":
         return StableDiffusionXLPipeline(
-            **parts, text_encoder_2=_text_encoder(CLIPTextModelWithProjection, SDXL_TEXT_2, vocab), tokenizer_2=tokenizer,
-            scheduler=sdxl_scheduler(), force_zeros_for_empty_prompt=True, add_watermarker=False,
+            **parts,
+            text_encoder_2=_text_encoder(CLIPTextModelWithProjection, SDXL_TEXT_2, vocab),
+            tokenizer_2=tokenizer,
+            scheduler=sdxl_scheduler(),
+            force_zeros_for_empty_prompt=True,
+            add_watermarker=False,
         )
     scheduler = sd2_scheduler() if backbone == "sd21" else sd14_scheduler()
-    return StableDiffusionPipeline(**parts, scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    return StableDiffusionPipeline(
+        **parts, scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
 
 
 def build_models(folder, resolution, seed=0, backbone="sd14"):
@@ -205,7 +274,9 @@ def build_models(folder, resolution, seed=0, backbone="sd14"):
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".bench-", dir=os.path.dirname(folder))
     try:
-        print(f"building {BACKBONE_TEXT[backbone]} (random) at {resolution} x {resolution} in {folder} (once)", flush=True)
+        print(
+            f"building {BACKBONE_TEXT[backbone]} (random) at {resolution} x {resolution} in {folder} (once)", flush=True
+        )
         torch.manual_seed(seed)
         default_dtype = torch.get_default_dtype()
         if backbone != "sd14":
@@ -227,6 +298,7 @@ def build_models(folder, resolution, seed=0, backbone="sd14"):
 
 
 # ---------------------------------------------------------------- running the stages
+
 
 def setting_overrides(setting, pipeline_dir, clip_path, save_path):
     """{config field: value} of one round of ``setting`` (the default config otherwise)."""
@@ -257,15 +329,23 @@ def setting_overrides(setting, pipeline_dir, clip_path, save_path):
 def stage_flags(setting, pipeline_dir, clip_path, save_path):
     """The stage scripts' flags for one round of ``setting``."""
     overrides = setting_overrides(setting, pipeline_dir, clip_path, save_path)
-    return [f"--config={os.path.join(REPO_ROOT, 'config', 'stage_process.py')}"] + [f"--config.{k}={v}" for k, v in overrides.items()]
+    return [f"--config={os.path.join(REPO_ROOT, 'config', 'stage_process.py')}"] + [
+        f"--config.{k}={v}" for k, v in overrides.items()
+    ]
 
 
 def run_measured(argv, env=None):
     """Run ``argv`` as its own process; returns (wall seconds, peak RSS bytes of that process, output).
     A failure raises with the process's last output lines."""
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        argv,
+        cwd=REPO_ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
@@ -284,9 +364,33 @@ def import_seconds(modules):
 
 # modules each stage script imports before it loads a model
 STAGE_IMPORTS = {
-    "sample": ["b2diffurl.cli", "b2diffurl.checks", "accelerate", "b2diffurl.models", "b2diffurl.sampler", "diffusers", "transformers"],
-    "select": ["b2diffurl.cli", "b2diffurl.checks", "accelerate", "b2diffurl.rewards", "b2diffurl.selection", "open_clip"],
-    "train": ["b2diffurl.cli", "b2diffurl.checks", "accelerate", "b2diffurl.models", "b2diffurl.trainer", "diffusers", "transformers", "peft"],
+    "sample": [
+        "b2diffurl.cli",
+        "b2diffurl.checks",
+        "accelerate",
+        "b2diffurl.models",
+        "b2diffurl.sampler",
+        "diffusers",
+        "transformers",
+    ],
+    "select": [
+        "b2diffurl.cli",
+        "b2diffurl.checks",
+        "accelerate",
+        "b2diffurl.rewards",
+        "b2diffurl.selection",
+        "open_clip",
+    ],
+    "train": [
+        "b2diffurl.cli",
+        "b2diffurl.checks",
+        "accelerate",
+        "b2diffurl.models",
+        "b2diffurl.trainer",
+        "diffusers",
+        "transformers",
+        "peft",
+    ],
 }
 
 
@@ -304,6 +408,7 @@ def setting_config(setting, pipeline_dir, clip_path, save_path):
 
 
 # ---------------------------------------------------------------- the bare UNet (and CLIP) in a tight loop
+
 
 def _memory_mark():
     """Start measuring peak memory: CUDA peak stats reset, or (CPU) the kernel's peak-RSS mark reset."""
@@ -389,7 +494,8 @@ def bare_rates(setting, pipeline_dir, clip_path, parts=("sample", "train", "clip
             mark = _memory_mark()
             with torch.no_grad():
                 out[f"sample_{label}_seconds"], out[f"sample_{label}_first_call_seconds"] = _timed(
-                    lambda: predict_noise(unet, x, t, embeds, negative, config.sample.guidance_scale), setting.repeats,
+                    lambda: predict_noise(unet, x, t, embeds, negative, config.sample.guidance_scale),
+                    setting.repeats,
                 )
             out[f"sample_{label}_rows"] = rows * n
             out[f"sample_{label}_activation_bytes"] = _memory_peak_since(mark)
@@ -420,7 +526,9 @@ def bare_rates(setting, pipeline_dir, clip_path, parts=("sample", "train", "clip
         size = size[0] if isinstance(size, (tuple, list)) else size
         pixels = torch.randn(n, 3, size, size, generator=generator).to(device, scorer.dtype)
         with torch.no_grad():
-            out["clip_seconds"], _ = _timed(lambda: scorer.model.encode_image(pixels), 1 if device == "cpu" else setting.repeats)
+            out["clip_seconds"], _ = _timed(
+                lambda: scorer.model.encode_image(pixels), 1 if device == "cpu" else setting.repeats
+            )
         out["clip_rows"] = n
     return out
 
@@ -432,7 +540,16 @@ STAGES = (("sample", "run_sample.py"), ("select", "run_select.py"), ("train", "r
 
 def _worker(setting, pipeline_dir, clip_path, parts):
     """Run :func:`bare_rates` in its own process (its own peak memory); returns its dict."""
-    command = [sys.executable, "-m", "b2diffurl.bench", "_bare", json.dumps(asdict(setting)), pipeline_dir, clip_path, ",".join(parts)]
+    command = [
+        sys.executable,
+        "-m",
+        "b2diffurl.bench",
+        "_bare",
+        json.dumps(asdict(setting)),
+        pipeline_dir,
+        clip_path,
+        ",".join(parts),
+    ]
     wall, rss, output = run_measured(command)
     result = json.loads(output.strip().splitlines()[-1])
     result["peak_rss_bytes"] = rss
@@ -486,12 +603,20 @@ def run_one_process(setting, models, workdir, repeats):
             flags = stage_flags(setting, pipeline_dir, clip_path, save_path)
             print(f"bench: round {i + 1}/{repeats}, {how.replace('_', ' ')} ...", flush=True)
             if how == "stages":
-                walls[how].append(sum(run_measured([sys.executable, os.path.join(REPO_ROOT, script), *flags])[0] for _, script in STAGES))
+                walls[how].append(
+                    sum(
+                        run_measured([sys.executable, os.path.join(REPO_ROOT, script), *flags])[0]
+                        for _, script in STAGES
+                    )
+                )
             else:
                 walls[how].append(run_measured([sys.executable, "-m", "b2diffurl.round", *flags])[0])
             rounds[how] = os.path.join(save_path, f"bench_{setting.name}", "round_000")
-    same = all(records.read_json(os.path.join(rounds["stages"], name)) == records.read_json(os.path.join(rounds["one_process"], name))
-               for name in ("scores.json",))
+    same = all(
+        records.read_json(os.path.join(rounds["stages"], name))
+        == records.read_json(os.path.join(rounds["one_process"], name))
+        for name in ("scores.json",)
+    )
     return {**walls, "same_files": same}
 
 
@@ -501,22 +626,32 @@ def one_process_report(setting, result):
 
     stages, one = (statistics.fmean(result[k]) for k in ("stages", "one_process"))
     runs = lambda k: ", ".join(f"{w:.1f}" for w in result[k])  # noqa: E731
-    return "\n".join([
-        f"A round of setting `{setting.name}` ({setting.resolution} px, {setting.num_batches} batch(es)), {len(result['stages'])} time(s) "
-        "each way, alternated:", "",
-        "| driver | wall s per round (each run) | mean |", "| --- | --- | --- |",
-        f"| three stage processes (OneProcess=0) | {runs('stages')} | {stages:.1f} |",
-        f"| one process (OneProcess=1, python -m b2diffurl.round) | {runs('one_process')} | {one:.1f} |", "",
-        f"One process saves {stages - one:.1f} s a round ({(stages - one) / stages:.0%}); the scores are "
-        + ("the same." if result["same_files"] else "NOT the same: report this."),
-    ])
+    return "\n".join(
+        [
+            f"A round of setting `{setting.name}` ({setting.resolution} px, {setting.num_batches} batch(es)), {len(result['stages'])} time(s) "
+            "each way, alternated:",
+            "",
+            "| driver | wall s per round (each run) | mean |",
+            "| --- | --- | --- |",
+            f"| three stage processes (OneProcess=0) | {runs('stages')} | {stages:.1f} |",
+            f"| one process (OneProcess=1, python -m b2diffurl.round) | {runs('one_process')} | {one:.1f} |",
+            "",
+            f"One process saves {stages - one:.1f} s a round ({(stages - one) / stages:.0%}); the scores are "
+            + ("the same." if result["same_files"] else "NOT the same: report this."),
+        ]
+    )
 
 
 def analyse(setting, stages, bare, round_dir, imports):
     """Rates, efficiencies, disk and the projection from the raw measurements (pure arithmetic)."""
     from b2diffurl import records
     from b2diffurl.perf import (
-        PAPER_REWARD_QUERIES, disk_per_round, rounds_for_queries, sampling_forwards, schedule_ks, training_forwards,
+        PAPER_REWARD_QUERIES,
+        disk_per_round,
+        rounds_for_queries,
+        sampling_forwards,
+        schedule_ks,
+        training_forwards,
     )
 
     sys.path.insert(0, REPO_ROOT)
@@ -528,17 +663,32 @@ def analyse(setting, stages, bare, round_dir, imports):
     select, train = stages["select"], stages["train"]
     trajectories = select["marker"]["trajectories"]
     forwards = s.num_batches * sampling_forwards(s.batch_size, s.split_time, s.num_steps, k, guidance)
-    ideal_sample = s.num_batches * ((s.num_steps - k) * bare["sample_pre_branch_seconds"] + k * bare["sample_branches_seconds"])
+    ideal_sample = s.num_batches * (
+        (s.num_steps - k) * bare["sample_pre_branch_seconds"] + k * bare["sample_branches_seconds"]
+    )
     pairs = train["marker"]["pairs"]
     train_forwards = training_forwards(pairs, guidance)
     ideal_train = train_forwards * bare["train_seconds"] / bare["train_rows"]
     ideal_select = trajectories * bare["clip_seconds"] / bare["clip_rows"]
     rows = {
-        "sample": dict(work=forwards, unit="UNet image-forwards", ideal=ideal_sample,
-                       bare_rate=bare["sample_branches_rows"] / bare["sample_branches_seconds"]),
-        "select": dict(work=trajectories, unit="CLIP images", ideal=ideal_select, bare_rate=bare["clip_rows"] / bare["clip_seconds"]),
-        "train": dict(work=train_forwards, unit="UNet image-forward+backwards", ideal=ideal_train,
-                      bare_rate=bare["train_rows"] / bare["train_seconds"]),
+        "sample": dict(
+            work=forwards,
+            unit="UNet image-forwards",
+            ideal=ideal_sample,
+            bare_rate=bare["sample_branches_rows"] / bare["sample_branches_seconds"],
+        ),
+        "select": dict(
+            work=trajectories,
+            unit="CLIP images",
+            ideal=ideal_select,
+            bare_rate=bare["clip_rows"] / bare["clip_seconds"],
+        ),
+        "train": dict(
+            work=train_forwards,
+            unit="UNet image-forward+backwards",
+            ideal=ideal_train,
+            bare_rate=bare["train_rows"] / bare["train_seconds"],
+        ),
     }
     for stage, row in rows.items():
         row["rate"] = row["work"] / stages[stage]["seconds"]
@@ -549,10 +699,16 @@ def analyse(setting, stages, bare, round_dir, imports):
     manifest = records.read_json(os.path.join(round_dir, "samples", "manifest.json"))
     latent_shape = manifest["latent_shape"][1:]
     selected = select["marker"]["selected"]
-    predicted = trajectories * records.trajectory_nbytes(k, latent_shape, 2) + selected * records.trajectory_nbytes(k, latent_shape, 2, selected=True)
-    measured = sum(records.safetensors_payload(os.path.join(round_dir, "samples", b["file"])) for b in manifest["batches"])
+    predicted = trajectories * records.trajectory_nbytes(k, latent_shape, 2) + selected * records.trajectory_nbytes(
+        k, latent_shape, 2, selected=True
+    )
+    measured = sum(
+        records.safetensors_payload(os.path.join(round_dir, "samples", b["file"])) for b in manifest["batches"]
+    )
     measured += records.safetensors_payload(os.path.join(round_dir, "selected.safetensors"))
-    image_bytes = sum(os.path.getsize(os.path.join(round_dir, records.image_name(i))) for i in range(trajectories)) / trajectories
+    image_bytes = (
+        sum(os.path.getsize(os.path.join(round_dir, records.image_name(i))) for i in range(trajectories)) / trajectories
+    )
     d_sample, d_process = default.sample, default.process
     per_round = d_sample.batch_size * d_sample.num_batches_per_epoch * default.split_time
     fraction = selected / trajectories
@@ -561,8 +717,11 @@ def analyse(setting, stages, bare, round_dir, imports):
     old = [disk_per_round(per_round, kr, [4, 64, 64], 4, fraction, paper_image, keep_latents=True) for kr in ks]
     new = [disk_per_round(per_round, kr, [4, 64, 64], 2, fraction, paper_image, keep_latents=False) for kr in ks]
     disk = {
-        "predicted_tensor_bytes": predicted, "measured_tensor_bytes": measured, "image_bytes_measured": image_bytes,
-        "paper_image_bytes": paper_image, "selected_fraction": fraction,
+        "predicted_tensor_bytes": predicted,
+        "measured_tensor_bytes": measured,
+        "image_bytes_measured": image_bytes,
+        "paper_image_bytes": paper_image,
+        "selected_fraction": fraction,
         "paper_round0": {"before": old[0], "now": new[0]},
         "paper_run_kept": {"before": sum(r["kept"] for r in old), "now": sum(r["kept"] for r in new)},
         "paper_rounds": len(ks),
@@ -573,15 +732,23 @@ def analyse(setting, stages, bare, round_dir, imports):
     fixed = sum(stages[st]["startup_seconds"] + stages[st]["load_seconds"] for st, _ in STAGES)
     total = 0.0
     for kr in schedule_ks(rounds, d_process.stage_cnt, d_process.split_step_left, d_process.split_step_right):
-        round_forwards = d_sample.num_batches_per_epoch * sampling_forwards(d_sample.batch_size, default.split_time, d_sample.num_steps, kr, d_sample.guidance_scale)
+        round_forwards = d_sample.num_batches_per_epoch * sampling_forwards(
+            d_sample.batch_size, default.split_time, d_sample.num_steps, kr, d_sample.guidance_scale
+        )
         round_pairs = fraction * per_round * kr * default.train.num_epochs
         total += round_forwards / rows["sample"]["rate"] + per_round / rows["select"]["rate"]
         total += training_forwards(round_pairs, d_sample.guidance_scale) / rows["train"]["rate"] + fixed
-    projection = {"rounds": rounds, "reward_queries": rounds * per_round, "hours": total / 3600, "fixed_seconds_per_round": fixed}
+    projection = {
+        "rounds": rounds,
+        "reward_queries": rounds * per_round,
+        "hours": total / 3600,
+        "fixed_seconds_per_round": fixed,
+    }
     return {"rows": rows, "disk": disk, "projection": projection}
 
 
 # ---------------------------------------------------------------- the report
+
 
 def _gib(n):
     return f"{n / 2**30:.2f} GiB"
@@ -662,8 +829,13 @@ def run(setting, workdir, models_root=BENCH_DIR):
     bare["bare_before_stages"] = before
     imports = {stage: import_seconds(STAGE_IMPORTS[stage]) for stage, _ in STAGES}
     result = {
-        "setting": asdict(setting), "device": _device_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "stages": stages, "bare": bare, "imports": imports,
+        "setting": asdict(setting),
+        "device": _device_name(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "stages": stages,
+        "bare": bare,
+        "imports": imports,
     }
     result["analysis"] = analyse(setting, stages, bare, round_dir, imports)
     path = os.path.join(workdir, f"{_prefix(setting)}.json")
@@ -722,8 +894,15 @@ def run_memory(setting, models_root, chunks=(1, 2, 4, 8)):
             print(f"bench: memory, forward_chunk {chunk}, gradient checkpointing {checkpointing} ...", flush=True)
             point = replace(setting, forward_chunk=chunk, gradient_checkpointing=checkpointing, repeats=1)
             r = _worker(point, pipeline_dir, clip_path, ("train",))
-            points.append({"forward_chunk": chunk, "gradient_checkpointing": checkpointing, "seconds": r["train_seconds"],
-                           "activation_bytes": r["train_activation_bytes"], "peak_rss_bytes": r["peak_rss_bytes"]})
+            points.append(
+                {
+                    "forward_chunk": chunk,
+                    "gradient_checkpointing": checkpointing,
+                    "seconds": r["train_seconds"],
+                    "activation_bytes": r["train_activation_bytes"],
+                    "peak_rss_bytes": r["peak_rss_bytes"],
+                }
+            )
     return points
 
 
@@ -742,7 +921,9 @@ def memory_report(setting, points):
         a, b = plain[chunk], saved.get(chunk)
         lines.append(
             f"| {chunk} | {2 * chunk} | {_gib(a['activation_bytes'])} | {a['seconds']:.2f} | "
-            f"{_gib(b['activation_bytes']) if b else '-'} | {b['seconds']:.2f} |" if b else f"| {chunk} | {2 * chunk} | {_gib(a['activation_bytes'])} | {a['seconds']:.2f} | - | - |"
+            f"{_gib(b['activation_bytes']) if b else '-'} | {b['seconds']:.2f} |"
+            if b
+            else f"| {chunk} | {2 * chunk} | {_gib(a['activation_bytes'])} | {a['seconds']:.2f} | - | - |"
         )
     return "\n".join(lines)
 
@@ -764,37 +945,72 @@ def _device_name():
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m b2diffurl.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--small", action="store_true", help="the CPU setting: 64 x 64 pixels, 1 batch of 2 prompts, fp32")
+    parser.add_argument(
+        "--small", action="store_true", help="the CPU setting: 64 x 64 pixels, 1 batch of 2 prompts, fp32"
+    )
     parser.add_argument("--batches", type=int, help="prompt batches to sample (default: 1 small, 4 full)")
     parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), help="default: no (small), fp16 (full)")
     parser.add_argument("--forward-chunk", type=int, help="train.forward_chunk (default 8)")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--attention", choices=("sdpa", "math"), default="sdpa")
-    parser.add_argument("--resolution", type=int, help="image pixels (a multiple of 64; default 64 small, the backbone's own full: 512, 768, 1024)")
-    parser.add_argument("--backbone", choices=BACKBONES, default="sd14",
-                        help="the networks' shapes: sd14 (default), sd21 (SD 2.1, v-prediction), sdxl (SDXL base)")
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        help="image pixels (a multiple of 64; default 64 small, the backbone's own full: 512, 768, 1024)",
+    )
+    parser.add_argument(
+        "--backbone",
+        choices=BACKBONES,
+        default="sd14",
+        help="the networks' shapes: sd14 (default), sd21 (SD 2.1, v-prediction), sdxl (SDXL base)",
+    )
     parser.add_argument("--compile", action="store_true", help="runtime.compile_unet")
-    parser.add_argument("--levers", nargs="*", metavar="LEVER",
-                        help=f"instead of the stages: time the bare UNet with each speed lever ({', '.join(LEVERS)}; default all)")
-    parser.add_argument("--memory", action="store_true",
-                        help="instead of the stages: training memory and time against forward_chunk (--chunks), with and without gradient checkpointing")
-    parser.add_argument("--one-process", type=int, default=0, metavar="N",
-                        help="instead of the stages: a round as three stage processes and as one process (OneProcess=1), N times each")
-    parser.add_argument("--repeats", type=int, metavar="N",
-                        help="timed calls of each bare-network timing after its warm-up call, the fastest kept (default 5; "
-                             "1 shortens a CPU run of a big backbone, at the cost of a noisier rate)")
+    parser.add_argument(
+        "--levers",
+        nargs="*",
+        metavar="LEVER",
+        help=f"instead of the stages: time the bare UNet with each speed lever ({', '.join(LEVERS)}; default all)",
+    )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="instead of the stages: training memory and time against forward_chunk (--chunks), with and without gradient checkpointing",
+    )
+    parser.add_argument(
+        "--one-process",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of the stages: a round as three stage processes and as one process (OneProcess=1), N times each",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        metavar="N",
+        help="timed calls of each bare-network timing after its warm-up call, the fastest kept (default 5; "
+        "1 shortens a CPU run of a big backbone, at the cost of a noisier rate)",
+    )
     parser.add_argument("--chunks", default="1,2,4,8", help="forward_chunk values of --memory (default 1,2,4,8)")
-    parser.add_argument("--workdir", default=os.path.join(BENCH_DIR, "work"), help="where the round and the JSON result go")
+    parser.add_argument(
+        "--workdir", default=os.path.join(BENCH_DIR, "work"), help="where the round and the JSON result go"
+    )
     parser.add_argument("--models", default=BENCH_DIR, help="where the random models are built (reused)")
     args = parser.parse_args(argv)
     setting = SETTINGS["small" if args.small else "full"]
-    changes = {"gradient_checkpointing": args.gradient_checkpointing, "channels_last": args.channels_last, "attention": args.attention,
-               "compile_unet": args.compile, "backbone": args.backbone}
+    changes = {
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "channels_last": args.channels_last,
+        "attention": args.attention,
+        "compile_unet": args.compile,
+        "backbone": args.backbone,
+    }
     if not args.small:
         changes["resolution"] = NATIVE_RESOLUTION[args.backbone]
     if args.resolution is not None and (args.resolution < 64 or args.resolution % 64):
-        parser.error(f"--resolution={args.resolution} must be a multiple of 64 (the UNet halves 8 x 8 latents three times)")
+        parser.error(
+            f"--resolution={args.resolution} must be a multiple of 64 (the UNet halves 8 x 8 latents three times)"
+        )
     try:
         args.chunks = tuple(int(c) for c in args.chunks.split(","))
         assert all(c >= 1 for c in args.chunks)
@@ -823,16 +1039,25 @@ def main(argv):
     import torch
 
     if setting.mixed_precision == "fp16" and not torch.cuda.is_available():
-        print("error: --mixed-precision fp16 (the full setting's) needs a GPU and none is visible: on a CPU run "
-              "python -m b2diffurl.bench --small (or pass --mixed-precision no / bf16)", file=sys.stderr)
+        print(
+            "error: --mixed-precision fp16 (the full setting's) needs a GPU and none is visible: on a CPU run "
+            "python -m b2diffurl.bench --small (or pass --mixed-precision no / bf16)",
+            file=sys.stderr,
+        )
         return 2
     os.makedirs(args.workdir, exist_ok=True)
     if args.one_process:
-        result = {"setting": asdict(setting), "device": _device_name(), "one_process": run_one_process(setting, args.models, args.workdir, args.one_process)}
+        result = {
+            "setting": asdict(setting),
+            "device": _device_name(),
+            "one_process": run_one_process(setting, args.models, args.workdir, args.one_process),
+        }
         path = os.path.join(args.workdir, f"{_prefix(setting)}_{setting.resolution}px_one_process.json")
         with open(path, "w") as f:
             json.dump(result, f, indent=1, allow_nan=False)
-        print(f"device: {result['device']}\n\n{one_process_report(setting, result['one_process'])}\n\nfull result: {path}")
+        print(
+            f"device: {result['device']}\n\n{one_process_report(setting, result['one_process'])}\n\nfull result: {path}"
+        )
         return 0
     if args.levers is not None or args.memory:
         unknown = [name for name in args.levers or [] if name not in LEVERS]
@@ -846,7 +1071,10 @@ def main(argv):
         if args.memory:
             result["memory"] = run_memory(setting, args.models, args.chunks)
             text.append(memory_report(setting, result["memory"]))
-        path = os.path.join(args.workdir, f"{_prefix(setting)}_{setting.resolution}px_{'levers' if args.levers is not None else 'memory'}.json")
+        path = os.path.join(
+            args.workdir,
+            f"{_prefix(setting)}_{setting.resolution}px_{'levers' if args.levers is not None else 'memory'}.json",
+        )
         with open(path, "w") as f:
             json.dump(result, f, indent=1, allow_nan=False)
         print(f"device: {result['device']}\n\n" + "\n\n".join(text) + f"\n\nfull result: {path}")

@@ -24,7 +24,10 @@ MIXED_PRECISION = ("no", "fp16", "bf16")
 ALGORITHMS = ("ppo", "pg", "dpok", "dpo")  # b2diffurl.objectives.OBJECTIVES (kept in step by a test)
 PARTIAL_STEPS = ("scale", "drop")  # train.partial_step
 PARTIAL_BATCHES = ("weight", "drop")  # train.partial_batch
-DPO_REFERENCES = ("base", "sampling")  # train.dpo_reference (b2diffurl.objectives.DPO_REFERENCES, kept in step by a test)
+DPO_REFERENCES = (
+    "base",
+    "sampling",
+)  # train.dpo_reference (b2diffurl.objectives.DPO_REFERENCES, kept in step by a test)
 REWARD_NAMES = ("clipscore", "colour", "bertscore", "toycaption")  # b2diffurl.rewards.REWARDS (kept in step by a test)
 REWARD_PRECISIONS = ("fp32", "fp16", "bf16")  # b2diffurl.rewards.PRECISIONS (kept in step by a test)
 LATENT_DTYPES = ("fp16", "fp32")  # sample.latent_dtype (b2diffurl.models.STORAGE_DTYPES, kept in step by a test)
@@ -76,7 +79,9 @@ class Checker:
             return False
         if not self.require(allow_inf or math.isfinite(value), field, value, f"must be finite{hint}"):
             return False
-        if low is not None and not self.require(value > low if above else value >= low, field, value, f"must be {'>' if above else '>='} {low:g}{hint}"):
+        if low is not None and not self.require(
+            value > low if above else value >= low, field, value, f"must be {'>' if above else '>='} {low:g}{hint}"
+        ):
             return False
         return below is None or self.require(value < below, field, value, f"must be < {below:g}{hint}")
 
@@ -98,19 +103,33 @@ def check_prompts(config, checker=None):
     prompts = None
     if config.prompt:
         prompts = [config.prompt]
-    elif c.require(bool(config.prompt_file), "prompt_file", config.prompt_file, "is empty and prompt is empty: set it to a JSON list such as prompts/template1_train.json"):
+    elif c.require(
+        bool(config.prompt_file),
+        "prompt_file",
+        config.prompt_file,
+        "is empty and prompt is empty: set it to a JSON list such as prompts/template1_train.json",
+    ):
         path = config.prompt_file
         missing = "does not exist" if not os.path.exists(path) else "is not a file"
-        if c.require(os.path.isfile(path), "prompt_file", path, f"{missing}: pass a JSON list such as prompts/template1_train.json"):
+        if c.require(
+            os.path.isfile(path),
+            "prompt_file",
+            path,
+            f"{missing}: pass a JSON list such as prompts/template1_train.json",
+        ):
             try:
                 with open(path) as f:
                     prompts = json.load(f)
             except (OSError, ValueError) as err:
                 c.require(False, "prompt_file", path, f"is not valid JSON ({err}): it must hold a JSON list of strings")
-            if prompts is not None and not (isinstance(prompts, list) and all(isinstance(p, str) and p.strip() for p in prompts)):
+            if prompts is not None and not (
+                isinstance(prompts, list) and all(isinstance(p, str) and p.strip() for p in prompts)
+            ):
                 c.require(False, "prompt_file", path, "must hold a JSON list of non-empty strings")
                 prompts = None
-            elif prompts is not None and not c.require(len(prompts) > 0, "prompt_file", path, "holds an empty list: add at least one prompt"):
+            elif prompts is not None and not c.require(
+                len(prompts) > 0, "prompt_file", path, "holds an empty list: add at least one prompt"
+            ):
                 prompts = None
     if checker is None:
         c.raise_first()
@@ -120,11 +139,18 @@ def check_prompts(config, checker=None):
 def check_model(c):
     config = c.config
     model = config.pretrained.model
-    if not c.require(isinstance(model, str) and bool(model), "pretrained.model", model, "is empty: set it to a local diffusers folder or a hub id such as CompVis/stable-diffusion-v1-4"):
+    if not c.require(
+        isinstance(model, str) and bool(model),
+        "pretrained.model",
+        model,
+        "is empty: set it to a local diffusers folder or a hub id such as CompVis/stable-diffusion-v1-4",
+    ):
         return
     if config.pretrained.build_tiny:
         return
-    check_model_location(c, "pretrained.model", model, "model_index.json", "a diffusers pipeline folder (save_pretrained's output)")
+    check_model_location(
+        c, "pretrained.model", model, "model_index.json", "a diffusers pipeline folder (save_pretrained's output)"
+    )
     if os.path.isfile(os.path.join(model, "model_index.json")):
         check_backbone(c, model, lambda: backbones.read_model_index(model))
 
@@ -134,7 +160,12 @@ def check_backbone(c, model, read_index):
     try:
         index = read_index()
     except (OSError, ValueError) as err:
-        c.require(False, "pretrained.model", model, f"has an unreadable model_index.json ({first_line(err)}): fix or re-download the checkpoint")
+        c.require(
+            False,
+            "pretrained.model",
+            model,
+            f"has an unreadable model_index.json ({first_line(err)}): fix or re-download the checkpoint",
+        )
         return
     problem = backbones.index_problem(index)
     c.require(problem is None, "pretrained.model", model, problem)
@@ -144,11 +175,20 @@ def check_model_location(c, field, path, marker, folder_kind, hub_kind=""):
     """``path`` is a local folder holding ``marker`` (a saved model of ``folder_kind``) or looks like a
     hub id (owner/name; whether it is cached is environment_problems' check)."""
     if os.path.isdir(path):
-        c.require(os.path.isfile(os.path.join(path, marker)), field, path, f"is a folder without {marker}: point it at {folder_kind}")
+        c.require(
+            os.path.isfile(os.path.join(path, marker)),
+            field,
+            path,
+            f"is a folder without {marker}: point it at {folder_kind}",
+        )
         return
     looks_like_path = path.startswith((".", "/", "~")) or os.sep + os.sep in path or path.count("/") != 1
-    c.require(not looks_like_path and HUB_ID.match(path) is not None, field, path,
-              f"is neither an existing folder nor a hub id (owner/name){hub_kind}: fix the path")
+    c.require(
+        not looks_like_path and HUB_ID.match(path) is not None,
+        field,
+        path,
+        f"is neither an existing folder nor a hub id (owner/name){hub_kind}: fix the path",
+    )
 
 
 def check_reward(c, prompts):
@@ -156,7 +196,9 @@ def check_reward(c, prompts):
     reward = c.config.reward
     c.integer("reward.batch_size", 1)
     c.require(
-        reward.precision in REWARD_PRECISIONS, "reward.precision", reward.precision,
+        reward.precision in REWARD_PRECISIONS,
+        "reward.precision",
+        reward.precision,
         f"must be one of {', '.join(REWARD_PRECISIONS)} (fp32 keeps close branch scores apart; fp16 is faster on a GPU)",
     )
     from b2diffurl.rewards.combined import RewardSpecError, parse_spec
@@ -174,7 +216,9 @@ def check_reward(c, prompts):
                 prompt_colour(prompt)
             except ValueError:
                 c.require(
-                    False, "reward.name", "colour",
+                    False,
+                    "reward.name",
+                    "colour",
                     f"cannot score prompt {prompt!r} (it names no colour): use clipscore or a prompt file such as prompts/template2_train.json",
                 )
                 break
@@ -182,9 +226,19 @@ def check_reward(c, prompts):
         check_bertscore(c)
     if "clipscore" in names or "toycaption" in names:  # (toycaption embeds with the reward's CLIP too)
         if reward.clip_model.endswith(".json"):
-            c.require(os.path.isfile(reward.clip_model), "reward.clip_model", reward.clip_model, "does not exist: fix the open_clip config path")
+            c.require(
+                os.path.isfile(reward.clip_model),
+                "reward.clip_model",
+                reward.clip_model,
+                "does not exist: fix the open_clip config path",
+            )
         if reward.clip_pretrained.endswith(CHECKPOINT_SUFFIXES):
-            c.require(os.path.isfile(reward.clip_pretrained), "reward.clip_pretrained", reward.clip_pretrained, "does not exist: fix the checkpoint path")
+            c.require(
+                os.path.isfile(reward.clip_pretrained),
+                "reward.clip_pretrained",
+                reward.clip_pretrained,
+                "does not exist: fix the checkpoint path",
+            )
 
 
 def reward_components(name):
@@ -203,16 +257,33 @@ def check_bertscore(c):
     reward = c.config.reward
     c.integer("reward.caption_max_tokens", 1)
     c.integer("reward.bertscore_layer", 1)
-    c.require(isinstance(reward.caption_question, str) and reward.caption_question.strip() != "", "reward.caption_question",
-              reward.caption_question, "is empty: ask the captioner a question (the release's: 'Answer concisely: what is going on in this image?')")
-    c.require(isinstance(reward.caption_reference, str) and "{prompt}" in reward.caption_reference, "reward.caption_reference",
-              reward.caption_reference, "must contain {prompt}, where each image's prompt goes (the release's: 'The image contains {prompt}')")
-    c.require(reward.caption_precision in ("auto", *REWARD_PRECISIONS), "reward.caption_precision", reward.caption_precision,
-              f"must be auto or one of {', '.join(REWARD_PRECISIONS)}")
+    c.require(
+        isinstance(reward.caption_question, str) and reward.caption_question.strip() != "",
+        "reward.caption_question",
+        reward.caption_question,
+        "is empty: ask the captioner a question (the release's: 'Answer concisely: what is going on in this image?')",
+    )
+    c.require(
+        isinstance(reward.caption_reference, str) and "{prompt}" in reward.caption_reference,
+        "reward.caption_reference",
+        reward.caption_reference,
+        "must contain {prompt}, where each image's prompt goes (the release's: 'The image contains {prompt}')",
+    )
+    c.require(
+        reward.caption_precision in ("auto", *REWARD_PRECISIONS),
+        "reward.caption_precision",
+        reward.caption_precision,
+        f"must be auto or one of {', '.join(REWARD_PRECISIONS)}",
+    )
     if reward.build_tiny_text:
         return
-    for field, kind in (("captioner", "a LLaVA model (transformers' LlavaForConditionalGeneration)"), ("bertscore_model", "an encoder such as microsoft/deberta-xlarge-mnli")):
-        check_model_location(c, f"reward.{field}", reward[field], "config.json", f"{kind} saved with save_pretrained", f" of {kind}")
+    for field, kind in (
+        ("captioner", "a LLaVA model (transformers' LlavaForConditionalGeneration)"),
+        ("bertscore_model", "an encoder such as microsoft/deberta-xlarge-mnli"),
+    ):
+        check_model_location(
+            c, f"reward.{field}", reward[field], "config.json", f"{kind} saved with save_pretrained", f" of {kind}"
+        )
 
 
 def _installed(module):
@@ -230,14 +301,26 @@ def check_logging(c):
     from b2diffurl.tracking import TRACKER_MODULES, TRACKERS, tracker_names
 
     config = c.config
-    c.require(isinstance(config.logging_dir, str), "logging_dir", config.logging_dir, "must be a folder path (empty: <save_path>/<exp_name>/logs)")
+    c.require(
+        isinstance(config.logging_dir, str),
+        "logging_dir",
+        config.logging_dir,
+        "must be a folder path (empty: <save_path>/<exp_name>/logs)",
+    )
     log_with = config.log_with
-    if not c.require(isinstance(log_with, str), "log_with", log_with, "must be a string: '', 'tensorboard', 'wandb' or 'tensorboard,wandb'"):
+    if not c.require(
+        isinstance(log_with, str),
+        "log_with",
+        log_with,
+        "must be a string: '', 'tensorboard', 'wandb' or 'tensorboard,wandb'",
+    ):
         return
     names = tracker_names(log_with)
     unknown = [name for name in names if name not in TRACKERS]
     if not c.require(
-        not unknown, "log_with", log_with,
+        not unknown,
+        "log_with",
+        log_with,
         "must be '' (no experiment log), 'tensorboard', 'wandb' or 'tensorboard,wandb' (comma-separated)",
     ):
         return
@@ -245,17 +328,24 @@ def check_logging(c):
         modules, package = TRACKER_MODULES[name]
         other = "log_with=tensorboard (no account needed)" if name == "wandb" else "log_with='' to log nothing"
         c.require(
-            any(_installed(m) for m in modules), "log_with", log_with,
+            any(_installed(m) for m in modules),
+            "log_with",
+            log_with,
             f"needs the {package} package, which is not installed: pip install {package}, or use {other}",
         )
     if names:
         c.require(
-            re.search(r"\d$", config.run_name) is not None, "run_name", config.run_name,
+            re.search(r"\d$", config.run_name) is not None,
+            "run_name",
+            config.run_name,
             f"must end with the round number (e.g. round_003) when log_with={log_with!r}: it is the step of the round's log",
         )
 
 
-PROMPT_SETS = ("train", "test")  # evaluate.prompt_sets: the training list (Figs. 5/7/8, Tables 1-2) and the held-out list (Table 3)
+PROMPT_SETS = (
+    "train",
+    "test",
+)  # evaluate.prompt_sets: the training list (Figs. 5/7/8, Tables 1-2) and the held-out list (Table 3)
 
 
 def eval_prompt_sets(config):
@@ -291,10 +381,16 @@ def _eval_prompts(c, prompt_set):
         return check_prompts(config, c)
     path = held_out_prompt_file(config)
     if not path:
-        why = (f"prompt={config.prompt!r} is set (one prompt has no held-out list)" if config.prompt
-               else f"prompt_file={config.prompt_file!r} does not end in _train.json")
+        why = (
+            f"prompt={config.prompt!r} is set (one prompt has no held-out list)"
+            if config.prompt
+            else f"prompt_file={config.prompt_file!r} does not end in _train.json"
+        )
         c.require(
-            False, "evaluate.test_prompt_file", "", f"is empty and {why}, so the held-out (test) list cannot be derived: "
+            False,
+            "evaluate.test_prompt_file",
+            "",
+            f"is empty and {why}, so the held-out (test) list cannot be derived: "
             "set evaluate.test_prompt_file, or evaluate.prompt_sets=train",
         )
         return None
@@ -303,7 +399,11 @@ def _eval_prompts(c, prompt_set):
     inner = Checker(probe)
     prompts = check_prompts(probe, inner)
     for problem in inner.problems:  # the prompt file checked is the evaluation's
-        c.problems.append(ConfigError("evaluate.test_prompt_file", problem.value, problem.text) if problem.field == "prompt_file" else problem)
+        c.problems.append(
+            ConfigError("evaluate.test_prompt_file", problem.value, problem.text)
+            if problem.field == "prompt_file"
+            else problem
+        )
     return prompts
 
 
@@ -318,29 +418,50 @@ def check_evaluation(c, with_prompts, train_prompts=NOT_CHECKED):
     evaluate = config.evaluate
     sets = eval_prompt_sets(config)
     c.require(
-        bool(sets) and all(s in PROMPT_SETS for s in sets), "evaluate.prompt_sets", evaluate.prompt_sets,
+        bool(sets) and all(s in PROMPT_SETS for s in sets),
+        "evaluate.prompt_sets",
+        evaluate.prompt_sets,
         "must name train and/or test, comma-separated (train: the training prompts, Figs. 5/7/8 and Tables 1-2; "
         "test: the held-out prompts, Table 3)",
     )
-    valid = {field: c.integer(f"evaluate.{field}", 1) for field in ("num_images", "batch_size", "is_splits", "grid_prompts")}
+    valid = {
+        field: c.integer(f"evaluate.{field}", 1) for field in ("num_images", "batch_size", "is_splits", "grid_prompts")
+    }
     if valid["num_images"] and valid["is_splits"]:
-        c.require(evaluate.is_splits <= evaluate.num_images, "evaluate.is_splits", evaluate.is_splits,
-                  f"exceeds the {evaluate.num_images} images of a prompt set: use at most {evaluate.num_images}")
+        c.require(
+            evaluate.is_splits <= evaluate.num_images,
+            "evaluate.is_splits",
+            evaluate.is_splits,
+            f"exceeds the {evaluate.num_images} images of a prompt set: use at most {evaluate.num_images}",
+        )
     c.integer("evaluate.seed", 0)
     c.integer("evaluate.interval", 0, hint=" (0 = no evaluation during training)")
     alignment = evaluate.get("alignment", "")
-    c.require(alignment in ALIGNMENT_METRICS, "evaluate.alignment", alignment, f"is not known: use one of {list(ALIGNMENT_METRICS)}")
+    c.require(
+        alignment in ALIGNMENT_METRICS,
+        "evaluate.alignment",
+        alignment,
+        f"is not known: use one of {list(ALIGNMENT_METRICS)}",
+    )
     metrics = eval_metrics(config)
     unknown = [n for n in metrics if n not in REWARD_NAMES]
-    c.require(not unknown, "evaluate.metrics", evaluate.get("metrics", ""),
-              f"names {', '.join(map(repr, unknown))}, which is no reward: use reward names, comma-separated, from {list(REWARD_NAMES)}")
+    c.require(
+        not unknown,
+        "evaluate.metrics",
+        evaluate.get("metrics", ""),
+        f"names {', '.join(map(repr, unknown))}, which is no reward: use reward names, comma-separated, from {list(REWARD_NAMES)}",
+    )
     if "bertscore" in metrics and "bertscore" not in reward_components(config.reward.name):
         check_bertscore(c)  # (the training reward's check covers it otherwise)
     if not with_prompts or not all(s in PROMPT_SETS for s in sets):
         return None
     found, toy_captions_checked = {}, False
     for prompt_set in sets:
-        prompts = train_prompts if prompt_set == "train" and train_prompts is not NOT_CHECKED else _eval_prompts(c, prompt_set)
+        prompts = (
+            train_prompts
+            if prompt_set == "train" and train_prompts is not NOT_CHECKED
+            else _eval_prompts(c, prompt_set)
+        )
         found[prompt_set] = prompts
         if prompts is None:
             continue
@@ -351,16 +472,24 @@ def check_evaluation(c, with_prompts, train_prompts=NOT_CHECKED):
                 try:
                     parse(prompt)
                 except ValueError:
-                    toy_captions_checked = c.require(
-                        False, "evaluate.alignment", alignment, f"needs toy-world captions, but the {prompt_set} prompts hold "
-                        f"{prompt!r}, not a toy-world caption: use the prompts/toy*_train.json captions (and their _test lists)",
-                    ) or True  # one line, not one per prompt set
+                    toy_captions_checked = (
+                        c.require(
+                            False,
+                            "evaluate.alignment",
+                            alignment,
+                            f"needs toy-world captions, but the {prompt_set} prompts hold "
+                            f"{prompt!r}, not a toy-world caption: use the prompts/toy*_train.json captions (and their _test lists)",
+                        )
+                        or True
+                    )  # one line, not one per prompt set
                     break
     largest = max(((len(p), name) for name, p in found.items() if p is not None), default=None)
     if largest is not None and valid["num_images"]:  # one line for the set with the most prompts
         n_prompts, name = largest
         c.require(
-            evaluate.num_images >= 2 * n_prompts, "evaluate.num_images", evaluate.num_images,
+            evaluate.num_images >= 2 * n_prompts,
+            "evaluate.num_images",
+            evaluate.num_images,
             f"gives fewer than 2 images to some of the {n_prompts} {name} prompts (the per-prompt Inception Score "
             f"needs 2): use at least {2 * n_prompts}",
         )
@@ -385,47 +514,92 @@ def check_config(config, num_processes=1, eval_prompts=None):
     for name in ("exp_name", "run_name"):
         value = config[name]
         c.require(
-            isinstance(value, str) and PLAIN_NAME.match(value) is not None and value not in (".", ".."), name, value,
+            isinstance(value, str) and PLAIN_NAME.match(value) is not None and value not in (".", ".."),
+            name,
+            value,
             "must be a plain folder name (letters, digits, _ . - +), e.g. round_000",
         )
-    c.require(isinstance(config.save_path, str) and bool(config.save_path), "save_path", config.save_path, "is empty: set it to an output folder")
+    c.require(
+        isinstance(config.save_path, str) and bool(config.save_path),
+        "save_path",
+        config.save_path,
+        "is empty: set it to an output folder",
+    )
     c.integer("seed", 0)
     if c.integer("sample.num_steps", 1, hint=" (the paper uses 20)"):
-        c.integer("split_step", 1, config.sample.num_steps, " (sample.num_steps): pick the interval length k in that range")
+        c.integer(
+            "split_step", 1, config.sample.num_steps, " (sample.num_steps): pick the interval length k in that range"
+        )
     c.integer("split_time", 1, hint=" branches (1 = no branching)")
     if c.number("sample.eta", 0.0, above=True, hint=": 0 has no log-prob (the paper uses 1.0)"):
-        c.require(config.sample.eta <= 1, "sample.eta", config.sample.eta, "must lie in (0, 1]: above 1 the DDIM variance is undefined (the paper uses 1.0)")
+        c.require(
+            config.sample.eta <= 1,
+            "sample.eta",
+            config.sample.eta,
+            "must lie in (0, 1]: above 1 the DDIM variance is undefined (the paper uses 1.0)",
+        )
     c.number("sample.guidance_scale", 1.0, hint=" (1.0 = no guidance)")
     c.integer("sample.batch_size", 1)
     c.integer("sample.decode_batch_size", 0, hint=" (0 decodes a whole batch at once)")
     if config.sample.latent_dtype == "bf16":
-        c.require(False, "sample.latent_dtype", "bf16", "rounds a stored latent by up to 73% of the last DDIM step's standard "
-                  "deviation (an 8-bit mantissa), which changes the trajectories being learned: use fp16 (the default: 9% at most) or fp32")
+        c.require(
+            False,
+            "sample.latent_dtype",
+            "bf16",
+            "rounds a stored latent by up to 73% of the last DDIM step's standard "
+            "deviation (an 8-bit mantissa), which changes the trajectories being learned: use fp16 (the default: 9% at most) or fp32",
+        )
     else:
         c.require(
-            config.sample.latent_dtype in LATENT_DTYPES, "sample.latent_dtype", config.sample.latent_dtype,
+            config.sample.latent_dtype in LATENT_DTYPES,
+            "sample.latent_dtype",
+            config.sample.latent_dtype,
             f"must be one of {', '.join(LATENT_DTYPES)} (fp16 halves the interval latents on disk, exactly recomputable)",
         )
     for name in ("channels_last", "compile_unet"):
         c.flag(f"runtime.{name}")
     c.number("runtime.dist_timeout", 0, above=True, hint=" (seconds a process waits in a collective for the others)")
     c.require(
-        config.runtime.attention in ATTENTIONS, "runtime.attention", config.runtime.attention,
+        config.runtime.attention in ATTENTIONS,
+        "runtime.attention",
+        config.runtime.attention,
         f"must be one of {', '.join(ATTENTIONS)} (sdpa: torch's fused attention; math: the plain reference)",
     )
     if c.integer("sample.num_batches_per_epoch", 1):
         c.require(
-            config.sample.num_batches_per_epoch % num_processes == 0, "sample.num_batches_per_epoch", config.sample.num_batches_per_epoch,
+            config.sample.num_batches_per_epoch % num_processes == 0,
+            "sample.num_batches_per_epoch",
+            config.sample.num_batches_per_epoch,
             f"does not divide over {num_processes} processes: use a multiple of {num_processes}",
         )
-    c.require(config.prompt_random_choose in (0, 1) and _is_int(config.prompt_random_choose), "prompt_random_choose", config.prompt_random_choose, "must be 0 or 1")
-    c.require(config.mixed_precision in MIXED_PRECISION, "mixed_precision", config.mixed_precision, f"must be one of {', '.join(MIXED_PRECISION)}")
+    c.require(
+        config.prompt_random_choose in (0, 1) and _is_int(config.prompt_random_choose),
+        "prompt_random_choose",
+        config.prompt_random_choose,
+        "must be 0 or 1",
+    )
+    c.require(
+        config.mixed_precision in MIXED_PRECISION,
+        "mixed_precision",
+        config.mixed_precision,
+        f"must be one of {', '.join(MIXED_PRECISION)}",
+    )
     c.flag("allow_tf32")
     c.integer("lora.rank", 1)
-    c.require(len(config.lora.target_modules) > 0, "lora.target_modules", config.lora.target_modules, "is empty: use ('to_q', 'to_k', 'to_v', 'to_out.0')")
+    c.require(
+        len(config.lora.target_modules) > 0,
+        "lora.target_modules",
+        config.lora.target_modules,
+        "is empty: use ('to_q', 'to_k', 'to_v', 'to_out.0')",
+    )
 
     train = config.train
-    c.require(train.algorithm in ALGORITHMS, "train.algorithm", train.algorithm, f"is not known: choose from {list(ALGORITHMS)}")
+    c.require(
+        train.algorithm in ALGORITHMS,
+        "train.algorithm",
+        train.algorithm,
+        f"is not known: choose from {list(ALGORITHMS)}",
+    )
     for name in ("batch_size", "gradient_accumulation_steps", "num_epochs", "forward_chunk"):
         c.integer(f"train.{name}", 1)
     for name in ("learning_rate", "eps", "adv_clip_max", "max_grad_norm", "adam_epsilon"):
@@ -437,20 +611,55 @@ def check_config(config, num_processes=1, eval_prompts=None):
     c.number("train.beta2", 0.0, hint=" (the advantage weight of negative samples)")
     c.flag("train.fresh_optimizer")
     c.flag("train.gradient_checkpointing")
-    c.require(train.partial_step in PARTIAL_STEPS, "train.partial_step", train.partial_step, f"must be one of {', '.join(PARTIAL_STEPS)} (scale applies the last partial accumulation, drop discards it)")
-    c.require(train.partial_batch in PARTIAL_BATCHES, "train.partial_batch", train.partial_batch,
-              f"must be one of {', '.join(PARTIAL_BATCHES)} (weight trains a short last batch by its size, drop leaves it out)")
-    c.number("train.dpok_reward_weight", 0.0, hint=" (DPOK's weight of the policy term; its release uses 1000 for prompt lists)")
-    c.number("train.dpok_kl_weight", 0.0, hint=" (DPOK's weight of the KL to the base model; its release uses 0.1 for prompt lists)")
-    c.number("train.dpok_ratio_clip", 0.0, below=1.0, hint=" (DPOK's hard clamp of the ratio, 1e-4 as released; 0 = clipped PPO with train.eps)")
+    c.require(
+        train.partial_step in PARTIAL_STEPS,
+        "train.partial_step",
+        train.partial_step,
+        f"must be one of {', '.join(PARTIAL_STEPS)} (scale applies the last partial accumulation, drop discards it)",
+    )
+    c.require(
+        train.partial_batch in PARTIAL_BATCHES,
+        "train.partial_batch",
+        train.partial_batch,
+        f"must be one of {', '.join(PARTIAL_BATCHES)} (weight trains a short last batch by its size, drop leaves it out)",
+    )
+    c.number(
+        "train.dpok_reward_weight",
+        0.0,
+        hint=" (DPOK's weight of the policy term; its release uses 1000 for prompt lists)",
+    )
+    c.number(
+        "train.dpok_kl_weight",
+        0.0,
+        hint=" (DPOK's weight of the KL to the base model; its release uses 0.1 for prompt lists)",
+    )
+    c.number(
+        "train.dpok_ratio_clip",
+        0.0,
+        below=1.0,
+        hint=" (DPOK's hard clamp of the ratio, 1e-4 as released; 0 = clipped PPO with train.eps)",
+    )
     c.number("train.dpo_beta", 0.0, above=True, hint=" (the DPO temperature; 0.1 as in D3PO)")
-    c.number("train.dpo_ratio_clip", 0.0, below=1.0, hint=" (D3PO's clamp of each ratio to 1 +- c, 0.1 as released; 0 = none)")
-    c.require(train.dpo_reference in DPO_REFERENCES, "train.dpo_reference", train.dpo_reference,
-              f"must be one of {', '.join(DPO_REFERENCES)} (base: the frozen pretrained UNet, as D3PO; sampling: the sampling-time policy)")
+    c.number(
+        "train.dpo_ratio_clip",
+        0.0,
+        below=1.0,
+        hint=" (D3PO's clamp of each ratio to 1 +- c, 0.1 as released; 0 = none)",
+    )
+    c.require(
+        train.dpo_reference in DPO_REFERENCES,
+        "train.dpo_reference",
+        train.dpo_reference,
+        f"must be one of {', '.join(DPO_REFERENCES)} (base: the frozen pretrained UNet, as D3PO; sampling: the sampling-time policy)",
+    )
     if train.algorithm == "dpo" and _is_int(config.split_time):
-        c.require(config.split_time >= 2, "split_time", config.split_time,
-                  "gives DPO no pairs: it compares branches of one latent; use 2 or more (vanilla DPO: presets ddpo,dpo "
-                  "sample 2 branches from x_T, as D3PO's pairs share their initial noise)")
+        c.require(
+            config.split_time >= 2,
+            "split_time",
+            config.split_time,
+            "gives DPO no pairs: it compares branches of one latent; use 2 or more (vanilla DPO: presets ddpo,dpo "
+            "sample 2 branches from x_T, as D3PO's pairs share their initial noise)",
+        )
 
     c.integer("eval.history_cnt", 0, hint=" (the paper uses 8)")
     c.number("eval.pos_threshold", allow_inf=True, hint=" (-inf keeps every group's best)")
@@ -473,11 +682,23 @@ def check_process(c):
     c.integer("process.save_interval", 0, hint=" (0 keeps no round's interval latents, 1 keeps every round's)")
     c.integer("process.one_process", 0, 1, hint=" (1: a round's three stages in one process, 0: one process per stage)")
     steps = config.sample.num_steps
-    if c.integer("process.split_step_left", 1) and c.integer("process.split_step_right", 1) and _is_int(steps) and steps >= 1:
+    if (
+        c.integer("process.split_step_left", 1)
+        and c.integer("process.split_step_right", 1)
+        and _is_int(steps)
+        and steps >= 1
+    ):
         left, right = config.process.split_step_left, config.process.split_step_right
-        c.require(left <= right, "process.split_step_left", left, f"is above process.split_step_right={right}: k must grow (or stay) over the rounds")
         c.require(
-            right <= steps, "process.split_step_right", right,
+            left <= right,
+            "process.split_step_left",
+            left,
+            f"is above process.split_step_right={right}: k must grow (or stay) over the rounds",
+        )
+        c.require(
+            right <= steps,
+            "process.split_step_right",
+            right,
             f"exceeds sample.num_steps={steps}: the interval length k of every round must lie in 1..{steps}",
         )
 
@@ -486,13 +707,15 @@ def check_device(config, device_type):
     """fp16 needs an accelerator; refuse it on the CPU instead of failing deep inside a kernel."""
     if config.mixed_precision == "fp16" and device_type == "cpu":
         raise ConfigError(
-            "mixed_precision", "fp16",
+            "mixed_precision",
+            "fp16",
             "needs a GPU and none is visible: on a CPU use mixed_precision 'no' or 'bf16' "
             "(run_process.sh: MixedPrecision=no, or CONFIG=config/stage_process.py:toy for the CPU demo)",
         )
 
 
 # ---------------------------------------------------------------- what the machine must provide
+
 
 def environment_problems(config):
     """What the machine must provide: a writable save path, the device, the model and the reward."""
@@ -538,7 +761,11 @@ def _model_problems(config):
     model = config.pretrained.model
     if not config.pretrained.build_tiny and not os.path.isdir(model):
         if reason := _hub_problem(model, "model_index.json", config.pretrained.revision):
-            problems.append(ConfigError("pretrained.model", model, reason + ", or point pretrained.model at a local diffusers folder"))
+            problems.append(
+                ConfigError(
+                    "pretrained.model", model, reason + ", or point pretrained.model at a local diffusers folder"
+                )
+            )
         else:
             c = Checker(config)
             check_backbone(c, model, lambda: backbones.read_model_index(model, config.pretrained.revision))
@@ -550,19 +777,33 @@ def _model_problems(config):
         for field in ("captioner", "bertscore_model"):
             if not os.path.isdir(reward[field]):
                 if reason := _hub_problem(reward[field], "config.json", "main"):
-                    problems.append(ConfigError(f"reward.{field}", reward[field], reason + ", or point it at a local folder"))
+                    problems.append(
+                        ConfigError(f"reward.{field}", reward[field], reason + ", or point it at a local folder")
+                    )
     if ("clipscore" in names or "toycaption" in names) and not reward.clip_pretrained.endswith(CHECKPOINT_SUFFIXES):
         import open_clip
         from open_clip import pretrained
 
-        name = os.path.splitext(os.path.basename(reward.clip_model))[0] if reward.clip_model.endswith(".json") else reward.clip_model
+        name = (
+            os.path.splitext(os.path.basename(reward.clip_model))[0]
+            if reward.clip_model.endswith(".json")
+            else reward.clip_model
+        )
         if not reward.clip_model.endswith(".json") and name not in open_clip.list_models():
-            problems.append(ConfigError("reward.clip_model", name, "is not an open_clip model: see open_clip.list_models()"))
+            problems.append(
+                ConfigError("reward.clip_model", name, "is not an open_clip model: see open_clip.list_models()")
+            )
         elif reward.clip_pretrained:
             cfg = pretrained.get_pretrained_cfg(name, reward.clip_pretrained)
             if not cfg:
                 tags = pretrained.list_pretrained_tags_by_model(name)
-                problems.append(ConfigError("reward.clip_pretrained", reward.clip_pretrained, f"is not a pretrained tag of {name}: choose from {tags}"))
+                problems.append(
+                    ConfigError(
+                        "reward.clip_pretrained",
+                        reward.clip_pretrained,
+                        f"is not a pretrained tag of {name}: choose from {tags}",
+                    )
+                )
             elif cfg.get("hf_hub"):
                 repo, filename = cfg["hf_hub"].rstrip("/"), None
                 if cfg["hf_hub"].count("/") > 1 and not cfg["hf_hub"].endswith("/"):
@@ -571,7 +812,13 @@ def _model_problems(config):
                 names = [filename, os.path.splitext(filename)[0] + ".safetensors"] if filename else []
                 names += ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
                 if reason := _hub_problem(repo, names, "main"):
-                    problems.append(ConfigError("reward.clip_pretrained", reward.clip_pretrained, reason + ", or point it at a local checkpoint file"))
+                    problems.append(
+                        ConfigError(
+                            "reward.clip_pretrained",
+                            reward.clip_pretrained,
+                            reason + ", or point it at a local checkpoint file",
+                        )
+                    )
     return problems
 
 
@@ -600,7 +847,9 @@ def check_resume(config):
     if not config.resume_from:
         return
     if not os.path.isdir(config.resume_from):
-        raise ConfigError("resume_from", config.resume_from, "is not a folder: point it at the previous round's lora/ folder")
+        raise ConfigError(
+            "resume_from", config.resume_from, "is not a folder: point it at the previous round's lora/ folder"
+        )
     for name in (LORA_WEIGHTS_NAME, OPTIMIZER_NAME):
         if name == OPTIMIZER_NAME and config.train.fresh_optimizer:
             continue
@@ -637,7 +886,9 @@ def _require_stage_done(config, stage, script):
 
     path = marker_path(round_dir(config), stage)
     if not os.path.isfile(path):
-        raise RecordError(f"run_name={config.run_name!r}: {path} is missing, so stage {stage!r} has not finished: run {script} first")
+        raise RecordError(
+            f"run_name={config.run_name!r}: {path} is missing, so stage {stage!r} has not finished: run {script} first"
+        )
 
 
 def check_stage(config, stage, num_processes=1):
@@ -649,7 +900,9 @@ def check_stage(config, stage, num_processes=1):
     checker, _ = check_config(config, num_processes, eval_prompts=False)
     if stage == "select":
         checker.require(
-            re.search(r"\d$", config.run_name) is not None, "run_name", config.run_name,
+            re.search(r"\d$", config.run_name) is not None,
+            "run_name",
+            config.run_name,
             "must end with the round number (e.g. round_003) so earlier rounds' scores can be found",
         )
     checker.raise_first()

@@ -52,7 +52,9 @@ def parse_flags(argv):
         fail(f"{lines[0]} {lines[-1]}" if len(lines) > 1 and "Traceback" in str(err) else " ".join(lines))
     except (KeyError, AttributeError) as err:  # ml_collections: --config.<field> names no field
         given = [a.split("=", 1)[0] for a in argv if a.startswith("--config.")]
-        fail(f"unknown config field in {' '.join(given) or 'the flags'} ({first_line(err).strip(chr(34))}): see config/stage_process.py for the fields")
+        fail(
+            f"unknown config field in {' '.join(given) or 'the flags'} ({first_line(err).strip(chr(34))}): see config/stage_process.py for the fields"
+        )
 
 
 def run(main):
@@ -77,7 +79,9 @@ def run(main):
     except RuntimeError as err:
         # Another rank stopped (its error is printed by it) and this one lost its peers mid-collective.
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and _lost_peer(err):
-            several_machines = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])) < int(os.environ["WORLD_SIZE"])
+            several_machines = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])) < int(
+                os.environ["WORLD_SIZE"]
+            )
             if several_machines and int(os.environ.get("LOCAL_RANK", "0")) == 0:  # a dead machine printed nothing here
                 from b2diffurl.errors import first_line
 
@@ -100,14 +104,19 @@ def leave(code):
 
 
 DIST_TIMEOUT = 1800  # seconds: torch's default for a process group
-LOST_PEER = ("lost contact with another process of this run mid-stage (another machine stopped, was killed or is "
-             "unreachable; its own output says why): nothing of this stage is marked done; rerun the driver on every machine to continue")
+LOST_PEER = (
+    "lost contact with another process of this run mid-stage (another machine stopped, was killed or is "
+    "unreachable; its own output says why): nothing of this stage is marked done; rerun the driver on every machine to continue"
+)
 EXIT_LOST_PEER = 1
 
 
 def _lost_peer(err):
     text = str(err).lower()
-    return any(s in text for s in ("connection closed by peer", "connection reset by peer", "broken pipe", "timed out", "timeout"))
+    return any(
+        s in text
+        for s in ("connection closed by peer", "connection reset by peer", "broken pipe", "timed out", "timeout")
+    )
 
 
 def quiet_libraries():

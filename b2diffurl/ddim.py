@@ -18,7 +18,6 @@ import math
 
 import torch
 
-
 # what the UNet predicts (the scheduler config's prediction_type), each turned into (x_0, eps) by
 # :func:`x0_and_eps`
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -118,7 +117,9 @@ def gaussian_log_prob(x, mean, std):
     return log_density.mean(dim=tuple(range(1, x.ndim)))
 
 
-def ddim_step_with_logprob(scheduler, model_output, timestep, sample, eta, prev_sample=None, generator=None, round_to=None):
+def ddim_step_with_logprob(
+    scheduler, model_output, timestep, sample, eta, prev_sample=None, generator=None, round_to=None
+):
     """One DDIM step x_t -> x_{t-1} with the log-prob of x_{t-1}.
 
     scheduler: a DDIMScheduler after ``set_timesteps`` (no dynamic thresholding).
@@ -157,9 +158,13 @@ def step_mean_std(scheduler, model_output, timestep, sample, eta):
     """
     if (problem := scheduler_problem(scheduler.config)) is not None:
         raise ValueError(f"the scheduler {problem}")
-    alpha_prod_t, alpha_prod_prev, sigma = step_coefficients(scheduler, timestep, sample.shape[0], sample.ndim, sample.device)
+    alpha_prod_t, alpha_prod_prev, sigma = step_coefficients(
+        scheduler, timestep, sample.shape[0], sample.ndim, sample.device
+    )
     std = eta * sigma
-    pred_original_sample, eps = x0_and_eps(scheduler.config.get("prediction_type", "epsilon"), model_output.float(), sample.float(), alpha_prod_t)
+    pred_original_sample, eps = x0_and_eps(
+        scheduler.config.get("prediction_type", "epsilon"), model_output.float(), sample.float(), alpha_prod_t
+    )
     if scheduler.config.get("clip_sample", False):
         limit = scheduler.config.clip_sample_range
         pred_original_sample = pred_original_sample.clamp(-limit, limit)

@@ -69,8 +69,22 @@ INTEGER = re.compile(r"^[+-]?\d+$")
 ROUND_FOLDER = re.compile(r"^round_(\d+)$")
 
 COLUMNS = [
-    "round", "run_name", "k", "split_time", "trajectories", "reward_queries", "reward_mean", "reward_std",
-    "selected", "loss", "approx_kl", "clipfrac", "grad_norm", "optimizer_steps", "seconds", *outcome.EVAL_COLUMNS,
+    "round",
+    "run_name",
+    "k",
+    "split_time",
+    "trajectories",
+    "reward_queries",
+    "reward_mean",
+    "reward_std",
+    "selected",
+    "loss",
+    "approx_kl",
+    "clipfrac",
+    "grad_norm",
+    "optimizer_steps",
+    "seconds",
+    *outcome.EVAL_COLUMNS,
 ]
 
 
@@ -83,6 +97,7 @@ class RunProblems(UserError):
 
 
 # ---------------------------------------------------------------- config
+
 
 def load_config(spec):
     """``path/to/config.py[:preset]`` -> ConfigDict, as absl's config_flags reads it."""
@@ -139,6 +154,7 @@ def _parse(variable, raw, default):
 
 # ---------------------------------------------------------------- prepare
 
+
 def prepare(environ):
     """Check the whole run; returns {variable: value} for the shell, or raises RunProblems."""
     return checked_run(environ)[0]
@@ -194,7 +210,9 @@ def checked_run(environ):
         lines.append(f"FreshOptimizer={fresh} must be a round number (the round whose AdamW starts from zero)")
     allow = given.get("AllowChanges", "0")
     if allow not in ("0", "1"):
-        lines.append(f"AllowChanges={allow} must be 0 or 1 (1: continue a run with settings that differ from its finished rounds')")
+        lines.append(
+            f"AllowChanges={allow} must be 0 or 1 (1: continue a run with settings that differ from its finished rounds')"
+        )
 
     c = Checker(config)
     check_process(c)
@@ -202,7 +220,10 @@ def checked_run(environ):
     config.split_step = 1  # the driver sets split_step for every round: the config's own value is not used
     if not c.problems:
         process = config.process
-        ks = [interval_length(r, process.stage_cnt, process.split_step_left, process.split_step_right) for r in range(process.stage_cnt)]
+        ks = [
+            interval_length(r, process.stage_cnt, process.split_step_left, process.split_step_right)
+            for r in range(process.stage_cnt)
+        ]
         config.split_step = ks[-1]  # every round's k lies in split_step_left..split_step_right (checked)
     config.run_name = "round_000"
     checker, _ = check_config(config, num_processes)
@@ -213,8 +234,13 @@ def checked_run(environ):
     if lines:
         raise RunProblems(_unique(lines))
     values.update(machines)
-    values.update(CONFIG=spec, NUM_PROCESSES=num_processes, FreshOptimizer=fresh, AllowChanges=allow,
-                  ExpDir=os.path.join(values["SavePath"], values["ExpName"]))
+    values.update(
+        CONFIG=spec,
+        NUM_PROCESSES=num_processes,
+        FreshOptimizer=fresh,
+        AllowChanges=allow,
+        ExpDir=os.path.join(values["SavePath"], values["ExpName"]),
+    )
     values["Ks"] = ks
     values["Header"] = header_line(config, values)
     return values, config
@@ -229,20 +255,29 @@ def machine_values(given, num_processes):
         raw = given.get(name, "").strip() or str(default)
         value, problem = _parse(name, raw, default)
         if problem is None and not low <= value <= (65535 - 15 if name == "MAIN_PROCESS_PORT" else value):
-            problem = f"{name}={raw} must be " + ("a port, 1..65520 (the launches meet on it and the 15 ports above it, in turn)"
-                                                  if name == "MAIN_PROCESS_PORT" else f">= {low}")
+            problem = f"{name}={raw} must be " + (
+                "a port, 1..65520 (the launches meet on it and the 15 ports above it, in turn)"
+                if name == "MAIN_PROCESS_PORT"
+                else f">= {low}"
+            )
         lines += [problem] if problem else []
         out[name] = default if problem else value
     out["MAIN_PROCESS_IP"] = given.get("MAIN_PROCESS_IP", "").strip()
     machines, rank = out["NUM_MACHINES"], out["MACHINE_RANK"]
     if rank >= machines:
-        lines.append(f"MACHINE_RANK={rank} must be below NUM_MACHINES={machines} (0 on the main machine, 1 .. {machines - 1} on the others)")
+        lines.append(
+            f"MACHINE_RANK={rank} must be below NUM_MACHINES={machines} (0 on the main machine, 1 .. {machines - 1} on the others)"
+        )
     if machines > 1:
         if not out["MAIN_PROCESS_IP"]:
-            lines.append(f"MAIN_PROCESS_IP is not set: with NUM_MACHINES={machines} give every machine the address of machine rank 0")
+            lines.append(
+                f"MAIN_PROCESS_IP is not set: with NUM_MACHINES={machines} give every machine the address of machine rank 0"
+            )
         if num_processes % machines:
-            lines.append(f"NUM_PROCESSES={num_processes} must be a multiple of NUM_MACHINES={machines}: it is the total "
-                         "over all machines, as accelerate's --num_processes (e.g. 2 machines x 4 GPUs: 8)")
+            lines.append(
+                f"NUM_PROCESSES={num_processes} must be a multiple of NUM_MACHINES={machines}: it is the total "
+                "over all machines, as accelerate's --num_processes (e.g. 2 machines x 4 GPUs: 8)"
+            )
     return out, lines
 
 
@@ -269,9 +304,11 @@ def port_warning(machines, ephemeral):
     base = machines["MAIN_PROCESS_PORT"]
     if base + 15 < ephemeral[0] or base > ephemeral[1]:
         return None
-    return (f"MAIN_PROCESS_PORT={base}: the launches meet on ports {base}..{base + 15}, inside this machine's ephemeral "
-            f"range {ephemeral[0]}..{ephemeral[1]}, from which outgoing connections take ports; one taken mid-run stops "
-            f"that launch. Choose a base port of at most {ephemeral[0] - 16} (the default 29500 usually is)")
+    return (
+        f"MAIN_PROCESS_PORT={base}: the launches meet on ports {base}..{base + 15}, inside this machine's ephemeral "
+        f"range {ephemeral[0]}..{ephemeral[1]}, from which outgoing connections take ports; one taken mid-run stops "
+        f"that launch. Choose a base port of at most {ephemeral[0] - 16} (the default 29500 usually is)"
+    )
 
 
 def _unique(lines):
@@ -281,7 +318,11 @@ def _unique(lines):
 def header_line(config, values):
     """The run's first line: where, how long, and the hyperparameters that decide what it learns."""
     ks, train, ev = values["Ks"], config.train, config.eval
-    evaluation = f"every {values['EvalInterval']} round(s) on {config.evaluate.prompt_sets}" if values["EvalInterval"] > 0 else "off"
+    evaluation = (
+        f"every {values['EvalInterval']} round(s) on {config.evaluate.prompt_sets}"
+        if values["EvalInterval"] > 0
+        else "off"
+    )
     return (
         f"experiment {values['ExpDir']}: {values['StageCnt']} rounds, k {ks[0]}..{ks[-1]} (BPT schedule "
         f"{values['SplitStepLeft']}..{values['SplitStepRight']}), {values['SplitTime']} branches, {values['BatchCnt']} "
@@ -294,14 +335,26 @@ def header_line(config, values):
 
 def machines_text(values):
     machines = values.get("NUM_MACHINES", 1)
-    return "" if machines == 1 else f" on {machines} machines (this one: rank {values['MACHINE_RANK']}, main {values['MAIN_PROCESS_IP']}:{values['MAIN_PROCESS_PORT']})"
+    return (
+        ""
+        if machines == 1
+        else f" on {machines} machines (this one: rank {values['MACHINE_RANK']}, main {values['MAIN_PROCESS_IP']}:{values['MAIN_PROCESS_PORT']})"
+    )
 
 
 # ---------------------------------------------------------------- variables the user misspelt
 
 # set by users besides DRIVER_VARIABLES; ACCELERATE_ARGS and PYTHON are read by run_process.sh itself
-OTHER_VARIABLES = ("CONFIG", "NUM_PROCESSES", "FreshOptimizer", "AllowChanges", "NUM_MACHINES", "MACHINE_RANK", "MAIN_PROCESS_IP",
-                   "MAIN_PROCESS_PORT")
+OTHER_VARIABLES = (
+    "CONFIG",
+    "NUM_PROCESSES",
+    "FreshOptimizer",
+    "AllowChanges",
+    "NUM_MACHINES",
+    "MACHINE_RANK",
+    "MAIN_PROCESS_IP",
+    "MAIN_PROCESS_PORT",
+)
 KNOWN_VARIABLES = (*DRIVER_VARIABLES, *OTHER_VARIABLES, "ACCELERATE_ARGS", "PYTHON")
 
 
@@ -311,9 +364,11 @@ def one_edit_apart(a, b):
         return False
     if len(a) == len(b):
         diffs = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
-        return len(diffs) == 1 or (len(diffs) == 2 and diffs[1] == diffs[0] + 1 and a[diffs[0]] == b[diffs[1]] and a[diffs[1]] == b[diffs[0]])
+        return len(diffs) == 1 or (
+            len(diffs) == 2 and diffs[1] == diffs[0] + 1 and a[diffs[0]] == b[diffs[1]] and a[diffs[1]] == b[diffs[0]]
+        )
     short, long_ = sorted((a, b), key=len)
-    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+    return any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_)))
 
 
 def near_misses(environ):
@@ -325,8 +380,10 @@ def near_misses(environ):
             continue
         for known in KNOWN_VARIABLES:
             if name.lower() == known.lower() or (len(known) >= 5 and one_edit_apart(name.lower(), known.lower())):
-                lines.append(f"{name}={environ[name]} is not a variable of run_process.sh: did you mean {known}? "
-                             "(names are case-sensitive; unset it)")
+                lines.append(
+                    f"{name}={environ[name]} is not a variable of run_process.sh: did you mean {known}? "
+                    "(names are case-sensitive; unset it)"
+                )
                 break
     return lines
 
@@ -368,6 +425,7 @@ def shell_assignments(values):
 
 
 # ---------------------------------------------------------------- bookkeeping
+
 
 def round_folders(exp_dir):
     """[(r, folder name)] of the run's round folders, in round order."""
@@ -415,7 +473,11 @@ def progress_table(exp_dir):
             queries += row["trajectories"]
             rows.append({"round": r, "reward_queries": queries, **row, **outcome.eval_columns(exp_dir, name)})
     # a combined reward's components (reward_<name>_mean) follow reward_std
-    components = list(dict.fromkeys(k for row in rows for k in row if k.startswith("reward_") and k.endswith("_mean") and k not in COLUMNS))
+    components = list(
+        dict.fromkeys(
+            k for row in rows for k in row if k.startswith("reward_") and k.endswith("_mean") and k not in COLUMNS
+        )
+    )
     at = COLUMNS.index("reward_std") + 1
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS[:at] + components + COLUMNS[at:], lineterminator="\n")
@@ -495,9 +557,12 @@ def launch(argv):
     except DistNetworkError as err:  # several machines: the main one is not there (yet) or cannot be reached
         from b2diffurl.errors import first_line
 
-        print(f"error: the machines did not meet ({first_line(err)}): start run_process.sh on every machine with the same "
-              "NUM_MACHINES, MAIN_PROCESS_IP and MAIN_PROCESS_PORT (the main machine's address and a port it can open), "
-              "each with its MACHINE_RANK; if one of them stopped, see its own output", file=sys.stderr)
+        print(
+            f"error: the machines did not meet ({first_line(err)}): start run_process.sh on every machine with the same "
+            "NUM_MACHINES, MAIN_PROCESS_IP and MAIN_PROCESS_PORT (the main machine's address and a port it can open), "
+            "each with its MACHINE_RANK; if one of them stopped, see its own output",
+            file=sys.stderr,
+        )
         return EXIT_NOT_MET
     except ChildFailedError as err:
         rank, failure = err.get_first_failure()

@@ -38,10 +38,15 @@ BASE = "base"  # folder of the base model's evaluation inside the experiment
 GRID_SEEDS = 8  # most columns of the image grid
 
 FLAGS = cli.define_config_flag("Evaluation configuration (the run's config: its exp_name, save_path, model, reward).")
-cli.flags.DEFINE_string("rounds", "last", "which policies: comma-separated 'base', round numbers or names, 'all' (every trained round), 'last'.")
+cli.flags.DEFINE_string(
+    "rounds",
+    "last",
+    "which policies: comma-separated 'base', round numbers or names, 'all' (every trained round), 'last'.",
+)
 
 
 # ---------------------------------------------------------------- what to evaluate
+
 
 def template_name(prompt_file):
     """template1 for .../template1_test.json; the file's stem otherwise."""
@@ -61,10 +66,19 @@ def method_of(config, split_time):
     bpt = process.split_step_left < steps  # trains a growing interval, not the whole trajectory from round 0
     dpo_pairs_from_x_T = config.train.algorithm == "dpo" and not bpt and split_time == 2
     branching = split_time > 1 and not dpo_pairs_from_x_T
-    label = {(True, True): "B2-DiffuRL", (True, False): "BPT only", (False, True): "BS only", (False, False): "vanilla"}[(bpt, branching)]
+    label = {
+        (True, True): "B2-DiffuRL",
+        (True, False): "BPT only",
+        (False, True): "BS only",
+        (False, False): "vanilla",
+    }[(bpt, branching)]
     return {
-        "label": label, "algorithm": config.train.algorithm, "split_time": split_time, "num_steps": steps,
-        "split_step_left": process.split_step_left, "split_step_right": process.split_step_right,
+        "label": label,
+        "algorithm": config.train.algorithm,
+        "split_time": split_time,
+        "num_steps": steps,
+        "split_step_left": process.split_step_left,
+        "split_step_right": process.split_step_right,
     }
 
 
@@ -77,8 +91,9 @@ def parse_rounds(spec, exp_dir, run_name):
     prefix, _ = round_index(run_name)
     width = len(run_name) - len(prefix)
     trained = sorted(
-        int(name[len(prefix):]) for name in (os.listdir(exp_dir) if os.path.isdir(exp_dir) else [])
-        if name.startswith(prefix) and name[len(prefix):].isdigit() and is_done(os.path.join(exp_dir, name), "train")
+        int(name[len(prefix) :])
+        for name in (os.listdir(exp_dir) if os.path.isdir(exp_dir) else [])
+        if name.startswith(prefix) and name[len(prefix) :].isdigit() and is_done(os.path.join(exp_dir, name), "train")
     )
     wanted = []
     for part in [p.strip() for p in spec.split(",") if p.strip()]:
@@ -86,15 +101,25 @@ def parse_rounds(spec, exp_dir, run_name):
             wanted.append((BASE, -1))
         elif part in ("all", "last"):
             if not trained:
-                raise ConfigError("rounds", spec, f"names trained rounds but {exp_dir} has none: train a round first, or evaluate --rounds base")
+                raise ConfigError(
+                    "rounds",
+                    spec,
+                    f"names trained rounds but {exp_dir} has none: train a round first, or evaluate --rounds base",
+                )
             wanted += [(f"{prefix}{r:0{width}d}", r) for r in (trained if part == "all" else trained[-1:])]
         else:
-            digits = part[len(prefix):] if part.startswith(prefix) else part
+            digits = part[len(prefix) :] if part.startswith(prefix) else part
             if not digits.isdigit():
-                raise ConfigError("rounds", spec, f"has {part!r}: use base, all, last, round numbers (3) or names ({prefix}{3:0{width}d})")
+                raise ConfigError(
+                    "rounds",
+                    spec,
+                    f"has {part!r}: use base, all, last, round numbers (3) or names ({prefix}{3:0{width}d})",
+                )
             r = int(digits)
             if r not in trained:
-                raise ConfigError("rounds", spec, f"asks for round {r}, which has not finished training in {exp_dir} (no train.done)")
+                raise ConfigError(
+                    "rounds", spec, f"asks for round {r}, which has not finished training in {exp_dir} (no train.done)"
+                )
             wanted.append((f"{prefix}{r:0{width}d}", r))
     if not wanted:
         raise ConfigError("rounds", spec, "names no policy: use base, all, last or round numbers")
@@ -110,7 +135,9 @@ def reward_queries(exp_dir, name, r):
         return 0
     prefix, _ = round_index(name)
     width = len(name) - len(prefix)
-    return sum(read_marker(os.path.join(exp_dir, f"{prefix}{i:0{width}d}"), "select")["trajectories"] for i in range(r + 1))
+    return sum(
+        read_marker(os.path.join(exp_dir, f"{prefix}{i:0{width}d}"), "select")["trajectories"] for i in range(r + 1)
+    )
 
 
 def settings(config, prompt_set, prompts):
@@ -135,6 +162,7 @@ def settings(config, prompt_set, prompts):
 
 
 # ---------------------------------------------------------------- sampling
+
 
 def images_per_prompt(n_prompts, num_images):
     """LongTensor [P]: images of each prompt, num_images spread over n_prompts (the first num_images % P get one more)."""
@@ -174,11 +202,20 @@ def sample_batches(pipeline, prompts, config, batch_indices):
     batches = eval_batches(len(prompts), evaluate.num_images, evaluate.batch_size)
     negative_embeds = negative_conditioning(pipeline)
     done = []
-    for b in tqdm(batch_indices, desc="evaluating", disable=os.environ.get("RANK", "0") != "0", dynamic_ncols=True, leave=False):
+    for b in tqdm(
+        batch_indices, desc="evaluating", disable=os.environ.get("RANK", "0") != "0", dynamic_ncols=True, leave=False
+    ):
         embeds = encode_prompts(pipeline, [prompts[i] for i in batches[b]])
         result = sample_branches(
-            pipeline, embeds, negative_embeds, batch_generator(evaluate.seed, b), sample.num_steps, sample.num_steps, 1,
-            sample.guidance_scale, sample.eta,
+            pipeline,
+            embeds,
+            negative_embeds,
+            batch_generator(evaluate.seed, b),
+            sample.num_steps,
+            sample.num_steps,
+            1,
+            sample.guidance_scale,
+            sample.eta,
         )
         done.append((b, decode_images(pipeline, result["final_latents"], evaluate.batch_size).numpy()))
     return done
@@ -204,6 +241,7 @@ def sample_images(pipeline, prompts, config, accelerator=None):
 
 # ---------------------------------------------------------------- scoring
 
+
 def metric_names(config):
     """``evaluate.metrics`` as a list of reward names, in order, without repeats and without clipscore
     (always reported): "bertscore, clipscore" -> ["bertscore"]."""
@@ -222,8 +260,12 @@ class Judge:
         from b2diffurl.rewards import ClipScore, build_reward
 
         reward = config.reward
-        self.clip = ClipScore(reward.clip_model, reward.clip_pretrained, reward.batch_size, device, reward.get("precision", "fp32"))
-        self.labels = self.clip.embed_texts([LABEL_TEMPLATE.format(name) for name in label_set("imagenet-1k")])  # [1000, D]
+        self.clip = ClipScore(
+            reward.clip_model, reward.clip_pretrained, reward.batch_size, device, reward.get("precision", "fp32")
+        )
+        self.labels = self.clip.embed_texts(
+            [LABEL_TEMPLATE.format(name) for name in label_set("imagenet-1k")]
+        )  # [1000, D]
         self.reward_name = reward.name
         self.reward = None if reward.name == "clipscore" else build_reward(reward, device)
         self.alignment = config.evaluate.get("alignment", "")
@@ -298,7 +340,11 @@ class Judge:
             "reward_mean": reward_mean,
             "reward_sem": reward_sem,
             **({"reward_components": components} if components else {}),
-            **{f"{name}_{key}": value for name, scores in metrics.items() for key, value in zip(("mean", "sem"), mean_and_sem(scores))},
+            **{
+                f"{name}_{key}": value
+                for name, scores in metrics.items()
+                for key, value in zip(("mean", "sem"), mean_and_sem(scores))
+            },
             **extra,
             "per_prompt": per_prompt,
         }
@@ -327,6 +373,7 @@ def png_bytes(image):
 
 # ---------------------------------------------------------------- one policy
 
+
 def eval_paths(exp_dir, name, prompt_set):
     folder = os.path.join(exp_dir, name, "eval")
     return folder, os.path.join(folder, f"{prompt_set}.json"), os.path.join(folder, f"{prompt_set}_grid.png")
@@ -338,7 +385,9 @@ def lora_sha256(exp_dir, name):
 
     if name == BASE:
         return ""
-    return records.sha256(records.read_verified(os.path.join(exp_dir, name), "train", f"lora/{records.LORA_WEIGHTS_NAME}"))
+    return records.sha256(
+        records.read_verified(os.path.join(exp_dir, name), "train", f"lora/{records.LORA_WEIGHTS_NAME}")
+    )
 
 
 def is_current(json_path, lora, wanted):
@@ -367,14 +416,26 @@ def run_of(exp_dir, name, r):
     else:
         path = os.path.join(exp_dir, SETTINGS_NAME)
         flat = records.read_json(path)["config"] if os.path.isfile(path) else None
-        config = None if flat is None else {"train": {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith("train.")},
-                                            "split_time": flat["split_time"], "seed": flat["seed"]}
+        config = (
+            None
+            if flat is None
+            else {
+                "train": {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith("train.")},
+                "split_time": flat["split_time"],
+                "seed": flat["seed"],
+            }
+        )
         seed = config["seed"] if config else None
     if not config:
         return {}
     train = config["train"]
-    return {"algorithm": train["algorithm"], "learning_rate": train["learning_rate"], "seed": seed,
-            "split_time": config["split_time"], "gradient_accumulation_steps": train["gradient_accumulation_steps"]}
+    return {
+        "algorithm": train["algorithm"],
+        "learning_rate": train["learning_rate"],
+        "seed": seed,
+        "split_time": config["split_time"],
+        "gradient_accumulation_steps": train["gradient_accumulation_steps"],
+    }
 
 
 CHECKED = ("clipscore_mean", "inception_score", "inception_score_per_prompt", "reward_mean")
@@ -446,8 +507,10 @@ def evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prom
 def summary_line(result, state):
     alignment = ""
     if "alignment_mean" in result:
-        alignment = (f"alignment {result['alignment_mean']:.1%} +- {result['alignment_sem']:.1%}, "
-                     f"background entropy {result['background_entropy']:.2f} bits, ")
+        alignment = (
+            f"alignment {result['alignment_mean']:.1%} +- {result['alignment_sem']:.1%}, "
+            f"background entropy {result['background_entropy']:.2f} bits, "
+        )
     return (
         f"eval {result['round']} on {result['prompt_set']} ({result['num_prompts']} prompts, {result['num_images']} images): "
         f"{alignment}CLIPScore {result['clipscore_mean']:.4f} +- {result['clipscore_sem']:.4f}, "
@@ -457,6 +520,7 @@ def summary_line(result, state):
 
 
 # ---------------------------------------------------------------- the command
+
 
 def check(config, num_processes):
     """The config and the evaluation's fields and prompt files (all problems at once); returns {set: prompts}."""
@@ -507,7 +571,9 @@ def main(_):
         for prompt_set in sets:
             prompts = prompt_sets[prompt_set]
             wanted = settings(config, prompt_set, prompts)
-            result = evaluate_policy(config, accelerator, pipeline, judge, exp_dir, name, r, prompt_set, prompts, wanted, lora)
+            result = evaluate_policy(
+                config, accelerator, pipeline, judge, exp_dir, name, r, prompt_set, prompts, wanted, lora
+            )
             if accelerator.is_main_process:
                 print(summary_line(result, f"{result['seconds']:.1f} s"))
             accelerator.wait_for_everyone()

@@ -23,10 +23,23 @@ import argparse
 import sys
 
 # llava-hf/llava-1.5-7b-hf's config.json
-LLAVA_VISION = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                    image_size=336, patch_size=14, projection_dim=768)
-LLAVA_TEXT = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                  vocab_size=32064, max_position_embeddings=4096)
+LLAVA_VISION = dict(
+    hidden_size=1024,
+    intermediate_size=4096,
+    num_hidden_layers=24,
+    num_attention_heads=16,
+    image_size=336,
+    patch_size=14,
+    projection_dim=768,
+)
+LLAVA_TEXT = dict(
+    hidden_size=4096,
+    intermediate_size=11008,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    vocab_size=32064,
+    max_position_embeddings=4096,
+)
 IMAGE_TOKENS = (336 // 14) ** 2  # 576
 
 
@@ -58,9 +71,14 @@ def llava_caption_flops(prompt_tokens=22, new_tokens=64):
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-    config = LlavaConfig(vision_config=CLIPVisionConfig(**LLAVA_VISION), text_config=LlamaConfig(**LLAVA_TEXT),
-                         image_token_index=32000, vision_feature_layer=-2, vision_feature_select_strategy="default",
-                         projector_hidden_act="gelu")
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(**LLAVA_VISION),
+        text_config=LlamaConfig(**LLAVA_TEXT),
+        image_token_index=32000,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+    )
     with torch.device("meta"):
         llava = LlavaForConditionalGeneration(config)
     hidden, layers, vocab = LLAVA_TEXT["hidden_size"], LLAVA_TEXT["num_hidden_layers"], LLAVA_TEXT["vocab_size"]
@@ -74,7 +92,11 @@ def llava_caption_flops(prompt_tokens=22, new_tokens=64):
     tokens = IMAGE_TOKENS + prompt_tokens
     h = torch.zeros(1, tokens, hidden, device="meta")
     with FlopCounterMode(display=False) as counter:
-        layer(h, position_embeddings=language.rotary_emb(h, torch.arange(tokens, device="meta")[None]), attention_mask=None)
+        layer(
+            h,
+            position_embeddings=language.rotary_emb(h, torch.arange(tokens, device="meta")[None]),
+            attention_mask=None,
+        )
     prefill = layers * counter.get_total_flops() + head  # generate computes the logits of the last position only
     one = torch.zeros(1, 1, hidden, device="meta")
     attention = layer.self_attn
@@ -85,7 +107,13 @@ def llava_caption_flops(prompt_tokens=22, new_tokens=64):
     per_token = counter.get_total_flops()
     decode = sum(layers * (per_token + 2 * 2 * (tokens + i + 1) * hidden) + head for i in range(new_tokens))
     params = sum(p.numel() for p in llava.parameters())
-    return {"vision": vision, "prefill": prefill, "decode": decode, "total": vision + prefill + decode, "params": params}
+    return {
+        "vision": vision,
+        "prefill": prefill,
+        "decode": decode,
+        "total": vision + prefill + decode,
+        "params": params,
+    }
 
 
 def caption_vs_sampling(steps=20, resolution=512, prompt_tokens=22, new_tokens=64):
@@ -97,19 +125,25 @@ def caption_vs_sampling(steps=20, resolution=512, prompt_tokens=22, new_tokens=6
 
 def summary(result, steps, resolution, new_tokens):
     c = result["caption"]
-    return (f"per image: SD v1.4 sampling {result['sampling'] / 1e12:.1f} TFLOP ({steps} steps x {result['unet_step'] / 1e12:.2f} "
-            f"on the CFG pair at {resolution} px); LLaVA v1.5 7B captioning ({c['params'] / 1e9:.2f}B parameters) "
-            f"{c['total'] / 1e12:.2f} TFLOP (vision {c['vision'] / 1e12:.2f}, prefill of {IMAGE_TOKENS} image + question tokens "
-            f"{c['prefill'] / 1e12:.2f}, {new_tokens} decode steps {c['decode'] / 1e12:.2f}) = {result['ratio']:.0%} of the sampling's; "
-            f"its decode steps each read the {2 * c['params'] / 1e9:.1f} GB of fp16 weights once per batch")
+    return (
+        f"per image: SD v1.4 sampling {result['sampling'] / 1e12:.1f} TFLOP ({steps} steps x {result['unet_step'] / 1e12:.2f} "
+        f"on the CFG pair at {resolution} px); LLaVA v1.5 7B captioning ({c['params'] / 1e9:.2f}B parameters) "
+        f"{c['total'] / 1e12:.2f} TFLOP (vision {c['vision'] / 1e12:.2f}, prefill of {IMAGE_TOKENS} image + question tokens "
+        f"{c['prefill'] / 1e12:.2f}, {new_tokens} decode steps {c['decode'] / 1e12:.2f}) = {result['ratio']:.0%} of the sampling's; "
+        f"its decode steps each read the {2 * c['params'] / 1e9:.1f} GB of fp16 weights once per batch"
+    )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m b2diffurl.flops", description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps of the sampling (sample.num_steps)")
     parser.add_argument("--resolution", type=int, default=512, help="image pixels (latents are resolution / 8)")
-    parser.add_argument("--prompt-tokens", type=int, default=22, help="tokens of the captioner's question around the image")
-    parser.add_argument("--new-tokens", type=int, default=64, help="caption tokens generated (reward.caption_max_tokens)")
+    parser.add_argument(
+        "--prompt-tokens", type=int, default=22, help="tokens of the captioner's question around the image"
+    )
+    parser.add_argument(
+        "--new-tokens", type=int, default=64, help="caption tokens generated (reward.caption_max_tokens)"
+    )
     args = parser.parse_args(argv)
     for name in ("steps", "resolution", "prompt_tokens", "new_tokens"):
         if getattr(args, name) < 1:

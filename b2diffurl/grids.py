@@ -29,7 +29,9 @@ def label_grid(grid, rows, title, row_labels):
     import numpy as np
 
     height = grid.shape[0] // rows
-    labelled = [titled(grid[i * height:(i + 1) * height], row_labels[i] if i < len(row_labels) else "") for i in range(rows)]
+    labelled = [
+        titled(grid[i * height : (i + 1) * height], row_labels[i] if i < len(row_labels) else "") for i in range(rows)
+    ]
     return titled(np.concatenate(labelled), title)
 
 

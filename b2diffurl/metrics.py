@@ -57,7 +57,9 @@ def inception_score(probs, splits=1):
     n = probs.shape[0]
     if splits < 1 or n < splits:
         raise ValueError(f"inception_score needs 1 <= splits <= N rows; got splits={splits} for {n} rows")
-    scores = torch.tensor([_inception_score_of(part) for part in probs.double().tensor_split(splits)], dtype=torch.float64)
+    scores = torch.tensor(
+        [_inception_score_of(part) for part in probs.double().tensor_split(splits)], dtype=torch.float64
+    )
     return scores.mean().item(), scores.std(unbiased=False).item()
 
 
@@ -79,7 +81,9 @@ def per_prompt_inception_score(probs, prompt_ids):
     _, inverse, counts = torch.unique(prompt_ids, return_inverse=True, return_counts=True)  # [N], [P]
     if not (counts >= 2).any():
         raise ValueError("per_prompt_inception_score needs a prompt with at least 2 images")
-    marginals = torch.zeros(len(counts), probs.shape[1], dtype=torch.float64).index_add(0, inverse, probs) / counts[:, None]  # [P, C]
+    marginals = (
+        torch.zeros(len(counts), probs.shape[1], dtype=torch.float64).index_add(0, inverse, probs) / counts[:, None]
+    )  # [P, C]
     kl = (torch.special.xlogy(probs, probs) - torch.special.xlogy(probs, marginals[inverse])).sum(dim=1)  # [N]
     mean_kl = torch.zeros(len(counts), dtype=torch.float64).index_add(0, inverse, kl) / counts  # [P]
     scores = mean_kl[counts >= 2].exp()  # [P'] the IS of each prompt with 2+ images

@@ -14,6 +14,7 @@ import torch
 from b2diffurl import heap
 from b2diffurl.ddim import check_scheduler_config
 from b2diffurl.records import LORA_WEIGHTS_NAME
+
 DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 STORAGE_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}  # sample.latent_dtype (bf16 refused: b2diffurl.checks)
 ATTENTION_PROCESSORS = ("sdpa", "math")  # runtime.attention (see set_attention)
@@ -58,8 +59,10 @@ def load_pipeline(model, revision="main", device="cpu", dtype=torch.float32, bui
 
     def unloadable(err):  # not cached offline, unreachable, not a pipeline folder, incomplete or corrupt
         return ConfigError(
-            "pretrained.model", model, f"could not be loaded ({first_line(err)}): point it at a complete diffusers folder, "
-            "or at a hub id that is cached (HF_HUB_OFFLINE=1) or reachable"
+            "pretrained.model",
+            model,
+            f"could not be loaded ({first_line(err)}): point it at a complete diffusers folder, "
+            "or at a hub id that is cached (HF_HUB_OFFLINE=1) or reachable",
         )
 
     try:
@@ -126,7 +129,9 @@ def load_lora(unet, lora_dir):
 
     path = os.path.join(lora_dir, LORA_WEIGHTS_NAME)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"resume_from={lora_dir!r} holds no {LORA_WEIGHTS_NAME}; point it at a round's lora/ folder")
+        raise FileNotFoundError(
+            f"resume_from={lora_dir!r} holds no {LORA_WEIGHTS_NAME}; point it at a round's lora/ folder"
+        )
     state, _ = StableDiffusionPipeline.lora_state_dict(lora_dir)
     state = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
     result = set_peft_model_state_dict(unet, convert_unet_state_dict_to_peft(state), adapter_name="default")
@@ -139,7 +144,9 @@ def load_lora(unet, lora_dir):
     if not all(torch.isfinite(p).all() for p in lora):
         from b2diffurl.errors import NonFiniteError
 
-        raise NonFiniteError(f"the LoRA in {lora_dir} holds NaN/inf weights: resume from an earlier round's lora/ folder")
+        raise NonFiniteError(
+            f"the LoRA in {lora_dir} holds NaN/inf weights: resume from an earlier round's lora/ folder"
+        )
 
 
 def storage_dtype(name):

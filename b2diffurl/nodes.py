@@ -24,8 +24,10 @@ def blind_machines(seen):
 
 def problem_line(exp_dir, blind):
     names = ", ".join(f"machine rank {m} ({h})" for m, h in blind)
-    return (f"{names} cannot see the run folder {exp_dir} that machine rank 0 writes: SavePath must be on a filesystem "
-            "every node mounts at the same path (NFS, Lustre, ...), the same SavePath on every node")
+    return (
+        f"{names} cannot see the run folder {exp_dir} that machine rank 0 writes: SavePath must be on a filesystem "
+        "every node mounts at the same path (NFS, Lustre, ...), the same SavePath on every node"
+    )
 
 
 def main(argv):
@@ -52,7 +54,9 @@ def main(argv):
     except OSError:
         sees = False
     seen = [None] * state.num_processes
-    dist.all_gather_object(seen, (int(os.environ.get("GROUP_RANK", os.environ.get("NODE_RANK", "0"))), socket.gethostname(), sees))
+    dist.all_gather_object(
+        seen, (int(os.environ.get("GROUP_RANK", os.environ.get("NODE_RANK", "0"))), socket.gethostname(), sees)
+    )
     if state.is_main_process:
         os.remove(path)
     blind = blind_machines(seen)

@@ -16,7 +16,6 @@ Value functions are not used: reward normalisation and the branch comparison tak
 """
 
 import math
-
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +24,11 @@ import torch.nn.functional as F
 
 def advantages_from_scores(normalised, adv_clip_max, beta_pos, beta_neg):
     """A = clamp(r_hat, -adv_clip_max, adv_clip_max) * (beta_pos if r_hat > 0 else beta_neg). [N] -> [N]."""
-    weight = torch.where(normalised > 0, torch.as_tensor(beta_pos, dtype=normalised.dtype), torch.as_tensor(beta_neg, dtype=normalised.dtype))
+    weight = torch.where(
+        normalised > 0,
+        torch.as_tensor(beta_pos, dtype=normalised.dtype),
+        torch.as_tensor(beta_neg, dtype=normalised.dtype),
+    )
     return normalised.clamp(-adv_clip_max, adv_clip_max) * weight
 
 
@@ -125,13 +128,18 @@ def make_objective(train):
         return Objective(name, lambda lp, old, adv, ref: pg_loss(lp, old, adv), clip_range=train.eps)
     if name == "dpok":
         return Objective(
-            name, lambda lp, old, adv, ref: dpok_loss(
-                lp, old, adv, train.eps, ref.kl, train.dpok_reward_weight, train.dpok_kl_weight, train.dpok_ratio_clip),
-            needs_reference=True, clip_range=train.dpok_ratio_clip or train.eps,
+            name,
+            lambda lp, old, adv, ref: dpok_loss(
+                lp, old, adv, train.eps, ref.kl, train.dpok_reward_weight, train.dpok_kl_weight, train.dpok_ratio_clip
+            ),
+            needs_reference=True,
+            clip_range=train.dpok_ratio_clip or train.eps,
         )
     if name == "dpo":
         if train.dpo_reference not in DPO_REFERENCES:
-            raise ValueError(f"train.dpo_reference={train.dpo_reference!r} is not known; choose from {list(DPO_REFERENCES)}")
+            raise ValueError(
+                f"train.dpo_reference={train.dpo_reference!r} is not known; choose from {list(DPO_REFERENCES)}"
+            )
         base = train.dpo_reference == "base"
 
         def dpo(lp, old, adv, ref):

@@ -18,8 +18,10 @@ BASE = "base"
 PROMPT_SET_NAMES = {"train": "training prompts", "test": "held-out prompts"}
 # progress.csv columns taken from a round's eval/<set>.json (empty where the round was not evaluated)
 EVAL_FIELDS = {
-    "alignment": "alignment_mean", "alignment_sem": "alignment_sem",
-    "clipscore": "clipscore_mean", "clipscore_sem": "clipscore_sem",
+    "alignment": "alignment_mean",
+    "alignment_sem": "alignment_sem",
+    "clipscore": "clipscore_mean",
+    "clipscore_sem": "clipscore_sem",
     "is_per_prompt": "inception_score_per_prompt",
 }
 EVAL_SETS = ("train", "test")
@@ -57,8 +59,11 @@ def value_text(result, key, percent):
 
 def paired_difference(last, base, key):
     """(mean, SE) of last - base over the prompts both evaluated (per-prompt means); None if < 2 prompts."""
-    diffs = [last["per_prompt"][p][key] - base["per_prompt"][p][key]
-             for p in last.get("per_prompt", {}) if p in base.get("per_prompt", {}) and key in last["per_prompt"][p] and key in base["per_prompt"][p]]
+    diffs = [
+        last["per_prompt"][p][key] - base["per_prompt"][p][key]
+        for p in last.get("per_prompt", {})
+        if p in base.get("per_prompt", {}) and key in last["per_prompt"][p] and key in base["per_prompt"][p]
+    ]
     return _mean_se(diffs)
 
 
@@ -98,7 +103,9 @@ def set_lines(exp_dir, rounds, prompt_set):
         return []
     any_result = base or evaluated[0][1]
     label, key, percent = headline(any_result)
-    lines = [f"{PROMPT_SET_NAMES.get(prompt_set, prompt_set)} ({any_result['num_prompts']} prompts, {any_result['num_images']} images):"]
+    lines = [
+        f"{PROMPT_SET_NAMES.get(prompt_set, prompt_set)} ({any_result['num_prompts']} prompts, {any_result['num_images']} images):"
+    ]
     picks = [("base", base)]
     if evaluated:
         best = max(evaluated, key=lambda item: item[1][f"{key}_mean"])
@@ -110,14 +117,18 @@ def set_lines(exp_dir, rounds, prompt_set):
         diversity = f"IS per prompt {result['inception_score_per_prompt']:.3f}"
         if "background_entropy" in result:
             diversity += f", background entropy {result['background_entropy']:.2f} bits"
-        lines.append(f"  {title:<16} {label} {value_text(result, key, percent)} | {diversity} | {result['reward_queries']} reward queries")
+        lines.append(
+            f"  {title:<16} {label} {value_text(result, key, percent)} | {diversity} | {result['reward_queries']} reward queries"
+        )
     if base is not None and evaluated:
         diff = paired_difference(evaluated[-1][1], base, key)
         if diff is not None:
             lines.append(f"  last - base      {difference_text(diff, percent, 'prompts')}")
         by_image = image_paired_difference(evaluated[-1][1], base) if key == "alignment" else None
         if by_image is not None:
-            lines.append(f"  {'' if diff is not None else 'last - base':<16} {difference_text(by_image, percent, 'images, same seeds')}")
+            lines.append(
+                f"  {'' if diff is not None else 'last - base':<16} {difference_text(by_image, percent, 'images, same seeds')}"
+            )
     return lines
 
 
@@ -130,16 +141,20 @@ def report(exp_dir, figures_dir=""):
     if rounds:
         first, last = round_row(exp_dir, rounds[0]), round_row(exp_dir, rounds[-1])
         queries = sum(round_row(exp_dir, name)["trajectories"] for name in rounds)
-        lines.append(f"{len(rounds)} rounds trained, {queries} reward queries; training reward (the sampled images' mean) "
-                     f"{first['reward_mean']:.4f} ({rounds[0]}) -> {last['reward_mean']:.4f} ({rounds[-1]})")
+        lines.append(
+            f"{len(rounds)} rounds trained, {queries} reward queries; training reward (the sampled images' mean) "
+            f"{first['reward_mean']:.4f} ({rounds[0]}) -> {last['reward_mean']:.4f} ({rounds[-1]})"
+        )
     evaluated = False
     for prompt_set in EVAL_SETS:
         block = set_lines(exp_dir, rounds, prompt_set)
         evaluated |= bool(block)
         lines += block
     if not evaluated:
-        lines.append("no evaluations (EvalInterval=0): the training reward alone does not show whether the model improved; "
-                     "rerun with EvalInterval=1 to evaluate (finished rounds are not retrained)")
+        lines.append(
+            "no evaluations (EvalInterval=0): the training reward alone does not show whether the model improved; "
+            "rerun with EvalInterval=1 to evaluate (finished rounds are not retrained)"
+        )
     else:
         lines.append("best = highest on this evaluation itself (a look at the run, not a model selection)")
     lines.append(f"per-round table: {os.path.join(exp_dir, 'progress.csv')}")

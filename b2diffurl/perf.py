@@ -56,7 +56,10 @@ def stage_memory():
 
     if torch.cuda.is_available():
         return {"peak_memory_bytes": int(torch.cuda.max_memory_allocated()), "peak_memory_kind": "cuda_max_allocated"}
-    return {"peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "peak_memory_kind": "peak_rss"}
+    return {
+        "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_memory_kind": "peak_rss",
+    }
 
 
 def disk_per_round(trajectories, k, latent_shape, latent_itemsize, selected_fraction, image_bytes, keep_latents):
@@ -69,10 +72,18 @@ def disk_per_round(trajectories, k, latent_shape, latent_itemsize, selected_frac
     are not counted).
     """
     samples = trajectories * trajectory_nbytes(k, latent_shape, latent_itemsize)
-    selected = round(trajectories * selected_fraction) * trajectory_nbytes(k, latent_shape, latent_itemsize, selected=True)
+    selected = round(trajectories * selected_fraction) * trajectory_nbytes(
+        k, latent_shape, latent_itemsize, selected=True
+    )
     images = trajectories * image_bytes
     written = samples + selected + images
-    return {"samples": samples, "selected": selected, "images": images, "written": written, "kept": written if keep_latents else images}
+    return {
+        "samples": samples,
+        "selected": selected,
+        "images": images,
+        "written": written,
+        "kept": written if keep_latents else images,
+    }
 
 
 def rounds_for_queries(queries, trajectories_per_round):

@@ -129,6 +129,7 @@ def fault_point(label):
 
 # ---------------------------------------------------------------- writing
 
+
 def sha256(data):
     return hashlib.sha256(data).hexdigest()
 
@@ -181,9 +182,9 @@ def _canonical_header(data):
     relative to the end of the header, so only the header is rewritten (space-padded to 8 bytes).
     """
     (size,) = struct.unpack("<Q", data[:8])
-    header = json.dumps(json.loads(data[8: 8 + size]), sort_keys=True, separators=(",", ":")).encode()
+    header = json.dumps(json.loads(data[8 : 8 + size]), sort_keys=True, separators=(",", ":")).encode()
     header += b" " * (-len(header) % 8)
-    return struct.pack("<Q", len(header)) + header + data[8 + size:]
+    return struct.pack("<Q", len(header)) + header + data[8 + size :]
 
 
 def tensors_from_bytes(data, name):
@@ -192,7 +193,7 @@ def tensors_from_bytes(data, name):
 
     try:
         (header_size,) = struct.unpack("<Q", data[:8])
-        metadata = json.loads(data[8: 8 + header_size]).get("__metadata__") or {}
+        metadata = json.loads(data[8 : 8 + header_size]).get("__metadata__") or {}
         tensors = load_safetensors_bytes(data)
     except Exception as err:  # noqa: BLE001 - any parse failure of a corrupt file
         raise RecordError(f"{name} is not a readable safetensors file ({type(err).__name__})") from None
@@ -225,6 +226,7 @@ def purge_temporary_files(folder, recursive=True):
 
 
 # ---------------------------------------------------------------- round folders and markers
+
 
 def round_dir(config):
     """<save_path>/<exp_name>/<run_name>: the folder of the round a stage works on."""
@@ -281,7 +283,9 @@ def read_verified(round_dir, stage, relpath, marker=None):
     except FileNotFoundError:
         raise RecordError(f"{path} is missing: {redo_hint(round_dir, stage)}") from None
     if sha256(data) != expected:
-        raise RecordError(f"{path} does not match its checksum in {stage}.done (corrupt or changed): {redo_hint(round_dir, stage)}")
+        raise RecordError(
+            f"{path} does not match its checksum in {stage}.done (corrupt or changed): {redo_hint(round_dir, stage)}"
+        )
     return data
 
 
@@ -341,7 +345,7 @@ def finish_stage(round_dir, stage, summary=None, files=None, config=None):
             summary = {**summary, "config": config_record(config)}
         write_json(_complete_path(round_dir, stage), {"summary": summary, "files": files or {}})
     complete = read_json(_complete_path(round_dir, stage))
-    for later in STAGES[STAGES.index(stage) + 1:]:
+    for later in STAGES[STAGES.index(stage) + 1 :]:
         if is_done(round_dir, later):
             os.remove(marker_path(round_dir, later))
     purge_temporary_files(tmp)

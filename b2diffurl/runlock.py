@@ -72,11 +72,18 @@ def acquire(exp_dir, fd=None, command=None):
                 f"{exp_dir} is in use by {holder_text(path)}: wait for it to finish or stop it "
                 "(a stopped run continues where it stopped when rerun)"
             ) from None
-        print(f"warning: cannot lock {path} ({os.strerror(err.errno)}: the filesystem has no file locks); "
-              "nothing stops a second driver on this folder", file=sys.stderr)
+        print(
+            f"warning: cannot lock {path} ({os.strerror(err.errno)}: the filesystem has no file locks); "
+            "nothing stops a second driver on this folder",
+            file=sys.stderr,
+        )
         return False
-    info = {"pid": os.getppid() if command == "driver" else os.getpid(), "host": socket.gethostname(),
-            "command": command or os.path.basename(sys.argv[0]), "started": round(time.time())}
+    info = {
+        "pid": os.getppid() if command == "driver" else os.getpid(),
+        "host": socket.gethostname(),
+        "command": command or os.path.basename(sys.argv[0]),
+        "started": round(time.time()),
+    }
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(info).encode(), 0)
     return True

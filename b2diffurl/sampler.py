@@ -22,11 +22,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from b2diffurl import records
-from b2diffurl.errors import NonFiniteError
 from b2diffurl.backbones import decode_images, encode_prompts, latent_shape, negative_conditioning, predict_noise
+from b2diffurl.ddim import ddim_step_with_logprob
+from b2diffurl.errors import NonFiniteError
 from b2diffurl.models import storage_dtype
 from b2diffurl.perf import stage_memory
-from b2diffurl.ddim import ddim_step_with_logprob
 from b2diffurl.schedule import branch_step
 
 STAGE = "sample"
@@ -47,7 +47,15 @@ def batch_prompt_ids(batch_idx, batch_size, n_prompts, random_choose, generator)
 
 @torch.no_grad()
 def sample_branches(
-    pipeline, prompt_embeds, negative_embeds, generator, num_steps, split_step, split_time, guidance_scale, eta,
+    pipeline,
+    prompt_embeds,
+    negative_embeds,
+    generator,
+    num_steps,
+    split_step,
+    split_time,
+    guidance_scale,
+    eta,
     latent_dtype=torch.float32,
 ):
     """Sample one prompt batch with branching at step T - k.
@@ -75,7 +83,13 @@ def sample_branches(
             interval_latents.append(latents)
         noise_pred = predict_noise(unet, latents, t, prompt_embeds, negative_embeds, guidance_scale)
         latents, log_prob, _ = ddim_step_with_logprob(
-            scheduler, noise_pred, t, latents, eta, generator=generator, round_to=latent_dtype if in_interval else None,
+            scheduler,
+            noise_pred,
+            t,
+            latents,
+            eta,
+            generator=generator,
+            round_to=latent_dtype if in_interval else None,
         )
         if in_interval:
             interval_latents.append(latents)
@@ -137,7 +151,9 @@ def _verified_batch(tmp, batch_idx):
             if records.file_sha256(os.path.join(tmp, relpath)) != digest:
                 raise ValueError(relpath)
     except (records.RecordError, OSError, ValueError, KeyError, TypeError) as err:
-        print(f"sampling: batch {batch_idx} of the interrupted run does not verify ({type(err).__name__}: {err}); sampling it again")
+        print(
+            f"sampling: batch {batch_idx} of the interrupted run does not verify ({type(err).__name__}: {err}); sampling it again"
+        )
         os.remove(path)
         return None
     return record
@@ -212,14 +228,26 @@ def sample_round(config, accelerator, pipeline, load_seconds=0.0):
     negative_embeds = negative_conditioning(pipeline)
     my_batches = range(accelerator.process_index, sample.num_batches_per_epoch, accelerator.num_processes)
     todo = [b for b in my_batches if _verified_batch(tmp, b) is None]
-    with tqdm(todo, desc=f"sampling {config.run_name}", disable=not accelerator.is_main_process, dynamic_ncols=True) as bar:
+    with tqdm(
+        todo, desc=f"sampling {config.run_name}", disable=not accelerator.is_main_process, dynamic_ncols=True
+    ) as bar:
         for batch_idx in bar:
             generator = batch_generator(config.seed, batch_idx)
-            prompt_ids = batch_prompt_ids(batch_idx, sample.batch_size, len(prompt_list), config.prompt_random_choose, generator)
+            prompt_ids = batch_prompt_ids(
+                batch_idx, sample.batch_size, len(prompt_list), config.prompt_random_choose, generator
+            )
             prompt_embeds = encode_prompts(pipeline, [prompt_list[i] for i in prompt_ids])
             result = sample_branches(
-                pipeline, prompt_embeds, negative_embeds, generator, sample.num_steps, config.split_step,
-                config.split_time, sample.guidance_scale, sample.eta, storage_dtype(sample.latent_dtype),
+                pipeline,
+                prompt_embeds,
+                negative_embeds,
+                generator,
+                sample.num_steps,
+                config.split_step,
+                config.split_time,
+                sample.guidance_scale,
+                sample.eta,
+                storage_dtype(sample.latent_dtype),
             )
             _check_finite(result, config, batch_idx)
             images = decode_images(pipeline, result["final_latents"], sample.decode_batch_size)
@@ -233,10 +261,13 @@ def sample_round(config, accelerator, pipeline, load_seconds=0.0):
                 log_probs=result["log_probs"],
                 timesteps=result["timesteps"],
                 prompt_ids=prompt_ids.repeat_interleave(config.split_time),
-                group_ids=batch_idx * sample.batch_size + torch.arange(sample.batch_size).repeat_interleave(config.split_time),
+                group_ids=batch_idx * sample.batch_size
+                + torch.arange(sample.batch_size).repeat_interleave(config.split_time),
             )
             name = _batch_file(batch_idx)
-            files[name] = records.save_trajectories(os.path.join(tmp, name), trajectories, {"batch_idx": batch_idx, "rank": accelerator.process_index})
+            files[name] = records.save_trajectories(
+                os.path.join(tmp, name), trajectories, {"batch_idx": batch_idx, "rank": accelerator.process_index}
+            )
             records.fault_point(f"{config.run_name}/sample.files")
             # The batch's record is written last: it marks the batch (and its images) complete.
             records.write_json(
@@ -287,7 +318,13 @@ def _write_manifest(config, tmp, prompt_list, num_processes, batch_records):
     sample = config.sample
     batches, trajectory_prompts = [], []
     for batch_idx, record in enumerate(batch_records):
-        batches.append({"file": os.path.basename(_batch_file(batch_idx)), "rank": record["rank"], "trajectories": len(record["prompt_ids"])})
+        batches.append(
+            {
+                "file": os.path.basename(_batch_file(batch_idx)),
+                "rank": record["rank"],
+                "trajectories": len(record["prompt_ids"]),
+            }
+        )
         trajectory_prompts.extend(prompt_list[i] for i in record["prompt_ids"])
     manifest = {
         "format_version": records.FORMAT_VERSION,

@@ -10,7 +10,9 @@ def round_index(run_name):
     """(prefix, r) of a round folder name such as round_003 or stage3."""
     match = ROUND_NAME.fullmatch(run_name)
     if match is None:
-        raise ValueError(f"run_name={run_name!r} must end with the round number (e.g. round_003) to find earlier rounds")
+        raise ValueError(
+            f"run_name={run_name!r} must end with the round number (e.g. round_003) to find earlier rounds"
+        )
     return match.group(1), int(match.group(2))
 
 

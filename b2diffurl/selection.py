@@ -76,6 +76,7 @@ def select_pairs(normalised, group_ids, pos_threshold, neg_threshold):
 
 # ---------------------------------------------------------------- the stage
 
+
 def history_rounds(exp_dir, run_name, history_cnt):
     """Folders of the ``history_cnt`` rounds before ``run_name`` (fewer for the first rounds), oldest first.
 
@@ -113,7 +114,9 @@ def check_rewards(scores, config, round_dir):
     """A NaN/inf reward stops the round, naming the images it came from. scores: [N]."""
     bad = (~torch.isfinite(scores)).nonzero().flatten().tolist()
     if bad:
-        names = ", ".join(records.image_name(i) for i in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        names = ", ".join(records.image_name(i) for i in bad[:5]) + (
+            f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        )
         raise NonFiniteError(
             f"select {config.run_name}: reward {config.reward.name!r} gave NaN/inf for {len(bad)} of {len(scores)} images "
             f"({names} in {round_dir}); nothing was saved: check the reward model and those images"

@@ -25,8 +25,15 @@ from b2diffurl.errors import UserError, show
 SETTINGS_NAME = "settings.json"
 # fields a rerun may change freely: they do not alter what a finished round is, or they are meant to
 # change between reruns (the number of rounds, the evaluation, logging, kept latents, processes per round)
-FREE_FIELDS = ("process.stage_cnt", "process.save_interval", "process.one_process", "log_with", "evaluate.", "FreshOptimizer",
-               "runtime.dist_timeout")
+FREE_FIELDS = (
+    "process.stage_cnt",
+    "process.save_interval",
+    "process.one_process",
+    "log_with",
+    "evaluate.",
+    "FreshOptimizer",
+    "runtime.dist_timeout",
+)
 # the per-round fields the driver sets for every round (not run settings), and where the run lives
 ROUND_FIELDS = ("run_name", "split_step", "resume_from", "save_path", "train.fresh_optimizer")
 PACKAGES = ("torch", "diffusers", "transformers", "peft", "accelerate", "open_clip_torch", "safetensors", "numpy")
@@ -68,8 +75,12 @@ def git_commit():
         head = subprocess.run(["git", "-C", REPO_ROOT, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "-C", REPO_ROOT, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "-C", REPO_ROOT, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -81,12 +92,19 @@ def run_settings(config, values):
 
     config_fields = {k: v for k, v in flatten(config.to_dict()).items() if not k.startswith(ROUND_FIELDS)}
     variables = {name: values[name] for name in (*DRIVER_VARIABLES, "NUM_PROCESSES", "FreshOptimizer", "CONFIG")}
-    variables["NUM_MACHINES"] = values.get("NUM_MACHINES", 1)  # for the record: 2 x 1 processes run as 1 x 2 (not compared)
+    variables["NUM_MACHINES"] = values.get(
+        "NUM_MACHINES", 1
+    )  # for the record: 2 x 1 processes run as 1 x 2 (not compared)
     variables.pop("SavePath")  # where the run lives is not a setting of it
     from b2diffurl.backbones import checkpoint_record
 
-    record = {"config": config_fields, "variables": variables, "versions": versions(), "commit": git_commit(),
-              "model": checkpoint_record(config.pretrained.model, config.pretrained.revision)}
+    record = {
+        "config": config_fields,
+        "variables": variables,
+        "versions": versions(),
+        "commit": git_commit(),
+        "model": checkpoint_record(config.pretrained.model, config.pretrained.revision),
+    }
     return records.json_safe(record)  # as it reads back from the file (tuples are lists, inf is "inf")
 
 
@@ -99,8 +117,16 @@ def field_name(field):
 
 def compared(old, new):
     """{field: (old, new)} of every run setting (config field, NUM_PROCESSES) that differs."""
-    before = {**old["config"], "NUM_PROCESSES": old["variables"].get("NUM_PROCESSES"), "FreshOptimizer": old["variables"].get("FreshOptimizer")}
-    after = {**new["config"], "NUM_PROCESSES": new["variables"]["NUM_PROCESSES"], "FreshOptimizer": new["variables"]["FreshOptimizer"]}
+    before = {
+        **old["config"],
+        "NUM_PROCESSES": old["variables"].get("NUM_PROCESSES"),
+        "FreshOptimizer": old["variables"].get("FreshOptimizer"),
+    }
+    after = {
+        **new["config"],
+        "NUM_PROCESSES": new["variables"]["NUM_PROCESSES"],
+        "FreshOptimizer": new["variables"]["FreshOptimizer"],
+    }
     return {k: (before.get(k), after.get(k)) for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)}
 
 
@@ -108,8 +134,12 @@ def finished_stages(exp_dir):
     """[(round name, stage)] of every finished stage of the run."""
     from b2diffurl.driver import round_folders
 
-    return [(name, stage) for _, name in round_folders(exp_dir) for stage in records.STAGES
-            if records.is_done(os.path.join(exp_dir, name), stage)]
+    return [
+        (name, stage)
+        for _, name in round_folders(exp_dir)
+        for stage in records.STAGES
+        if records.is_done(os.path.join(exp_dir, name), stage)
+    ]
 
 
 def schedule_notes(exp_dir, ks):
@@ -122,7 +152,9 @@ def schedule_notes(exp_dir, ks):
         if r < len(ks) and records.is_done(round_dir, "sample"):
             k = records.read_marker(round_dir, "sample")["split_step"]
             if k != ks[r]:
-                notes.append(f"note: {name} was sampled with k {k}; the new schedule gives it k {ks[r]} (finished rounds are kept as they are)")
+                notes.append(
+                    f"note: {name} was sampled with k {k}; the new schedule gives it k {ks[r]} (finished rounds are kept as they are)"
+                )
     return notes
 
 
@@ -146,10 +178,14 @@ def start(exp_dir, fd, environ):
         refused = {k: v for k, v in diff.items() if not k.startswith(FREE_FIELDS)}
         if refused and values["AllowChanges"] != "1":
             stages = ", ".join(f"{name}/{stage}" for name, stage in done[-3:])
-            lines = [f"{field_name(k)} {show(a)} -> {show(b)}: the finished stages of this run ({stages}) used {show(a)}"
-                     for k, (a, b) in refused.items()]
-            lines.append(f"{exp_dir} was run with other settings (above): rerun with its settings, choose another ExpName, "
-                         f"or set AllowChanges=1 to continue with the new ones (recorded in {SETTINGS_NAME})")
+            lines = [
+                f"{field_name(k)} {show(a)} -> {show(b)}: the finished stages of this run ({stages}) used {show(a)}"
+                for k, (a, b) in refused.items()
+            ]
+            lines.append(
+                f"{exp_dir} was run with other settings (above): rerun with its settings, choose another ExpName, "
+                f"or set AllowChanges=1 to continue with the new ones (recorded in {SETTINGS_NAME})"
+            )
             raise SettingsChanged(lines)
         if "process.stage_cnt" in diff:
             notes += schedule_notes(exp_dir, values["Ks"])
@@ -158,17 +194,25 @@ def start(exp_dir, fd, environ):
             if key == "commit":
                 notes.append(f"note: code commit {a} -> {b} since this run last started")
             else:
-                notes.append("note: package versions changed since this run last started: " + ", ".join(
-                    f"{p} {a.get(p)} -> {b.get(p)}" for p in b if (a or {}).get(p) != b.get(p)))
+                notes.append(
+                    "note: package versions changed since this run last started: "
+                    + ", ".join(f"{p} {a.get(p)} -> {b.get(p)}" for p in b if (a or {}).get(p) != b.get(p))
+                )
         if refused or code:
-            first_open = next((r for r, name in _rounds(exp_dir) if not records.is_done(os.path.join(exp_dir, name), "train")), None)
-            changes.append({
-                "from_round": first_open if first_open is not None else len(_rounds(exp_dir)),
-                "fields": {field_name(k): [a, b] for k, (a, b) in {**refused, **code}.items()},
-            })
+            first_open = next(
+                (r for r, name in _rounds(exp_dir) if not records.is_done(os.path.join(exp_dir, name), "train")), None
+            )
+            changes.append(
+                {
+                    "from_round": first_open if first_open is not None else len(_rounds(exp_dir)),
+                    "fields": {field_name(k): [a, b] for k, (a, b) in {**refused, **code}.items()},
+                }
+            )
             if refused:
-                notes += [f"note: AllowChanges=1: {field_name(k)} {show(a)} -> {show(b)} from round {changes[-1]['from_round']} on"
-                          for k, (a, b) in refused.items()]
+                notes += [
+                    f"note: AllowChanges=1: {field_name(k)} {show(a)} -> {show(b)} from round {changes[-1]['from_round']} on"
+                    for k, (a, b) in refused.items()
+                ]
     for line in notes:
         print(line, file=sys.stderr)
     new["changes"] = changes

@@ -29,8 +29,12 @@ FLAGS = None  # defined when run as a command (define_flags), so that importing 
 
 def define_flags():
     global FLAGS
-    FLAGS = cli.define_config_flag("The run's configuration (model, LoRA in resume_from, prompts, sampling, reward settings).")
-    cli.flags.DEFINE_integer("steps", 1, "the branches of a group differ only in the last STEPS denoising steps (1 = the last one)")
+    FLAGS = cli.define_config_flag(
+        "The run's configuration (model, LoRA in resume_from, prompts, sampling, reward settings)."
+    )
+    cli.flags.DEFINE_integer(
+        "steps", 1, "the branches of a group differ only in the last STEPS denoising steps (1 = the last one)"
+    )
     cli.flags.DEFINE_integer("groups", 64, "prompts sampled (rounded up to whole batches of sample.batch_size)")
     cli.flags.DEFINE_integer("branches", 2, "images per group (every pair of a group is compared)")
     cli.flags.DEFINE_string("rewards", "clipscore,bertscore", "the rewards compared, comma-separated reward names")
@@ -76,8 +80,10 @@ def check_scores(name, scores):
     if bad:
         from b2diffurl.errors import NonFiniteError
 
-        raise NonFiniteError(f"stability: the reward {name} gave {bad} of {len(scores)} images a non-finite score "
-                             f"(the first: image {int((~torch.isfinite(scores)).nonzero()[0])}): check the reward model")
+        raise NonFiniteError(
+            f"stability: the reward {name} gave {bad} of {len(scores)} images a non-finite score "
+            f"(the first: image {int((~torch.isfinite(scores)).nonzero()[0])}): check the reward model"
+        )
 
 
 def plot(path, results, threshold, steps):
@@ -97,11 +103,19 @@ def plot(path, results, threshold, steps):
         high = max(diffs.max() if len(diffs) else threshold, threshold) * 2
         bins = np.geomspace(low, high, 30)
         ax.hist(np.clip(diffs, low, None), bins=bins, color="C0")
-        ax.axvline(threshold, color="C3", linestyle="--", label=f"{threshold:g}: {results[name]['fraction_above']:.0%} of pairs above")
+        ax.axvline(
+            threshold,
+            color="C3",
+            linestyle="--",
+            label=f"{threshold:g}: {results[name]['fraction_above']:.0%} of pairs above",
+        )
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
         zeros = int((diffs == 0).sum())
-        ax.set_title(f"{name}: {results[name]['pairs']} pairs" + (f" ({zeros} equal: first bin)" if zeros else ""), fontsize="medium")
+        ax.set_title(
+            f"{name}: {results[name]['pairs']} pairs" + (f" ({zeros} equal: first bin)" if zeros else ""),
+            fontsize="medium",
+        )
         ax.set_xlabel(f"|score difference| (the last {steps} step(s) differ)")
         ax.set_ylabel("pairs")
         ax.legend(fontsize="small")
@@ -114,9 +128,18 @@ def check(config, rewards, steps, branches, groups):
     from b2diffurl.checks import REWARD_NAMES, Checker
 
     c = Checker(config)
-    c.require(rewards and all(n in REWARD_NAMES for n in rewards), "--rewards", ",".join(rewards),
-              f"must name rewards from {list(REWARD_NAMES)}, comma-separated")
-    c.require(1 <= steps <= config.sample.num_steps, "--steps", steps, f"must be 1..{config.sample.num_steps} (sample.num_steps)")
+    c.require(
+        rewards and all(n in REWARD_NAMES for n in rewards),
+        "--rewards",
+        ",".join(rewards),
+        f"must name rewards from {list(REWARD_NAMES)}, comma-separated",
+    )
+    c.require(
+        1 <= steps <= config.sample.num_steps,
+        "--steps",
+        steps,
+        f"must be 1..{config.sample.num_steps} (sample.num_steps)",
+    )
     c.require(branches >= 2, "--branches", branches, "must be at least 2 (the pairs of one group are compared)")
     c.require(groups >= 1, "--groups", groups, "must be at least 1")
     c.raise_first()
@@ -152,13 +175,26 @@ def main(_):
         scores = REWARDS[name](config.reward, accelerator.device)(images, prompts)  # [N]
         check_scores(name, scores)
         differences = pair_differences(scores, trajectories.group_ids)
-        results[name] = {**summarise(differences, FLAGS.threshold), "scores": scores.tolist(), "differences": differences.tolist()}
-        print(f"{name}: {results[name]['pairs']} pairs, |difference| mean {results[name]['mean']:.4f}, median "
-              f"{results[name]['median']:.4f}, {results[name]['fraction_above']:.1%} above {FLAGS.threshold:g}")
-    records.write_json(os.path.join(round_dir, RESULT), {
-        "steps": FLAGS.steps, "branches": FLAGS.branches, "groups": len(trajectories.group_ids.unique()),
-        "policy": config.resume_from or "base model", "prompts": prompts, "rewards": results,
-    })
+        results[name] = {
+            **summarise(differences, FLAGS.threshold),
+            "scores": scores.tolist(),
+            "differences": differences.tolist(),
+        }
+        print(
+            f"{name}: {results[name]['pairs']} pairs, |difference| mean {results[name]['mean']:.4f}, median "
+            f"{results[name]['median']:.4f}, {results[name]['fraction_above']:.1%} above {FLAGS.threshold:g}"
+        )
+    records.write_json(
+        os.path.join(round_dir, RESULT),
+        {
+            "steps": FLAGS.steps,
+            "branches": FLAGS.branches,
+            "groups": len(trajectories.group_ids.unique()),
+            "policy": config.resume_from or "base model",
+            "prompts": prompts,
+            "rewards": results,
+        },
+    )
     plot(os.path.join(round_dir, FIGURE), results, FLAGS.threshold, FLAGS.steps)
     print(f"wrote {os.path.join(round_dir, RESULT)} and {FIGURE}")
 

@@ -50,13 +50,16 @@ def select(config, accelerator):
 
             started = time.perf_counter()
             reward = build_reward(config.reward, accelerator.device)
-            summary = select_round(config, reward, round_dir, os.path.dirname(round_dir), load_seconds=time.perf_counter() - started)
+            summary = select_round(
+                config, reward, round_dir, os.path.dirname(round_dir), load_seconds=time.perf_counter() - started
+            )
             state = f"{summary['seconds']:.1f} s"
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         print(
             f"select {config.run_name}: reward {summary['reward_mean']:.4f} +- {summary['reward_std']:.4f}"
-            + "".join(f", {name} {mean:.4f}" for name, mean in summary.get("reward_components", {}).items()) + " over "
+            + "".join(f", {name} {mean:.4f}" for name, mean in summary.get("reward_components", {}).items())
+            + " over "
             f"{summary['trajectories']} images, {summary['selected']} trajectories selected, "
             f"history of {summary['history_rounds']} rounds ({state})"
         )

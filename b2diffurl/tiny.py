@@ -107,14 +107,22 @@ def _build_components(seed, variant="sd14"):
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=64)
     torch.manual_seed(seed)
     xl = variant == "sdxl"
-    blocks = dict(
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=64, addition_embed_type="text_time", addition_time_embed_dim=8,
-        projection_class_embeddings_input_dim=6 * 8 + 32,  # 6 time ids x 8 + text_encoder_2's projection_dim
-        transformer_layers_per_block=(1, 2),
-    ) if xl else dict(
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
+    blocks = (
+        dict(
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=64,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=6 * 8 + 32,  # 6 time ids x 8 + text_encoder_2's projection_dim
+            transformer_layers_per_block=(1, 2),
+        )
+        if xl
+        else dict(
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=32,
+        )
     )
     unet = UNet2DConditionModel(
         sample_size=16,
@@ -142,8 +150,13 @@ def _build_components(seed, variant="sd14"):
         **(dict(scaling_factor=0.13025, force_upcast=True) if xl else {}),
     )
     text_encoder = CLIPTextModel(_text_config(vocab, "quick_gelu" if variant != "sd21" else "gelu"))
-    parts = dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                 scheduler={"sd14": sd14_scheduler, "sd21": sd2_scheduler, "sdxl": sdxl_scheduler}[variant]())
+    parts = dict(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler={"sd14": sd14_scheduler, "sd21": sd2_scheduler, "sdxl": sdxl_scheduler}[variant](),
+    )
     if xl:
         parts.update(text_encoder_2=CLIPTextModelWithProjection(_text_config(vocab, "gelu")), tokenizer_2=tokenizer)
     return parts
@@ -153,7 +166,15 @@ def sd14_scheduler():
     """SD v1.4's scheduler as its file has it (PNDM; the stages switch to DDIM with the same schedule)."""
     from diffusers import PNDMScheduler
 
-    pndm_keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "set_alpha_to_one", "steps_offset", "skip_prk_steps")
+    pndm_keys = (
+        "num_train_timesteps",
+        "beta_start",
+        "beta_end",
+        "beta_schedule",
+        "set_alpha_to_one",
+        "steps_offset",
+        "skip_prk_steps",
+    )
     scheduler = PNDMScheduler(**{k: SD14_SCHEDULER[k] for k in pndm_keys})
     # SD v1.4's file also carries clip_sample=False, read when the loader switches to DDIM.
     scheduler.register_to_config(clip_sample=SD14_SCHEDULER["clip_sample"])
@@ -165,7 +186,15 @@ def sd2_scheduler():
     v-prediction (the 768 px models)."""
     from diffusers import DDIMScheduler
 
-    keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "clip_sample", "set_alpha_to_one", "steps_offset")
+    keys = (
+        "num_train_timesteps",
+        "beta_start",
+        "beta_end",
+        "beta_schedule",
+        "clip_sample",
+        "set_alpha_to_one",
+        "steps_offset",
+    )
     return DDIMScheduler(**{k: SD14_SCHEDULER[k] for k in keys}, prediction_type="v_prediction")
 
 
@@ -177,7 +206,9 @@ def sdxl_scheduler():
 
     keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "steps_offset")
     scheduler = EulerDiscreteScheduler(**{k: SD14_SCHEDULER[k] for k in keys}, timestep_spacing="leading")
-    scheduler.register_to_config(**{k: SD14_SCHEDULER[k] for k in ("clip_sample", "set_alpha_to_one", "skip_prk_steps")})
+    scheduler.register_to_config(
+        **{k: SD14_SCHEDULER[k] for k in ("clip_sample", "set_alpha_to_one", "skip_prk_steps")}
+    )
     return scheduler
 
 
@@ -236,7 +267,9 @@ def build_tiny_pipeline(out_dir, seed=0, variant="sd14"):
         if variant == "sdxl":
             pipeline = StableDiffusionXLPipeline(**parts, force_zeros_for_empty_prompt=True, add_watermarker=False)
         else:
-            pipeline = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+            pipeline = StableDiffusionPipeline(
+                **parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+            )
         pipeline.save_pretrained(tmp)
         os.makedirs(os.path.join(tmp, "clip"))
         _save_tiny_clip(os.path.join(tmp, "clip"), seed)

@@ -41,13 +41,23 @@ def tokenizer(cls="[CLS]", sep="[SEP]"):
     if sep is None:
         tok.post_processor = processors.TemplateProcessing(single=f"{cls} $A", special_tokens=[(cls, vocab[cls])])
     else:
-        tok.post_processor = processors.TemplateProcessing(single=f"{cls} $A {sep}", special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])])
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{cls} $A {sep}", special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])]
+        )
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
     if sep is None:  # a causal LM's tokenizer
-        return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token=cls, eos_token="</s>",
-                                       model_max_length=256, extra_special_tokens={"image_token": "<image>"})
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token=cls, sep_token=sep,
-                                   model_max_length=128)
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tok,
+            unk_token="[UNK]",
+            pad_token="[PAD]",
+            bos_token=cls,
+            eos_token="</s>",
+            model_max_length=256,
+            extra_special_tokens={"image_token": "<image>"},
+        )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token=cls, sep_token=sep, model_max_length=128
+    )
 
 
 def _build_deberta(out_dir, seed):
@@ -56,8 +66,15 @@ def _build_deberta(out_dir, seed):
 
     tok = tokenizer()
     torch.manual_seed(seed)
-    config = DebertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
-                           max_position_embeddings=128, pad_token_id=tok.pad_token_id)
+    config = DebertaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id,
+    )
     DebertaModel(config).save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
 
@@ -74,23 +91,53 @@ def _build_llava(out_dir, seed):
     """LLaVA v1.5's architecture, tiny: a CLIP vision tower (32 x 32 pixels, 8-pixel patches: 16 image
     tokens), a 2-layer projector and a 2-layer Llama, with a processor that expands ``<image>``."""
     import torch
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     tok = tokenizer(cls="<s>", sep=None)
     image_token = tok.convert_tokens_to_ids("<image>")
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
-    text = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                       num_key_value_heads=2, max_position_embeddings=256, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                       pad_token_id=tok.pad_token_id)
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=image_token, image_seq_length=16,
-                         vision_feature_select_strategy="default", vision_feature_layer=-2)
+    vision = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
+    )
+    text = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=image_token,
+        image_seq_length=16,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+    )
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out_dir)
     images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    LlavaProcessor(image_processor=images, tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
-                   num_additional_image_tokens=1, chat_template=LLAVA_CHAT_TEMPLATE).save_pretrained(out_dir)
+    LlavaProcessor(
+        image_processor=images,
+        tokenizer=tok,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    ).save_pretrained(out_dir)
 
 
 def build_tiny_text_models(out_dir=DEFAULT_TINY_TEXT_DIR, seed=0):

@@ -48,6 +48,7 @@ def _is_scalar(value):
 
 # ---------------------------------------------------------------- what a round logs
 
+
 def round_summary(round_dir):
     """{tag: float} of a round, from the markers of its finished stages (unfinished ones are skipped).
 
@@ -57,12 +58,17 @@ def round_summary(round_dir):
     time/<stage>_seconds per stage and time/round_seconds for their sum.
     """
     summary = {}
-    markers = {stage: records.read_marker(round_dir, stage) for stage in records.STAGES if records.is_done(round_dir, stage)}
+    markers = {
+        stage: records.read_marker(round_dir, stage) for stage in records.STAGES if records.is_done(round_dir, stage)
+    }
     picks = {
         "sample": {"split_step": "sample/k", "split_time": "sample/split_time", "trajectories": "sample/trajectories"},
         "select": {
-            "reward_mean": "reward/mean", "reward_std": "reward/std", "selected": "select/selected",
-            "trajectories": "select/trajectories", "history_rounds": "select/history_rounds",
+            "reward_mean": "reward/mean",
+            "reward_std": "reward/std",
+            "selected": "select/selected",
+            "trajectories": "select/trajectories",
+            "history_rounds": "select/history_rounds",
         },
     }
     for stage, names in picks.items():
@@ -102,11 +108,12 @@ def sample_grid(round_dir, n=16):
     grid = np.zeros((rows * height, cols * width, 3), dtype=np.uint8)
     for i, image in enumerate(images):
         r, c = divmod(i, cols)
-        grid[r * height:(r + 1) * height, c * width:(c + 1) * width] = np.asarray(image.resize((width, height)))
+        grid[r * height : (r + 1) * height, c * width : (c + 1) * width] = np.asarray(image.resize((width, height)))
     return grid
 
 
 # ---------------------------------------------------------------- trackers
+
 
 def wandb_run_id(config):
     """The wandb run id of the experiment: the same in every round's process, so rounds resume one run.
@@ -137,7 +144,9 @@ def _start_trackers(config):
             if name == "tensorboard":  # events in <folder>/<exp_name>/: one run, one event file per round's process
                 tracker = TensorBoardTracker(config.exp_name, folder)
             else:  # project and run are both named exp_name
-                tracker = WandBTracker(config.exp_name, name=config.exp_name, id=wandb_run_id(config), resume="allow", dir=folder)
+                tracker = WandBTracker(
+                    config.exp_name, name=config.exp_name, id=wandb_run_id(config), resume="allow", dir=folder
+                )
             tracker.start()
             trackers.append(tracker)
     except BaseException:  # e.g. wandb without a login: close the ones already open
@@ -159,8 +168,11 @@ def _log(config, step, scalars, grid=None, image_tag="samples"):
 
         from b2diffurl.errors import first_line
 
-        print(f"warning: experiment log ({config.log_with}) failed at round {step}: {type(err).__name__}: {first_line(err)}; "
-              "the run's files are saved, only this log point is missing", file=sys.stderr)
+        print(
+            f"warning: experiment log ({config.log_with}) failed at round {step}: {type(err).__name__}: {first_line(err)}; "
+            "the run's files are saved, only this log point is missing",
+            file=sys.stderr,
+        )
 
 
 def _write(config, step, scalars, grid, image_tag):

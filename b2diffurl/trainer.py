@@ -22,12 +22,19 @@ import torch
 from tqdm.auto import tqdm
 
 from b2diffurl import records
+from b2diffurl.backbones import Conditioning, encode_prompts, negative_conditioning, predict_noise
 from b2diffurl.ddim import gaussian_log_prob, step_mean_std
 from b2diffurl.errors import NonFiniteError
-from b2diffurl.backbones import Conditioning, encode_prompts, negative_conditioning, predict_noise
 from b2diffurl.models import save_lora
+from b2diffurl.objectives import (
+    Reference,
+    advantages_from_scores,
+    contrastive_pairs,
+    gaussian_kl,
+    make_objective,
+    policy_stats,
+)
 from b2diffurl.perf import stage_memory
-from b2diffurl.objectives import Reference, advantages_from_scores, contrastive_pairs, gaussian_kl, make_objective, policy_stats
 
 STAGE = "train"
 OPTIMIZER_NAME = records.OPTIMIZER_NAME
@@ -97,7 +104,7 @@ def load_optimizer(optimizer, names, tensors):
         return
     state = {}
     for i, name in enumerate(names):
-        keys = {k[len(name) + 1:]: v for k, v in tensors.items() if k.rsplit(".", 1)[0] == name}
+        keys = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.rsplit(".", 1)[0] == name}
         if not keys:
             raise ValueError(f"the optimizer state has no entry for {name}: it was saved for another LoRA layout")
         state[i] = keys
@@ -179,7 +186,9 @@ class Policy:
         :meth:`step`): a :class:`~b2diffurl.objectives.Reference` with the base log-prob of
         ``next_latents`` [M] and KL(policy || base) [M]. One extra UNet forward, no gradient."""
         reference_mean = self.reference_mean(latents, timesteps, prompt_embeds)
-        return Reference(gaussian_log_prob(next_latents.float(), reference_mean, std), gaussian_kl(mean, reference_mean, std))
+        return Reference(
+            gaussian_log_prob(next_latents.float(), reference_mean, std), gaussian_kl(mean, reference_mean, std)
+        )
 
 
 def backward_batch(policy, pairs, prompt_embeds, advantages, objective, clip_range, forward_chunk, scale, backward):
@@ -198,10 +207,21 @@ def backward_batch(policy, pairs, prompt_embeds, advantages, objective, clip_ran
     device = policy.negative_embeds.device
     total = len(rows)
     tie = 2 if objective.paired else 1
-    stats = {"loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "kl_reference": 0.0, "pairs": total, "max_ratio_deviation": 0.0}
+    stats = {
+        "loss": 0.0,
+        "approx_kl": 0.0,
+        "clipfrac": 0.0,
+        "kl_reference": 0.0,
+        "pairs": total,
+        "max_ratio_deviation": 0.0,
+    }
     for chunk in torch.arange(total).split(max(tie, forward_chunk // tie * tie)):
         chunk_rows = rows[chunk]
-        x, t, embeds = latents[chunk].to(device), timesteps[chunk].to(device), prompt_embeds[chunk_rows.to(prompt_embeds.device)]
+        x, t, embeds = (
+            latents[chunk].to(device),
+            timesteps[chunk].to(device),
+            prompt_embeds[chunk_rows.to(prompt_embeds.device)],
+        )
         x_next = next_latents[chunk].to(device)
         log_probs, mean, std = policy.step(x, x_next, t, embeds)
         reference = policy.reference(x, x_next, t, embeds, mean, std) if objective.needs_reference else None
@@ -243,7 +263,7 @@ def _all_reduce_mean(accelerator, params, flags):
     flat = accelerator.reduce(flat, reduction="mean")
     offset = 0
     for p in params:
-        p.grad.copy_(flat[offset: offset + p.numel()].view_as(p.grad))
+        p.grad.copy_(flat[offset : offset + p.numel()].view_as(p.grad))
         offset += p.numel()
     return flat[offset:] * accelerator.num_processes
 
@@ -264,7 +284,9 @@ def _non_finite_stop(config, what, step, total_steps, epoch):
 def check_interval_latents(round_dir):
     """A round whose interval latents were deleted after an earlier training (process.save_interval)
     is retrained only from its sampling: say so instead of naming one missing file after another."""
-    if not os.path.exists(os.path.join(round_dir, "samples")) and not os.path.exists(os.path.join(round_dir, "selected.safetensors")):
+    if not os.path.exists(os.path.join(round_dir, "samples")) and not os.path.exists(
+        os.path.join(round_dir, "selected.safetensors")
+    ):
         from b2diffurl.errors import RecordError
 
         raise RecordError(
@@ -343,7 +365,9 @@ def train_round(config, accelerator, pipeline, round_dir, load_seconds=0.0):
     objective = make_objective(train)
     units, unit_info = training_units(selected, extra, objective)
     tie = units.shape[1]
-    units_per_batch = max(1, train.batch_size // tie)  # a DPO batch of train.batch_size trajectories holds batch_size / 2 pairs
+    units_per_batch = max(
+        1, train.batch_size // tie
+    )  # a DPO batch of train.batch_size trajectories holds batch_size / 2 pairs
     full_step_units = units_per_batch * train.gradient_accumulation_steps  # units of one full optimizer step
 
     n = len(units)
@@ -360,7 +384,12 @@ def train_round(config, accelerator, pipeline, round_dir, load_seconds=0.0):
     unet.train()
     if train.gradient_checkpointing:  # activations recomputed in backward: less memory, same gradient
         unet.enable_gradient_checkpointing()
-    progress = tqdm(total=total_batches, desc=f"training {config.run_name}", disable=not accelerator.is_main_process, dynamic_ncols=True)
+    progress = tqdm(
+        total=total_batches,
+        desc=f"training {config.run_name}",
+        disable=not accelerator.is_main_process,
+        dynamic_ncols=True,
+    )
 
     def reduce_gradients(epoch):
         """Average the accumulated gradients over processes; stop on every rank if any rank saw a NaN/inf loss."""
@@ -371,7 +400,9 @@ def train_round(config, accelerator, pipeline, round_dir, load_seconds=0.0):
     def optimizer_step(epoch):
         nonlocal accumulated, accumulated_units, steps_done, skipped_steps, non_finite_loss
         step = steps_done + skipped_steps + 1
-        if accumulated_units < full_step_units:  # a step with a short batch, or the last, partial one: the mean over its units
+        if (
+            accumulated_units < full_step_units
+        ):  # a step with a short batch, or the last, partial one: the mean over its units
             for p in params:
                 p.grad.mul_(full_step_units / accumulated_units)
         reduce_gradients(epoch)
@@ -397,13 +428,20 @@ def train_round(config, accelerator, pipeline, round_dir, load_seconds=0.0):
         for epoch in range(train.num_epochs):
             share = epoch_share(n, accelerator.num_processes, accelerator.process_index, config.seed, epoch)
             for start in starts:
-                batch_units = share[start: start + units_per_batch]
+                batch_units = share[start : start + units_per_batch]
                 batch = units[batch_units].flatten()  # trajectory rows, [w, l] adjacent
                 trajectories = selected.select(batch)
                 pairs = interval_pairs(trajectories, generator, tie)
                 batch_stats = backward_batch(  # weighted by the batch's size: a short batch counts for its units
-                    policy, pairs, prompt_embeds[trajectories.prompt_ids], advantages[batch], objective, objective.clip_range,
-                    train.forward_chunk, len(batch_units) / full_step_units, accelerator.backward,
+                    policy,
+                    pairs,
+                    prompt_embeds[trajectories.prompt_ids],
+                    advantages[batch],
+                    objective,
+                    objective.clip_range,
+                    train.forward_chunk,
+                    len(batch_units) / full_step_units,
+                    accelerator.backward,
                 )
                 accumulated_units += len(batch_units)
                 non_finite_loss += not math.isfinite(batch_stats["loss"])
@@ -425,7 +463,11 @@ def train_round(config, accelerator, pipeline, round_dir, load_seconds=0.0):
                 p.grad.zero_()
 
     totals = accelerator.reduce(
-        torch.tensor([stats["loss"], stats["approx_kl"], stats["clipfrac"], stats["kl_reference"], stats["pairs"]], dtype=torch.float64, device=device),
+        torch.tensor(
+            [stats["loss"], stats["approx_kl"], stats["clipfrac"], stats["kl_reference"], stats["pairs"]],
+            dtype=torch.float64,
+            device=device,
+        ),
         reduction="sum",
     )
     deviation = accelerator.reduce(torch.tensor([first_step_deviation], device=device), reduction="max")
@@ -465,9 +507,13 @@ def train_round(config, accelerator, pipeline, round_dir, load_seconds=0.0):
         os.makedirs(os.path.join(tmp, "lora"), exist_ok=True)
         save_lora(accelerator.unwrap_model(unet), os.path.join(tmp, "lora"))
         files = {
-            f"lora/{records.LORA_WEIGHTS_NAME}": records.file_sha256(os.path.join(tmp, "lora", records.LORA_WEIGHTS_NAME)),
+            f"lora/{records.LORA_WEIGHTS_NAME}": records.file_sha256(
+                os.path.join(tmp, "lora", records.LORA_WEIGHTS_NAME)
+            ),
             f"lora/{OPTIMIZER_NAME}": save_optimizer(
-                optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer, names, os.path.join(tmp, "lora", OPTIMIZER_NAME),
+                optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
+                names,
+                os.path.join(tmp, "lora", OPTIMIZER_NAME),
                 accelerator.scaler,
             ),
         }

@@ -14,7 +14,14 @@ import json
 import os
 import struct
 
-SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64", "int64": "I64", "int32": "I32"}
+SAFETENSORS_DTYPES = {
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "float64": "F64",
+    "int64": "I64",
+    "int32": "I32",
+}
 
 
 @contextlib.contextmanager
@@ -44,8 +51,10 @@ def read_safetensors_header(f):
     header = json.loads(f.read(size))
     header.pop("__metadata__", None)
     dtypes = {code: getattr(torch, name) for name, code in SAFETENSORS_DTYPES.items()}
-    return {name: (dtypes[e["dtype"]], e["shape"], 8 + size + e["data_offsets"][0], 8 + size + e["data_offsets"][1])
-            for name, e in header.items()}
+    return {
+        name: (dtypes[e["dtype"]], e["shape"], 8 + size + e["data_offsets"][0], 8 + size + e["data_offsets"][1])
+        for name, e in header.items()
+    }
 
 
 def checkpoint_tensors(path):
@@ -104,8 +113,11 @@ def write_safetensors(path, items, metadata=None):
     header, offset = {}, 0
     for name, tensor in items(False):
         size = tensor.numel() * tensor.element_size()
-        header[name] = {"dtype": SAFETENSORS_DTYPES[str(tensor.dtype).replace("torch.", "")], "shape": list(tensor.shape),
-                        "data_offsets": [offset, offset + size]}
+        header[name] = {
+            "dtype": SAFETENSORS_DTYPES[str(tensor.dtype).replace("torch.", "")],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + size],
+        }
         offset += size
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}

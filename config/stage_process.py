@@ -438,12 +438,17 @@ def _setting(field, value, doc):
 
 
 def _algorithm(name):
-    return _setting("train.algorithm", name, f"train.algorithm = {name!r} (paper Sec. 4.5, Fig. 8, Table 2); with ddpo: the vanilla algorithm.")
+    return _setting(
+        "train.algorithm",
+        name,
+        f"train.algorithm = {name!r} (paper Sec. 4.5, Fig. 8, Table 2); with ddpo: the vanilla algorithm.",
+    )
 
 
 def _template(number):
     return _setting(
-        "prompt_file", f"prompts/template{number}_train.json",
+        "prompt_file",
+        f"prompts/template{number}_train.json",
         f"prompt template {number} (paper Sec. 4.1, App. H): train on template{number}_train.json, evaluate on its _test list.",
     )
 
@@ -500,12 +505,14 @@ def _backbone(name, model_id, doc):
 
 
 sd21 = _backbone(
-    "sd21", "stabilityai/stable-diffusion-2-1",
+    "sd21",
+    "stabilityai/stable-diffusion-2-1",
     "Stable Diffusion 2.1 (768 px, OpenCLIP ViT-H text encoder, v-prediction): stabilityai/stable-diffusion-2-1, "
     "forward_chunk 2, decode_batch_size 4. With tiny (tiny,sd21): the tiny random SD 2.x-shaped model.",
 )
 sdxl = _backbone(
-    "sdxl", "stabilityai/stable-diffusion-xl-base-1.0",
+    "sdxl",
+    "stabilityai/stable-diffusion-xl-base-1.0",
     "SDXL base 1.0 (1024 px, two text encoders, micro-conditioning): stabilityai/stable-diffusion-xl-base-1.0, "
     "2 prompts per sampling batch x 128 batches (the default's 256 prompts a round), gradient checkpointing, "
     "forward_chunk 2, decode_batch_size 2. With tiny (tiny,sdxl): the tiny random SDXL-shaped model.",

@@ -80,8 +80,21 @@ def run_stage(script, *flags, launcher=(), check=True, timeout=300, env=None):
 def accelerate_two_processes():
     """accelerate launch with 2 processes: gloo on the CPU when there is no GPU (--cpu would start only one)."""
     exe = os.path.join(os.path.dirname(sys.executable), "accelerate")
-    return (exe, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0")
+    return (
+        exe,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",
+    )
 
 
 def _default_sigint():
@@ -97,21 +110,41 @@ def run_driver(save_path, check=True, config="config/stage_process.py:tiny", tim
     import subprocess
 
     env = {k: v for k, v in os.environ.items() if k != "B2DIFFURL_FAULT"}
-    env.update({"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "PYTHON": sys.executable, "CONFIG": config, "SavePath": str(save_path)})
+    env.update(
+        {
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHON": sys.executable,
+            "CONFIG": config,
+            "SavePath": str(save_path),
+        }
+    )
     env.update({k: str(v) for k, v in variables.items()})
     proc = subprocess.run(
-        ["bash", os.path.join(REPO, "run_process.sh")], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=timeout, start_new_session=True, preexec_fn=_default_sigint,
+        ["bash", os.path.join(REPO, "run_process.sh")],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        start_new_session=True,
+        preexec_fn=_default_sigint,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"run_process.sh failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"run_process.sh failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 
 def error_lines(stderr):
     """The lines a user reads on stderr, progress bars left out."""
     lines = [part.strip() for line in stderr.splitlines() for part in line.split("\r")]
-    return [line for line in lines if line and "it/s]" not in line and "s/it]" not in line and not line.startswith(("sampling ", "training "))]
+    return [
+        line
+        for line in lines
+        if line and "it/s]" not in line and "s/it]" not in line and not line.startswith(("sampling ", "training "))
+    ]
 
 
 # A small run that every crash and bad-input test compares against: 2 rounds (k = 2, 3), 2 prompt
@@ -143,7 +176,9 @@ def built_once(folder, build):
 def reference_run(tmp_path_factory):
     """(save_path, experiment folder) of REFERENCE_RUN, finished without interruption; run once per
     session, whatever the number of workers (tests copy it before they change anything)."""
-    save_path = built_once(shared_folder(tmp_path_factory, "reference"), lambda folder: run_driver(folder, **REFERENCE_RUN))
+    save_path = built_once(
+        shared_folder(tmp_path_factory, "reference"), lambda folder: run_driver(folder, **REFERENCE_RUN)
+    )
     return save_path, save_path / REFERENCE_RUN["ExpName"]
 
 

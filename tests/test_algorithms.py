@@ -9,15 +9,19 @@ import pytest
 import torch
 
 from b2diffurl import records
+from b2diffurl.backbones import encode_prompts
 from b2diffurl.models import load_lora, load_policy
 from b2diffurl.objectives import contrastive_pairs, make_objective
 from b2diffurl.records import round_dir
 from b2diffurl.rewards import build_reward
-from b2diffurl.backbones import encode_prompts
 from b2diffurl.sampler import sample_round
 from b2diffurl.selection import select_round
 from b2diffurl.trainer import (
-    Policy, backward_batch, interval_pairs, make_optimizer, train_round,
+    Policy,
+    backward_batch,
+    interval_pairs,
+    make_optimizer,
+    train_round,
     trainable_parameters,
 )
 
@@ -57,7 +61,13 @@ def fresh_copy(config, out, name):
 
 def policy_for(config, pipeline):
     pipeline.scheduler.set_timesteps(config.sample.num_steps)
-    return Policy(pipeline.unet, pipeline.scheduler, encode_prompts(pipeline, [""]), config.sample.guidance_scale, config.sample.eta)
+    return Policy(
+        pipeline.unet,
+        pipeline.scheduler,
+        encode_prompts(pipeline, [""]),
+        config.sample.guidance_scale,
+        config.sample.eta,
+    )
 
 
 def selected_of(out):
@@ -88,8 +98,12 @@ def test_dpo_step_raises_the_winners_log_prob_margin(sampled_round):
     params = [p for _, p in trainable_parameters(pipeline.unet)]
     optimizer = make_optimizer(params, train)
     before = margin()
-    stats = backward_batch(policy, pairs, embeds, torch.zeros(4), make_objective(train), train.eps, 8, 1.0, lambda loss: loss.backward())
-    assert stats["loss"] / stats["pairs"] == pytest.approx(0.6931, abs=1e-3), "at the sampling policy the DPO loss is log 2"
+    stats = backward_batch(
+        policy, pairs, embeds, torch.zeros(4), make_objective(train), train.eps, 8, 1.0, lambda loss: loss.backward()
+    )
+    assert stats["loss"] / stats["pairs"] == pytest.approx(0.6931, abs=1e-3), (
+        "at the sampling policy the DPO loss is log 2"
+    )
     optimizer.step()
     assert margin() > before + 1e-4, "one DPO step raises log p(w) - log p(l)"
 
@@ -224,10 +238,21 @@ def test_a_short_last_batch_counts_for_its_size(sampled_round, accelerator, part
     embeds = encode_prompts(pipeline, manifest["prompt_list"])[batch.prompt_ids]
     from b2diffurl.objectives import advantages_from_scores
 
-    advantages = advantages_from_scores(extra["normalised"].float(), config.train.adv_clip_max, config.train.beta1, config.train.beta2)[rows]
+    advantages = advantages_from_scores(
+        extra["normalised"].float(), config.train.adv_clip_max, config.train.beta1, config.train.beta2
+    )[rows]
     params = [p for _, p in trainable_parameters(pipeline.unet)]
     pipeline.unet.train()
-    backward_batch(policy, interval_pairs(batch, torch.Generator().manual_seed(0)), embeds, advantages, make_objective(config.train),
-                   config.train.eps, 64, 1.0, lambda loss: loss.backward())
+    backward_batch(
+        policy,
+        interval_pairs(batch, torch.Generator().manual_seed(0)),
+        embeds,
+        advantages,
+        make_objective(config.train),
+        config.train.eps,
+        64,
+        1.0,
+        lambda loss: loss.backward(),
+    )
     expected = torch.cat([p.grad.flatten() for p in params]).norm().item()
     assert metrics["grad_norm"] == pytest.approx(expected, rel=1e-4)

@@ -6,9 +6,9 @@ import os
 
 import pytest
 import torch
+from conftest import run_driver
 
 from b2diffurl import records
-from conftest import run_driver
 
 
 def _tiny(tmp_path_factory, variant):
@@ -32,14 +32,24 @@ def test_the_backbone_comes_from_the_checkpoint(sd2_dir, sdxl_dir, tiny_dir):
     from b2diffurl import backbones
     from b2diffurl.models import load_pipeline
 
-    for folder, cls, name in ((tiny_dir, "StableDiffusionPipeline", "sd"), (sd2_dir, "StableDiffusionPipeline", "sd"),
-                              (sdxl_dir, "StableDiffusionXLPipeline", "sdxl")):
+    for folder, cls, name in (
+        (tiny_dir, "StableDiffusionPipeline", "sd"),
+        (sd2_dir, "StableDiffusionPipeline", "sd"),
+        (sdxl_dir, "StableDiffusionXLPipeline", "sdxl"),
+    ):
         pipeline = load_pipeline(folder)
         assert type(pipeline).__name__ == cls and backbones.backbone(pipeline) == name
         assert backbones.backbone_of(backbones.read_model_index(folder)) == name
     # what a run records of its model (settings.json's "model")
-    assert backbones.checkpoint_record(sd2_dir) == {"pipeline": "StableDiffusionPipeline", "backbone": "sd", "prediction_type": "v_prediction"}
-    assert backbones.checkpoint_record(sdxl_dir)["backbone"] == "sdxl" and backbones.checkpoint_record(str(sd2_dir) + "-missing") == {}
+    assert backbones.checkpoint_record(sd2_dir) == {
+        "pipeline": "StableDiffusionPipeline",
+        "backbone": "sd",
+        "prediction_type": "v_prediction",
+    }
+    assert (
+        backbones.checkpoint_record(sdxl_dir)["backbone"] == "sdxl"
+        and backbones.checkpoint_record(str(sd2_dir) + "-missing") == {}
+    )
 
 
 def test_a_v_prediction_pipeline_loads_and_samples_as_diffusers_does(sd2_dir):
@@ -75,14 +85,18 @@ def test_sdxl_conditioning_is_the_pipelines(sdxl_dir):
     stock = StableDiffusionXLPipeline.from_pretrained(sdxl_dir)
     prompts = ["a red circle", "two blue squares"]
     cond, negative = backbones.encode_prompts(ours, prompts), backbones.negative_conditioning(ours)
-    embeds, negative_embeds, pooled, negative_pooled = stock.encode_prompt(prompts, device="cpu", do_classifier_free_guidance=True)
+    embeds, negative_embeds, pooled, negative_pooled = stock.encode_prompt(
+        prompts, device="cpu", do_classifier_free_guidance=True
+    )
     torch.testing.assert_close(cond.hidden, embeds)
     torch.testing.assert_close(cond.pooled, pooled)
     torch.testing.assert_close(negative.hidden, negative_embeds[:1])
     torch.testing.assert_close(negative.pooled, negative_pooled[:1])
     assert not negative.hidden.any() and not negative.pooled.any(), "force_zeros_for_empty_prompt"
     size = stock.default_sample_size * stock.vae_scale_factor
-    time_ids = stock._get_add_time_ids((size, size), (0, 0), (size, size), embeds.dtype, stock.text_encoder_2.config.projection_dim)
+    time_ids = stock._get_add_time_ids(
+        (size, size), (0, 0), (size, size), embeds.dtype, stock.text_encoder_2.config.projection_dim
+    )
     torch.testing.assert_close(cond.time_ids, time_ids.repeat(2, 1))
     torch.testing.assert_close(negative.time_ids, time_ids)
 
@@ -91,7 +105,9 @@ def test_sdxl_conditioning_is_the_pipelines(sdxl_dir):
     with torch.no_grad():
         guided = backbones.predict_noise(ours.unet, x, t, cond, negative, 5.0)
         rows = stock.unet(
-            torch.cat([x, x]), t, encoder_hidden_states=torch.cat([negative_embeds, embeds]),
+            torch.cat([x, x]),
+            t,
+            encoder_hidden_states=torch.cat([negative_embeds, embeds]),
             added_cond_kwargs={"text_embeds": torch.cat([negative_pooled, pooled]), "time_ids": time_ids.repeat(4, 1)},
         ).sample
     uncond, conditional = rows.chunk(2)
@@ -107,17 +123,30 @@ def _stock_image(folder, lora_dir=None):
     from b2diffurl import backbones
 
     cls = getattr(diffusers, backbones.read_model_index(folder)["_class_name"])
-    pipeline = cls.from_pretrained(folder, **({"safety_checker": None} if cls.__name__ == "StableDiffusionPipeline" else {}))
+    pipeline = cls.from_pretrained(
+        folder, **({"safety_checker": None} if cls.__name__ == "StableDiffusionPipeline" else {})
+    )
     pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
     if lora_dir:
         pipeline.load_lora_weights(lora_dir)
     pipeline.set_progress_bar_config(disable=True)
-    image = pipeline("a red circle", num_inference_steps=3, guidance_scale=5.0, generator=torch.Generator().manual_seed(0), output_type="np")
+    image = pipeline(
+        "a red circle",
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+    )
     return image.images[0]
 
 
 def _snapshot(exp_dir):
-    return {os.path.join(f, n): os.stat(os.path.join(f, n)).st_mtime_ns for f, _, ns in os.walk(exp_dir) for n in ns if n != ".run.lock"}
+    return {
+        os.path.join(f, n): os.stat(os.path.join(f, n)).st_mtime_ns
+        for f, _, ns in os.walk(exp_dir)
+        for n in ns
+        if n != ".run.lock"
+    }
 
 
 @pytest.mark.slow
@@ -130,7 +159,15 @@ def test_a_backbone_runs_the_loop(backbone, tmp_path):
     backbone the model resolved to."""
     from b2diffurl.tiny import TINY_DIRS
 
-    run = dict(config=f"config/stage_process.py:tiny,{backbone}", ExpName=backbone, StageCnt=2, BatchCnt=1, EvalInterval=2, OneProcess=1, Seed=4)
+    run = dict(
+        config=f"config/stage_process.py:tiny,{backbone}",
+        ExpName=backbone,
+        StageCnt=2,
+        BatchCnt=1,
+        EvalInterval=2,
+        OneProcess=1,
+        Seed=4,
+    )
     out = run_driver(tmp_path, **run).stdout
     assert "all 2 rounds finished" in out
     exp = tmp_path / backbone
@@ -150,7 +187,9 @@ def test_a_backbone_runs_the_loop(backbone, tmp_path):
 
     base = _stock_image(TINY_DIRS[backbone])
     tuned = _stock_image(TINY_DIRS[backbone], exp / "round_001" / "lora")
-    assert base.shape == tuned.shape and abs(tuned - base).max() > 1 / 255, "the LoRA changes the stock pipeline's pixels"
+    assert base.shape == tuned.shape and abs(tuned - base).max() > 1 / 255, (
+        "the LoRA changes the stock pipeline's pixels"
+    )
 
 
 def test_sdxl_gradient_is_the_same_chunked_and_checkpointed(sdxl_dir):
@@ -182,7 +221,17 @@ def test_sdxl_gradient_is_the_same_chunked_and_checkpointed(sdxl_dir):
     def gradient(chunk):
         for p in params:
             p.grad = None
-        backward_batch(policy, pairs, embeds, torch.tensor([1.0, -0.5, 2.0]), objective, 0.1, chunk, 1.0, lambda loss: loss.backward())
+        backward_batch(
+            policy,
+            pairs,
+            embeds,
+            torch.tensor([1.0, -0.5, 2.0]),
+            objective,
+            0.1,
+            chunk,
+            1.0,
+            lambda loss: loss.backward(),
+        )
         return torch.cat([p.grad.flatten() for p in params])
 
     whole = gradient(1000)
@@ -207,7 +256,11 @@ def test_the_benchmark_runs_sdxl_on_the_cpu(tmp_path):
 
     proc = subprocess.run(
         [sys.executable, "-m", "b2diffurl.bench", "--small", "--backbone", "sdxl", "--workdir", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=3600, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "SDXL base's UNet / VAE / ViT-L/14 and OpenCLIP ViT-bigG text encoders" in proc.stdout

@@ -6,7 +6,6 @@ import os
 import shutil
 
 import pytest
-
 from conftest import REFERENCE_RUN, REPO, error_lines, run_driver, run_stage, run_state
 
 LORA = "round_001/lora/pytorch_lora_weights.safetensors"
@@ -19,9 +18,7 @@ def _config_file(folder, body):
     path.write_text(
         "from config.stage_process import get_config as base\n\n\n"
         "def get_config(preset='tiny'):\n"
-        "    config = base(preset)\n"
-        + "".join(f"    {line}\n" for line in body.splitlines())
-        + "    return config\n"
+        "    config = base(preset)\n" + "".join(f"    {line}\n" for line in body.splitlines()) + "    return config\n"
     )
     return str(path)
 
@@ -41,7 +38,10 @@ DRIVER_CASES = [
     ({"StageCnt": "abc"}, ["StageCnt=abc must be an integer"]),
     ({"Algorithm": "sac"}, ["Algorithm=sac is not known", "dpok"]),
     ({"EvalInterval": "-1"}, ["EvalInterval=-1 must be >= 0"]),
-    ({"EvalInterval": "1", "PromptFile": "{dir}/mine.json"}, ["evaluate.test_prompt_file=", "does not end in _train.json", "set evaluate.test_prompt_file"]),
+    (
+        {"EvalInterval": "1", "PromptFile": "{dir}/mine.json"},
+        ["evaluate.test_prompt_file=", "does not end in _train.json", "set evaluate.test_prompt_file"],
+    ),
     ({"Algorithm": "dpo", "SplitTime": "1"}, ["SplitTime=1 gives DPO no pairs", "ddpo,dpo"]),
     ({"LogWith": "mlflow"}, ["LogWith=mlflow must be"]),
     ({"StageCnt": "0"}, ["StageCnt=0 must be >= 1"]),
@@ -50,12 +50,21 @@ DRIVER_CASES = [
     ({"Seed": "-1"}, ["Seed=-1 must be >= 0"]),
     ({"NUM_PROCESSES": "abc"}, ["NUM_PROCESSES=abc must be an integer"]),
     ({"NUM_PROCESSES": "0"}, ["NUM_PROCESSES=0 must be >= 1"]),
-    ({"NUM_MACHINES": "2", "MACHINE_RANK": "2", "MAIN_PROCESS_IP": "10.0.0.1", "NUM_PROCESSES": "2"}, ["MACHINE_RANK=2 must be below NUM_MACHINES=2"]),
+    (
+        {"NUM_MACHINES": "2", "MACHINE_RANK": "2", "MAIN_PROCESS_IP": "10.0.0.1", "NUM_PROCESSES": "2"},
+        ["MACHINE_RANK=2 must be below NUM_MACHINES=2"],
+    ),
     ({"NUM_MACHINES": "2", "NUM_PROCESSES": "2"}, ["MAIN_PROCESS_IP is not set", "address of machine rank 0"]),
-    ({"NUM_MACHINES": "3", "MAIN_PROCESS_IP": "10.0.0.1", "NUM_PROCESSES": "2"}, ["NUM_PROCESSES=2 must be a multiple of NUM_MACHINES=3", "total"]),
+    (
+        {"NUM_MACHINES": "3", "MAIN_PROCESS_IP": "10.0.0.1", "NUM_PROCESSES": "2"},
+        ["NUM_PROCESSES=2 must be a multiple of NUM_MACHINES=3", "total"],
+    ),
     ({"NUM_MACHINES": "0"}, ["NUM_MACHINES=0 must be >= 1"]),
     ({"MAIN_PROCESS_PORT": "70000"}, ["MAIN_PROCESS_PORT=70000 must be a port, 1..65520", "15 ports above it"]),
-    ({"SaveInterval": "-1"}, ["SaveInterval=-1 must be >= 0 (0 keeps no round's interval latents, 1 keeps every round's)"]),
+    (
+        {"SaveInterval": "-1"},
+        ["SaveInterval=-1 must be >= 0 (0 keeps no round's interval latents, 1 keeps every round's)"],
+    ),
     ({"SaveInterval": "x"}, ["SaveInterval=x must be an integer"]),
     ({"BatchCnt": "0"}, ["BatchCnt=0 must be >= 1"]),
     ({"BatchCnt": "3", "NUM_PROCESSES": "2"}, ["BatchCnt=3 does not divide over 2 processes", "multiple of 2"]),
@@ -89,22 +98,55 @@ DRIVER_CASES = [
     ({"PromptFile": "{dir}/missing.json"}, ["PromptFile={dir}/missing.json does not exist"]),
     ({"PromptFile": "{dir}/not_json.json"}, ["PromptFile={dir}/not_json.json is not valid JSON"]),
     ({"PromptFile": "{dir}/empty.json"}, ["PromptFile={dir}/empty.json holds an empty list"]),
-    ({"PromptFile": "{dir}/numbers.json"}, ["PromptFile={dir}/numbers.json must hold a JSON list of non-empty strings"]),
-    ({"PromptFile": "prompts/template1_train.json"}, ["reward.name='colour' cannot score prompt 'a cat washing dishes'", "set in CONFIG"]),
-    ({"CONFIG": "{dir}/hub_model.py"}, ["pretrained.model='someone/not-cached-model' is not in the local Hugging Face cache", "HF_HUB_OFFLINE=1"]),
+    (
+        {"PromptFile": "{dir}/numbers.json"},
+        ["PromptFile={dir}/numbers.json must hold a JSON list of non-empty strings"],
+    ),
+    (
+        {"PromptFile": "prompts/template1_train.json"},
+        ["reward.name='colour' cannot score prompt 'a cat washing dishes'", "set in CONFIG"],
+    ),
+    (
+        {"CONFIG": "{dir}/hub_model.py"},
+        ["pretrained.model='someone/not-cached-model' is not in the local Hugging Face cache", "HF_HUB_OFFLINE=1"],
+    ),
     ({"CONFIG": "{dir}/clip_tag.py"}, ["reward.clip_pretrained='openai' is not in the local Hugging Face cache"]),
     ({"CONFIG": "{dir}/model_folder.py"}, ["pretrained.model=", "without model_index.json"]),
-    ({"CONFIG": "{dir}/other_pipeline.py"}, ["pretrained.model=", "is a KandinskyPipeline checkpoint", "not supported", "StableDiffusionXLPipeline"]),
-    ({"CONFIG": "{dir}/sdxl_one_encoder.py"}, ["pretrained.model=", "StableDiffusionXLPipeline checkpoint without its text_encoder_2 and tokenizer_2"]),
+    (
+        {"CONFIG": "{dir}/other_pipeline.py"},
+        ["pretrained.model=", "is a KandinskyPipeline checkpoint", "not supported", "StableDiffusionXLPipeline"],
+    ),
+    (
+        {"CONFIG": "{dir}/sdxl_one_encoder.py"},
+        ["pretrained.model=", "StableDiffusionXLPipeline checkpoint without its text_encoder_2 and tokenizer_2"],
+    ),
     ({"CONFIG": "{dir}/reward_name.py"}, ["reward.name='bertscor' is not a known reward", "'bertscore'"]),
-    ({"CONFIG": "{dir}/reward_weight.py"}, ["reward.name='colour+-0.5*clipscore' gives clipscore the weight -0.5: weights must be positive"]),
-    ({"CONFIG": "{dir}/bertscore_reference.py"}, ["reward.caption_reference='The image contains' must contain {{prompt}}"]),
-    ({"CONFIG": "{dir}/bertscore_hub.py"}, ["reward.captioner='someone/not-cached-llava' is not in the local Hugging Face cache", "HF_HUB_OFFLINE=1"]),
+    (
+        {"CONFIG": "{dir}/reward_weight.py"},
+        ["reward.name='colour+-0.5*clipscore' gives clipscore the weight -0.5: weights must be positive"],
+    ),
+    (
+        {"CONFIG": "{dir}/bertscore_reference.py"},
+        ["reward.caption_reference='The image contains' must contain {{prompt}}"],
+    ),
+    (
+        {"CONFIG": "{dir}/bertscore_hub.py"},
+        ["reward.captioner='someone/not-cached-llava' is not in the local Hugging Face cache", "HF_HUB_OFFLINE=1"],
+    ),
     ({"CONFIG": "{dir}/bertscore_folder.py"}, ["reward.bertscore_model=", "is a folder without config.json"]),
-    ({"CONFIG": "{dir}/eval_metric.py"}, ["evaluate.metrics='bertscore,bleu' names 'bleu', which is no reward", "'bertscore'"]),
-    ({"CONFIG": "{dir}/eval_metric_hub.py"}, ["reward.captioner='someone/not-cached-llava' is not in the local Hugging Face cache"]),
+    (
+        {"CONFIG": "{dir}/eval_metric.py"},
+        ["evaluate.metrics='bertscore,bleu' names 'bleu', which is no reward", "'bertscore'"],
+    ),
+    (
+        {"CONFIG": "{dir}/eval_metric_hub.py"},
+        ["reward.captioner='someone/not-cached-llava' is not in the local Hugging Face cache"],
+    ),
     ({"CONFIG": "{dir}/eta.py"}, ["sample.eta=0.0 must be > 0", "set in CONFIG"]),
-    ({"CONFIG": "{dir}/bf16_latents.py"}, ["sample.latent_dtype='bf16' rounds a stored latent by up to 73%", "use fp16", "set in CONFIG"]),
+    (
+        {"CONFIG": "{dir}/bf16_latents.py"},
+        ["sample.latent_dtype='bf16' rounds a stored latent by up to 73%", "use fp16", "set in CONFIG"],
+    ),
 ]
 
 
@@ -113,7 +155,7 @@ def _scratch(folder):
     _json_file(folder, "not json", "not_json.json")
     _json_file(folder, "[]", "empty.json")
     _json_file(folder, "[1, 2]", "numbers.json")
-    _json_file(folder, "[\"red apple\"]", "mine.json")
+    _json_file(folder, '["red apple"]', "mine.json")
     (folder / "a_file").write_text("a file, not a folder")
     (folder / "broken_config.py").write_text("def get_config(preset=''):\n    return undefined_name\n")
     (folder / "empty_model").mkdir()
@@ -121,7 +163,12 @@ def _scratch(folder):
     parts = {part: ["diffusers", "X"] for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler")}
     for name, index in {
         "other_pipeline": {"_class_name": "KandinskyPipeline", **parts},
-        "sdxl_one_encoder": {"_class_name": "StableDiffusionXLPipeline", **parts, "text_encoder_2": [None, None], "tokenizer_2": [None, None]},
+        "sdxl_one_encoder": {
+            "_class_name": "StableDiffusionXLPipeline",
+            **parts,
+            "text_encoder_2": [None, None],
+            "tokenizer_2": [None, None],
+        },
     }.items():
         (folder / f"{name}_model").mkdir()
         (folder / f"{name}_model" / "model_index.json").write_text(json.dumps(index))
@@ -174,8 +221,13 @@ def prepare_in_process(save_path, config, variables, monkeypatch, capfd):
 
     for name in KNOWN_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    env = {"CONFIG": config, "SavePath": str(save_path), "HF_HUB_OFFLINE": "1", "B2DIFFURL_CALLER_DIR": REPO,
-           **{k: str(v) for k, v in variables.items()}}
+    env = {
+        "CONFIG": config,
+        "SavePath": str(save_path),
+        "HF_HUB_OFFLINE": "1",
+        "B2DIFFURL_CALLER_DIR": REPO,
+        **{k: str(v) for k, v in variables.items()},
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     capfd.readouterr()
@@ -194,7 +246,9 @@ def _assert_one_line(proc, fragments, code=2):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variables,fragments", DRIVER_CASES, ids=[" ".join(f"{k}={v}" for k, v in c[0].items()) for c in DRIVER_CASES])
+@pytest.mark.parametrize(
+    "variables,fragments", DRIVER_CASES, ids=[" ".join(f"{k}={v}" for k, v in c[0].items()) for c in DRIVER_CASES]
+)
 def test_the_driver_refuses_bad_input_before_round_0(variables, fragments, existing_run, tmp_path, monkeypatch, capfd):
     case = (variables, fragments)
     _scratch(tmp_path)
@@ -221,7 +275,10 @@ def test_default_config_on_a_cpu_says_how_to_run_anyway(tmp_path):
     proc = run_driver(tmp_path, check=False, config="config/stage_process.py")
     lines = error_lines(proc.stderr)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert lines[0].startswith("error: MixedPrecision=fp16 needs a GPU") and "CONFIG=config/stage_process.py:toy" in lines[0]
+    assert (
+        lines[0].startswith("error: MixedPrecision=fp16 needs a GPU")
+        and "CONFIG=config/stage_process.py:toy" in lines[0]
+    )
     assert "MixedPrecision=no" in lines[0]
     assert all(line.startswith("error: ") for line in lines), "one line per problem (model, reward: not cached offline)"
     assert not os.listdir(tmp_path)
@@ -232,7 +289,14 @@ def test_relative_paths_are_taken_from_the_callers_folder(tmp_path):
     from b2diffurl.driver import prepare
 
     (tmp_path / "mine.json").write_text(json.dumps(["red apple"]))
-    values = prepare({"CONFIG": "config/stage_process.py:tiny", "PromptFile": "mine.json", "SavePath": "out", "B2DIFFURL_CALLER_DIR": str(tmp_path)})
+    values = prepare(
+        {
+            "CONFIG": "config/stage_process.py:tiny",
+            "PromptFile": "mine.json",
+            "SavePath": "out",
+            "B2DIFFURL_CALLER_DIR": str(tmp_path),
+        }
+    )
     assert values["PromptFile"] == str(tmp_path / "mine.json") and values["SavePath"] == str(tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -252,14 +316,49 @@ def _flip(path):
 # (name, damage, how the run is extended: "driver" (run_process.sh, StageCnt=3) or "stage" (run_sample.py
 # for round_002), fragments of the one error line)
 DAMAGE_CASES = [
-    ("corrupt LoRA", lambda exp: _flip(exp / LORA), "driver", [LORA, "does not match its checksum", "delete", "round_001/train.done"]),
-    ("truncated LoRA", lambda exp: _truncate(exp / LORA), "driver", [LORA, "does not match its checksum", "round_001/train.done"]),
-    ("corrupt optimizer", lambda exp: _flip(exp / OPTIMIZER), "driver", [OPTIMIZER, "round_001/train.done", "FreshOptimizer=2"]),
-    ("missing optimizer", lambda exp: (exp / OPTIMIZER).unlink(), "driver", [OPTIMIZER, "is missing", "AdamW would restart from zero", "FreshOptimizer=2"]),
-    ("corrupt history scores", lambda exp: _flip(exp / "round_000" / "scores.json"), "driver", ["round_000/scores.json", "round_000/select.done"]),
-    ("corrupt marker", lambda exp: (exp / "round_001" / "train.done").write_text("{"), "driver", ["round_001/train.done is unreadable", "delete"]),
+    (
+        "corrupt LoRA",
+        lambda exp: _flip(exp / LORA),
+        "driver",
+        [LORA, "does not match its checksum", "delete", "round_001/train.done"],
+    ),
+    (
+        "truncated LoRA",
+        lambda exp: _truncate(exp / LORA),
+        "driver",
+        [LORA, "does not match its checksum", "round_001/train.done"],
+    ),
+    (
+        "corrupt optimizer",
+        lambda exp: _flip(exp / OPTIMIZER),
+        "driver",
+        [OPTIMIZER, "round_001/train.done", "FreshOptimizer=2"],
+    ),
+    (
+        "missing optimizer",
+        lambda exp: (exp / OPTIMIZER).unlink(),
+        "driver",
+        [OPTIMIZER, "is missing", "AdamW would restart from zero", "FreshOptimizer=2"],
+    ),
+    (
+        "corrupt history scores",
+        lambda exp: _flip(exp / "round_000" / "scores.json"),
+        "driver",
+        ["round_000/scores.json", "round_000/select.done"],
+    ),
+    (
+        "corrupt marker",
+        lambda exp: (exp / "round_001" / "train.done").write_text("{"),
+        "driver",
+        ["round_001/train.done is unreadable", "delete"],
+    ),
     # (the driver would redo round_000's selection; a stage run alone must refuse the shorter history)
-    ("missing history", lambda exp: (exp / "round_000" / "select.done").unlink(), "stage", ["round_000/select.done is missing", "History_Cnt"]),
+    (
+        "missing history",
+        lambda exp: (exp / "round_000" / "select.done").unlink(),
+        "stage",
+        ["round_000/select.done is missing", "History_Cnt"],
+    ),
 ]
 
 
@@ -272,8 +371,17 @@ def test_damaged_files_stop_with_the_recovery(damage, via, fragments, reference_
     before, files = run_state(exp), _files(exp)
     if via == "stage":
         proc = run_stage(
-            "run_sample.py", "--config", "config/stage_process.py:tiny", "--config.save_path", str(tmp_path),
-            "--config.exp_name", "ref", "--config.run_name", "round_002", "--config.resume_from", str(exp / "round_001" / "lora"),
+            "run_sample.py",
+            "--config",
+            "config/stage_process.py:tiny",
+            "--config.save_path",
+            str(tmp_path),
+            "--config.exp_name",
+            "ref",
+            "--config.run_name",
+            "round_002",
+            "--config.resume_from",
+            str(exp / "round_001" / "lora"),
             check=False,
         )
     else:
@@ -288,7 +396,13 @@ def test_two_processes_print_one_line(reference_run, tmp_path):
     shutil.copytree(reference_run[1], exp)
     _flip(exp / LORA)
     os.remove(exp / "settings.json")  # as a run folder from before settings were recorded: 2 processes are not a change
-    proc = run_driver(tmp_path, check=False, NUM_PROCESSES=2, ACCELERATE_ARGS="--main_process_port 0", **{**REFERENCE_RUN, "StageCnt": 3})
+    proc = run_driver(
+        tmp_path,
+        check=False,
+        NUM_PROCESSES=2,
+        ACCELERATE_ARGS="--main_process_port 0",
+        **{**REFERENCE_RUN, "StageCnt": 3},
+    )
     _assert_one_line(proc, [LORA, "does not match its checksum"])
 
 
@@ -347,7 +461,9 @@ def test_ports_in_the_ephemeral_range_get_a_warning(tmp_path):
     assert "32753..32768" in line and "at most 32752" in line
     assert "50000..50015" in port_warning({**two, "MAIN_PROCESS_PORT": 50000}, ephemeral)
     assert port_warning({**two, "MAIN_PROCESS_PORT": 61000}, ephemeral) is None  # above the range
-    assert port_warning({"NUM_MACHINES": 1, "MAIN_PROCESS_PORT": 50000}, ephemeral) is None  # one machine: no rendezvous port
+    assert (
+        port_warning({"NUM_MACHINES": 1, "MAIN_PROCESS_PORT": 50000}, ephemeral) is None
+    )  # one machine: no rendezvous port
     assert port_warning({**two, "MAIN_PROCESS_PORT": 50000}, None) is None
 
 
@@ -356,10 +472,14 @@ def test_the_driver_prints_the_port_warning_and_goes_on(tmp_path, monkeypatch, c
 
     monkeypatch.setattr(driver, "ephemeral_ports", lambda: (32768, 60999))
     machines = {"NUM_MACHINES": 2, "MAIN_PROCESS_IP": "10.0.0.1", "NUM_PROCESSES": 2}
-    proc = prepare_in_process(tmp_path, "config/stage_process.py:tiny", {**machines, "MAIN_PROCESS_PORT": 50000}, monkeypatch, capfd)
+    proc = prepare_in_process(
+        tmp_path, "config/stage_process.py:tiny", {**machines, "MAIN_PROCESS_PORT": 50000}, monkeypatch, capfd
+    )
     assert proc.returncode == 0, proc.stderr
     lines = error_lines(proc.stderr)
-    assert len(lines) == 1 and lines[0].startswith("warning: MAIN_PROCESS_PORT=50000: the launches meet on ports 50000..50015"), lines
+    assert len(lines) == 1 and lines[0].startswith(
+        "warning: MAIN_PROCESS_PORT=50000: the launches meet on ports 50000..50015"
+    ), lines
     assert "MAIN_PROCESS_PORT=50000" in proc.stdout  # the run goes on with the port asked for
     proc = prepare_in_process(tmp_path, "config/stage_process.py:tiny", machines, monkeypatch, capfd)  # 29500
     assert proc.returncode == 0 and error_lines(proc.stderr) == [], proc.stderr

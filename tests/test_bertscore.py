@@ -22,7 +22,9 @@ def test_recall_is_the_weighted_mean_of_each_reference_tokens_best_cosine():
     assert greedy_recall(reference, weight, candidate, mask).tolist() == pytest.approx([expected], abs=1e-6)
     # with "x" masked out "a" finds nothing above 0, and "b" still finds 1/sqrt 2 at the candidate's [CLS]
     no_x = torch.tensor([[1, 0, 1, 0]])
-    assert greedy_recall(reference, weight, candidate, no_x).tolist() == pytest.approx([(0.0 + 1 / math.sqrt(2)) / 2], abs=1e-6)
+    assert greedy_recall(reference, weight, candidate, no_x).tolist() == pytest.approx(
+        [(0.0 + 1 / math.sqrt(2)) / 2], abs=1e-6
+    )
 
 
 def test_idf_weights_and_padding_at_similarity_zero():
@@ -38,8 +40,12 @@ def test_idf_weights_and_padding_at_similarity_zero():
     assert padded.tolist() == pytest.approx([(2 * 0.0 + 1 / math.sqrt(2)) / 3], abs=1e-6)
     alone = greedy_recall(reference, weight, candidate[:, :2], torch.tensor([[1, 1]]))
     assert alone.tolist() == pytest.approx([(2 * -1 / math.sqrt(2) + 1 / math.sqrt(2)) / 3], abs=1e-6)
-    batch = greedy_recall(reference.expand(2, -1, -1), weight.expand(2, -1), candidate.expand(2, -1, -1),
-                          torch.tensor([[1, 1, 0], [1, 1, 0]]))
+    batch = greedy_recall(
+        reference.expand(2, -1, -1),
+        weight.expand(2, -1),
+        candidate.expand(2, -1, -1),
+        torch.tensor([[1, 1, 0], [1, 1, 0]]),
+    )
     assert batch.tolist() == pytest.approx(padded.tolist() * 2, abs=1e-6)
 
 
@@ -53,7 +59,9 @@ def test_the_tiny_text_models_load_as_the_real_ones(tmp_path):
     folder = build_tiny_text_models(str(tmp_path / "text"))
     scorer = RecallScorer(f"{folder}/deberta", layer=3)
     assert len(scorer.model.encoder.layer) == 3
-    recall = scorer.recall(["The image contains two blue circles", "two blue circles"], ["The image contains two blue circles"] * 2)
+    recall = scorer.recall(
+        ["The image contains two blue circles", "two blue circles"], ["The image contains two blue circles"] * 2
+    )
     assert recall[0].item() == pytest.approx(1.0, abs=1e-5) and recall[1].item() < 0.99
     with pytest.raises(ValueError, match="bertscore_layer=5 is not a layer"):
         RecallScorer(f"{folder}/deberta", layer=5)
@@ -70,16 +78,19 @@ def test_the_bertscore_reward_runs_the_loop_deterministically(tmp_path):
     """CONFIG=config/stage_process.py:tiny,bertscore StageCnt=2 bash run_process.sh, twice: the same
     captions and scores; each score is the recall of its recorded caption against "The image contains
     <prompt>"; selection and training ran on them."""
+    from conftest import run_driver
+
     from b2diffurl.rewards.bertscore import RecallScorer
     from config.stage_process import get_config
-    from conftest import run_driver
 
     for name in ("first", "again"):
         run_driver(tmp_path, config="config/stage_process.py:tiny,bertscore", StageCnt=2, ExpName=name, OneProcess=1)
     reward = get_config("tiny,bertscore").reward
     scorer = RecallScorer(reward.bertscore_model, reward.bertscore_layer)
     for round_name in ("round_000", "round_001"):
-        first, again = (json.loads((tmp_path / name / round_name / "scores.json").read_text()) for name in ("first", "again"))
+        first, again = (
+            json.loads((tmp_path / name / round_name / "scores.json").read_text()) for name in ("first", "again")
+        )
         assert first["reward"] == "bertscore" and len(first["captions"]) == len(first["scores"]) == 2 * 8 * 3
         assert first["captions"] == again["captions"] and first["scores"] == again["scores"]
         assert len(set(first["scores"])) > 1 and all(-1 <= s <= 1 for s in first["scores"])
@@ -101,11 +112,15 @@ def test_evaluations_report_bertscore_when_asked(tiny_config):
     tiny_config.reward.name = "clipscore"
     before = settings(tiny_config, "train", prompts)
     tiny_config.evaluate.metrics = "bertscore, clipscore"
-    assert "metrics" not in before["evaluate"] and settings(tiny_config, "train", prompts)["evaluate"]["metrics"] == ["bertscore"]
+    assert "metrics" not in before["evaluate"] and settings(tiny_config, "train", prompts)["evaluate"]["metrics"] == [
+        "bertscore"
+    ]
     alone = build_reward(_with_name(tiny_config.reward, "bertscore"))(images, prompts)
     result = Judge(tiny_config, "cpu")(images, prompts, 1)
     mean, sem = mean_and_sem(alone)
-    assert result["bertscore_mean"] == pytest.approx(mean, abs=1e-6) and result["bertscore_sem"] == pytest.approx(sem, abs=1e-6)
+    assert result["bertscore_mean"] == pytest.approx(mean, abs=1e-6) and result["bertscore_sem"] == pytest.approx(
+        sem, abs=1e-6
+    )
     assert result["per_prompt"]["a blue cup"]["bertscore"] == pytest.approx(alone[3:].mean().item(), abs=1e-6)
     assert result["reward"] == "clipscore" and "clipscore_mean" in result
     tiny_config.reward.name = "clipscore+0.5*bertscore"

@@ -4,11 +4,11 @@ import json
 import os
 
 import pytest
+from conftest import run_stage
 
 from b2diffurl.checks import ConfigError, check_config, check_device, check_resume, check_stage
 from b2diffurl.errors import RecordError
 from config.stage_process import get_config
-from conftest import run_stage
 
 
 def check_common(config, num_processes=1):
@@ -84,18 +84,21 @@ def test_resume_from_without_lora(tiny_config, tmp_path):
         check_resume(tiny_config)
 
 
-@pytest.mark.parametrize("field,value,fragment", [
-    ("sample.eta", 0.0, "sample.eta=0.0"),
-    ("sample.eta", 1.5, "sample.eta=1.5"),
-    ("reward.name", "bertscor", "reward.name='bertscor'"),
-    ("reward.batch_size", 0, "reward.batch_size=0"),
-    ("sample.batch_size", 0, "sample.batch_size=0"),
-    ("sample.guidance_scale", 0.5, "sample.guidance_scale=0.5"),
-    ("mixed_precision", "fp8", "mixed_precision='fp8'"),
-    ("prompt_random_choose", 2, "prompt_random_choose=2"),
-    ("run_name", "a/b", "run_name='a/b'"),
-    ("seed", -1, "seed=-1"),
-])
+@pytest.mark.parametrize(
+    "field,value,fragment",
+    [
+        ("sample.eta", 0.0, "sample.eta=0.0"),
+        ("sample.eta", 1.5, "sample.eta=1.5"),
+        ("reward.name", "bertscor", "reward.name='bertscor'"),
+        ("reward.batch_size", 0, "reward.batch_size=0"),
+        ("sample.batch_size", 0, "sample.batch_size=0"),
+        ("sample.guidance_scale", 0.5, "sample.guidance_scale=0.5"),
+        ("mixed_precision", "fp8", "mixed_precision='fp8'"),
+        ("prompt_random_choose", 2, "prompt_random_choose=2"),
+        ("run_name", "a/b", "run_name='a/b'"),
+        ("seed", -1, "seed=-1"),
+    ],
+)
 def test_other_fields(tiny_config, field, value, fragment):
     group, _, name = field.rpartition(".")
     (tiny_config[group] if group else tiny_config)[name] = value
@@ -123,13 +126,22 @@ def test_presets():
 
 def test_cli_prints_one_line_and_writes_nothing(tiny_config, tmp_path):
     proc = run_stage(
-        "run_sample.py", "--config", "config/stage_process.py:tiny", "--config.split_step", "9",
-        "--config.save_path", str(tmp_path / "out"), "--config.pretrained.model", tiny_config.pretrained.model,
+        "run_sample.py",
+        "--config",
+        "config/stage_process.py:tiny",
+        "--config.split_step",
+        "9",
+        "--config.save_path",
+        str(tmp_path / "out"),
+        "--config.pretrained.model",
+        tiny_config.pretrained.model,
         check=False,
     )
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: split_step=9 is outside 1..4 (sample.num_steps): pick the interval length k in that range"]
+    assert errors == [
+        "error: split_step=9 is outside 1..4 (sample.num_steps): pick the interval length k in that range"
+    ]
     assert not os.path.exists(tmp_path / "out")
 
 
@@ -161,17 +173,25 @@ def test_the_checks_know_every_registered_objective_and_reward():
 def test_every_problem_is_reported_at_once(tiny_config):
     tiny_config.seed, tiny_config.train.learning_rate, tiny_config.sample.eta = -1, 0.0, 2.0
     problems = [str(p) for p in check_config(tiny_config)[0].problems]
-    assert len(problems) == 3 and problems[0].startswith("seed=-1") and "train.learning_rate=0.0 must be > 0" in problems
+    assert (
+        len(problems) == 3 and problems[0].startswith("seed=-1") and "train.learning_rate=0.0 must be > 0" in problems
+    )
 
 
 def test_experiment_presets_combine():
     from config.stage_process import get_config
 
     official = get_config("official")
-    assert (official.split_time, official.train.gradient_accumulation_steps, official.train.partial_step) == (5, 64, "drop")
+    assert (official.split_time, official.train.gradient_accumulation_steps, official.train.partial_step) == (
+        5,
+        64,
+        "drop",
+    )
     assert (official.eval.pos_threshold, official.eval.neg_threshold) == (0.5, -0.5)
     paper = get_config()
-    assert (paper.split_time, paper.train.gradient_accumulation_steps, paper.train.partial_step) == (3, 32, "scale"), "Table 6 stays the default"
+    assert (paper.split_time, paper.train.gradient_accumulation_steps, paper.train.partial_step) == (3, 32, "scale"), (
+        "Table 6 stays the default"
+    )
     assert paper.reward.precision == "fp32"
     vanilla = get_config("template3,ddpo,dpok")
     assert vanilla.prompt_file == "prompts/template3_train.json" and vanilla.train.algorithm == "dpok"
@@ -185,10 +205,23 @@ def test_experiment_presets_combine():
 def test_driver_reads_the_official_preset(tmp_path):
     from b2diffurl.driver import prepare
 
-    values = prepare({"CONFIG": "config/stage_process.py:tiny,official", "SavePath": str(tmp_path), "B2DIFFURL_CALLER_DIR": str(tmp_path)})
+    values = prepare(
+        {
+            "CONFIG": "config/stage_process.py:tiny,official",
+            "SavePath": str(tmp_path),
+            "B2DIFFURL_CALLER_DIR": str(tmp_path),
+        }
+    )
     assert values["SplitTime"] == 5 and values["AccStep"] == 64 and values["PosThreshold"] == 0.5
-    values = prepare({"CONFIG": "config/stage_process.py:tiny", "SavePath": str(tmp_path), "EvalInterval": "2", "Algorithm": "dpo",
-                      "B2DIFFURL_CALLER_DIR": str(tmp_path)})
+    values = prepare(
+        {
+            "CONFIG": "config/stage_process.py:tiny",
+            "SavePath": str(tmp_path),
+            "EvalInterval": "2",
+            "Algorithm": "dpo",
+            "B2DIFFURL_CALLER_DIR": str(tmp_path),
+        }
+    )
     assert values["EvalInterval"] == 2 and values["Algorithm"] == "dpo"
 
 
@@ -205,11 +238,17 @@ def test_evaluation_prompt_sets_and_sizes_are_checked(tiny_config):
     tiny_config.evaluate.prompt_sets = "test"
     tiny_config.evaluate.num_images = 79
     problems = [str(p) for p in check_config(tiny_config, eval_prompts=True)[0].problems]
-    assert problems == ["evaluate.num_images=79 gives fewer than 2 images to some of the 40 test prompts (the per-prompt "
-                        "Inception Score needs 2): use at least 80"]
+    assert problems == [
+        "evaluate.num_images=79 gives fewer than 2 images to some of the 40 test prompts (the per-prompt "
+        "Inception Score needs 2): use at least 80"
+    ]
     checker = Checker(tiny_config)
     assert check_evaluation(checker, with_prompts=False) is None and checker.problems == [], "sizes need the prompts"
-    tiny_config.evaluate.prompt_sets, tiny_config.evaluate.num_images, tiny_config.evaluate.is_splits = "train,test", 60, 100
+    tiny_config.evaluate.prompt_sets, tiny_config.evaluate.num_images, tiny_config.evaluate.is_splits = (
+        "train,test",
+        60,
+        100,
+    )
     problems = [str(p) for p in check_config(tiny_config, eval_prompts=True)[0].problems]
     assert problems == [  # one line each, not one per prompt set
         "evaluate.is_splits=100 exceeds the 60 images of a prompt set: use at most 60",
@@ -219,9 +258,14 @@ def test_evaluation_prompt_sets_and_sizes_are_checked(tiny_config):
     # a stage does not evaluate: the evaluation's sizes are the driver's and the evaluation's checks (a
     # stage started by hand may carry the preset's evaluate.num_images while the run's EvalImages is larger)
     tiny_config.evaluate.interval, tiny_config.evaluate.is_splits = 1, 1
-    assert any("evaluate.num_images=60" in str(p) for p in check_config(tiny_config)[0].problems), "the driver's check (interval > 0)"
+    assert any("evaluate.num_images=60" in str(p) for p in check_config(tiny_config)[0].problems), (
+        "the driver's check (interval > 0)"
+    )
     check_stage(tiny_config, "sample")  # does not raise
     tiny_config.evaluate.num_images, tiny_config.evaluate.is_splits, tiny_config.prompt = 80, 1, "red apple"
     tiny_config.evaluate.interval = 1  # evaluations during the run: their prompt files are checked with the rest
-    _expect(tiny_config, "evaluate.test_prompt_file='' is empty and prompt='red apple' is set (one prompt has no held-out "
-            "list)", "evaluate.prompt_sets=train")
+    _expect(
+        tiny_config,
+        "evaluate.test_prompt_file='' is empty and prompt='red apple' is set (one prompt has no held-out list)",
+        "evaluate.prompt_sets=train",
+    )

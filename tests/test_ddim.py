@@ -6,12 +6,12 @@ import shutil
 
 import pytest
 import torch
+from conftest import error_lines, run_stage
 from diffusers import DDIMScheduler
 
 from b2diffurl.ddim import check_scheduler_config, ddim_step_with_logprob, step_mean_std
 from b2diffurl.errors import ConfigError
 from b2diffurl.tiny import SD14_SCHEDULER
-from conftest import error_lines, run_stage
 
 
 def make_scheduler(**overrides):
@@ -96,7 +96,9 @@ def test_other_predictions_and_spacings_match_diffusers(variant):
 def test_log_prob_is_the_gaussian_density(scheduler):
     t = int(scheduler.timesteps[10])
     sample, eps = _inputs(1)
-    prev, log_prob, _ = ddim_step_with_logprob(scheduler, eps, t, sample, 1.0, generator=torch.Generator().manual_seed(3))
+    prev, log_prob, _ = ddim_step_with_logprob(
+        scheduler, eps, t, sample, 1.0, generator=torch.Generator().manual_seed(3)
+    )
     mean, std, _ = step_mean_std(scheduler, eps, t, sample, 1.0)
     expected = torch.distributions.Normal(mean, std.expand_as(mean)).log_prob(prev).mean(dim=(1, 2, 3))
     torch.testing.assert_close(log_prob, expected, atol=1e-5, rtol=1e-6)
@@ -115,9 +117,11 @@ def test_batch_of_mixed_timesteps_equals_row_by_row(scheduler):
     prev = torch.randn(sample.shape, generator=torch.Generator().manual_seed(4))
     _, batched, x0_batched = ddim_step_with_logprob(scheduler, eps, timesteps, sample, 1.0, prev_sample=prev)
     for row, t in enumerate(timesteps.tolist()):
-        _, single, x0 = ddim_step_with_logprob(scheduler, eps[row:row + 1], t, sample[row:row + 1], 1.0, prev_sample=prev[row:row + 1])
-        torch.testing.assert_close(batched[row:row + 1], single, atol=1e-6, rtol=0)
-        torch.testing.assert_close(x0_batched[row:row + 1], x0, atol=1e-6, rtol=0)
+        _, single, x0 = ddim_step_with_logprob(
+            scheduler, eps[row : row + 1], t, sample[row : row + 1], 1.0, prev_sample=prev[row : row + 1]
+        )
+        torch.testing.assert_close(batched[row : row + 1], single, atol=1e-6, rtol=0)
+        torch.testing.assert_close(x0_batched[row : row + 1], x0, atol=1e-6, rtol=0)
 
 
 def test_gradient_flows_through_the_mean_only(scheduler):
@@ -147,7 +151,9 @@ def _diffusers_mean(scheduler, eps, t, sample, eta=1.0):
 def test_final_step_follows_set_alpha_to_one(set_alpha_to_one):
     scheduler = make_scheduler(set_alpha_to_one=set_alpha_to_one)
     t = int(scheduler.timesteps[-1])  # t = 1: its previous timestep is < 0, so alpha_prod_prev = final_alpha_cumprod
-    assert t - 1000 // 20 < 0 and scheduler.final_alpha_cumprod.item() == (1.0 if set_alpha_to_one else scheduler.alphas_cumprod[0].item())
+    assert t - 1000 // 20 < 0 and scheduler.final_alpha_cumprod.item() == (
+        1.0 if set_alpha_to_one else scheduler.alphas_cumprod[0].item()
+    )
     sample, eps = _inputs(11)
     mean, std, _ = step_mean_std(scheduler, eps, t, sample, 1.0)
     torch.testing.assert_close(mean, _diffusers_mean(scheduler, eps, t, sample), atol=1e-5, rtol=1e-5)
@@ -185,7 +191,9 @@ def test_set_alpha_to_one_is_refused_at_load():
     """The step follows set_alpha_to_one=True (above), but its last step then has sigma_t = 0: no density."""
     scheduler = make_scheduler(set_alpha_to_one=True)
     sample, eps = _inputs(12)
-    _, log_prob, _ = ddim_step_with_logprob(scheduler, eps, int(scheduler.timesteps[-1]), sample, 1.0, generator=torch.Generator().manual_seed(0))
+    _, log_prob, _ = ddim_step_with_logprob(
+        scheduler, eps, int(scheduler.timesteps[-1]), sample, 1.0, generator=torch.Generator().manual_seed(0)
+    )
     assert not torch.isfinite(log_prob).any()
     with pytest.raises(ConfigError) as err:
         check_scheduler_config(scheduler.config, "/models/sd")
@@ -193,9 +201,15 @@ def test_set_alpha_to_one_is_refused_at_load():
     assert "\n" not in message and message.startswith("pretrained.model='/models/sd' has set_alpha_to_one=True")
 
 
-@pytest.mark.parametrize("field,value,others", [("thresholding", True, {}), ("prediction_type", "flow", {}),
-                                                ("rescale_betas_zero_snr", True, {"timestep_spacing": "trailing"}),
-                                                ("timestep_spacing", "linspace", {})])
+@pytest.mark.parametrize(
+    "field,value,others",
+    [
+        ("thresholding", True, {}),
+        ("prediction_type", "flow", {}),
+        ("rescale_betas_zero_snr", True, {"timestep_spacing": "trailing"}),
+        ("timestep_spacing", "linspace", {}),
+    ],
+)
 def test_unsupported_scheduler_fields_are_refused(field, value, others):
     scheduler = make_scheduler(**{field: value, **others})
     with pytest.raises(ConfigError) as err:
@@ -232,8 +246,15 @@ def test_load_pipeline_refuses_thresholding(thresholding_dir):
 def test_run_sample_refuses_thresholding_in_one_line(thresholding_dir, tmp_path):
     out = tmp_path / "out"
     proc = run_stage(
-        "run_sample.py", "--config", "config/stage_process.py:tiny", "--config.pretrained.model", thresholding_dir,
-        "--config.pretrained.build_tiny=False", "--config.save_path", str(out), check=False,
+        "run_sample.py",
+        "--config",
+        "config/stage_process.py:tiny",
+        "--config.pretrained.model",
+        thresholding_dir,
+        "--config.pretrained.build_tiny=False",
+        "--config.save_path",
+        str(out),
+        check=False,
     )
     lines = error_lines(proc.stderr)
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])

@@ -9,10 +9,17 @@ def test_images_are_spread_over_the_prompts():
     # Table 3: 1,600 images on template 1's 90 held-out prompts -> 70 prompts x 18 + 20 x 17
     counts = images_per_prompt(90, 1600)
     assert counts.sum().item() == 1600 and counts[:70].tolist() == [18] * 70 and counts[70:].tolist() == [17] * 20
-    assert images_per_prompt(40, 1600).tolist() == [40] * 40 and images_per_prompt(30, 1600).tolist() == [54] * 10 + [53] * 20
-    assert item_prompts(["a", "b", "c"], 7) == ["a", "a", "a", "b", "b", "c", "c"], "prompt-major, the first prompts one more"
+    assert (
+        images_per_prompt(40, 1600).tolist() == [40] * 40
+        and images_per_prompt(30, 1600).tolist() == [54] * 10 + [53] * 20
+    )
+    assert item_prompts(["a", "b", "c"], 7) == ["a", "a", "a", "b", "b", "c", "c"], (
+        "prompt-major, the first prompts one more"
+    )
     batches = eval_batches(3, 7, 3)
-    assert [b.tolist() for b in batches] == [[0, 0, 0], [1, 1, 2], [2]], "fixed batches: batch b draws its noise from (seed, b)"
+    assert [b.tolist() for b in batches] == [[0, 0, 0], [1, 1, 2], [2]], (
+        "fixed batches: batch b draws its noise from (seed, b)"
+    )
 
 
 def test_the_grid_takes_each_prompts_first_images():
@@ -53,9 +60,11 @@ def test_grids_label_themselves():
     band = (out.shape[0] - 2 * 32) // 3
     assert out.shape == (3 * band + 2 * 32, 3 * 32, 3) and band >= 12
     for top in (0, band, 2 * band + 32):  # the title band, then each row's band
-        strip = out[top:top + band]
-        assert (strip == np.array(BAND, dtype=np.uint8)).all(axis=-1).mean() > 0.5 and (strip < 100).any(), "text on a band"
-    assert (out[2 * band:2 * band + 32] == 0).all() and (out[3 * band + 32:] == 200).all()
+        strip = out[top : top + band]
+        assert (strip == np.array(BAND, dtype=np.uint8)).all(axis=-1).mean() > 0.5 and (strip < 100).any(), (
+            "text on a band"
+        )
+    assert (out[2 * band : 2 * band + 32] == 0).all() and (out[3 * band + 32 :] == 200).all()
 
 
 def test_a_nan_metric_stops_the_evaluation_naming_it():
@@ -68,10 +77,20 @@ def test_a_nan_metric_stops_the_evaluation_naming_it():
     from b2diffurl.errors import NonFiniteError
     from b2diffurl.evaluate import check_finite
 
-    scores = {"clipscore_mean": 0.3, "inception_score": 1.5, "inception_score_per_prompt": 1.1, "reward_mean": 0.3,
-              "alignment_mean": 0.8, "toycaption_mean": 0.9, "seed": 7}
+    scores = {
+        "clipscore_mean": 0.3,
+        "inception_score": 1.5,
+        "inception_score_per_prompt": 1.1,
+        "reward_mean": 0.3,
+        "alignment_mean": 0.8,
+        "toycaption_mean": 0.9,
+        "seed": 7,
+    }
     check_finite(scores, "evaluate base on test")
     for key, bad in (("toycaption_mean", math.nan), ("reward_mean", math.inf), ("alignment_mean", -math.inf)):
         with pytest.raises(NonFiniteError) as err:
             check_finite({**scores, key: bad}, "evaluate base on test")
-        assert str(err.value) == f"evaluate base on test: {key} is {bad}: check the images in the grid and the reward model"
+        assert (
+            str(err.value)
+            == f"evaluate base on test: {key} is {bad}: check the images in the grid and the reward model"
+        )

@@ -6,10 +6,10 @@ import os
 
 import pytest
 import torch
+from conftest import REPO, reward_gain, run_driver
 from PIL import Image
 
 from b2diffurl import records
-from conftest import REPO, reward_gain, run_driver
 
 SHORT = {"StageCnt": 2, "BatchCnt": 2, "Seed": 7}
 
@@ -19,11 +19,21 @@ def train_metrics(exp, rounds=2):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("presets,algorithm", [("tiny", "pg"), ("tiny,ddpo", "pg"), ("tiny,ddpo", "dpok"), ("tiny,ddpo,dpo", "dpo")])
+@pytest.mark.parametrize(
+    "presets,algorithm", [("tiny", "pg"), ("tiny,ddpo", "pg"), ("tiny,ddpo", "dpok"), ("tiny,ddpo,dpo", "dpo")]
+)
 def test_every_objective_runs_the_full_loop(tmp_path, presets, algorithm):
     """ppo (both presets), and dpok and dpo with branching, run through the loop in the other tests.
     Vanilla DPO (ddpo,dpo) samples 2 branches from step 0, so each pair shares its initial noise x_T."""
-    run_driver(tmp_path, config=f"config/stage_process.py:{presets}", ExpName="run", Algorithm=algorithm, SaveInterval=1, OneProcess=1, **SHORT)
+    run_driver(
+        tmp_path,
+        config=f"config/stage_process.py:{presets}",
+        ExpName="run",
+        Algorithm=algorithm,
+        SaveInterval=1,
+        OneProcess=1,
+        **SHORT,
+    )
     for metrics in train_metrics(tmp_path / "run"):
         assert metrics["algorithm"] == algorithm
         assert metrics["optimizer_steps"] > 0 and metrics["first_step_max_ratio_deviation"] < 1e-5
@@ -34,9 +44,13 @@ def test_every_objective_runs_the_full_loop(tmp_path, presets, algorithm):
     assert train_metrics(tmp_path / "run")[1].get("kl_reference", 1.0) > 0, "round 1 starts from a trained LoRA"
     if algorithm == "dpo":
         manifest, trajectories = records.load_samples(str(tmp_path / "run" / "round_000"))
-        assert manifest["split_time"] == 2 and manifest["split_step"] == manifest["num_steps"], "branching at x_T (k = T)"
+        assert manifest["split_time"] == 2 and manifest["split_step"] == manifest["num_steps"], (
+            "branching at x_T (k = T)"
+        )
         x_T = trajectories.latents[:, 0]  # [N, C, H, W]: the latent before the first step
-        assert torch.equal(x_T[0::2], x_T[1::2]) and not torch.equal(x_T[0::2][0], x_T[0::2][1]), "pairs share x_T, groups do not"
+        assert torch.equal(x_T[0::2], x_T[1::2]) and not torch.equal(x_T[0::2][0], x_T[0::2][1]), (
+            "pairs share x_T, groups do not"
+        )
         assert torch.equal(trajectories.group_ids[0::2], trajectories.group_ids[1::2])
         assert not torch.equal(trajectories.latents[0::2, -1], trajectories.latents[1::2, -1]), "then they diverge"
 
@@ -51,7 +65,10 @@ def test_every_objective_runs_the_full_loop(tmp_path, presets, algorithm):
 # on 256 images the 3- and 5-round runs +0.0098 (7.8 SE) and +0.0090 (7.1 SE). So it is judged on 256
 # images, 5 SE and +0.005. DPO (2026-11-30, one 6-round run, after rounds 1..6) +0.002, 0.002, 0.012,
 # 0.012, 0.026, 0.038 (0.8, 0.8, 4.2, 4.2, 9.4, 14.1 SE), so 6 rounds.
-LEARNS = {"dpok": (0.005, 5.0, 256, {"StageCnt": 3}), "dpo": (0.01, 5.0, 64, {"StageCnt": 6, "PosThreshold": 0, "NegThreshold": 0})}
+LEARNS = {
+    "dpok": (0.005, 5.0, 256, {"StageCnt": 3}),
+    "dpo": (0.01, 5.0, 64, {"StageCnt": 6, "PosThreshold": 0, "NegThreshold": 0}),
+}
 
 
 @pytest.mark.slow
@@ -61,11 +78,22 @@ def test_dpok_and_dpo_learn(tmp_path, algorithm):
     prompt_file.write_text(json.dumps(["red apple"]))
     min_gain, min_se, images, variables = LEARNS[algorithm]
     rounds = variables["StageCnt"]
-    run_driver(tmp_path, PromptFile=prompt_file, BatchCnt=4, ExpName="learn", Seed=11, Algorithm=algorithm, OneProcess=1, **variables)
+    run_driver(
+        tmp_path,
+        PromptFile=prompt_file,
+        BatchCnt=4,
+        ExpName="learn",
+        Seed=11,
+        Algorithm=algorithm,
+        OneProcess=1,
+        **variables,
+    )
     metrics = train_metrics(tmp_path / "learn", rounds)
     if algorithm == "dpo":
         assert sum(m["dpo_pairs"] for m in metrics) > 0
-    gain, standard_error = reward_gain(tmp_path / "learn" / f"round_{rounds - 1:03d}" / "lora", ["red apple"], images=images)
+    gain, standard_error = reward_gain(
+        tmp_path / "learn" / f"round_{rounds - 1:03d}" / "lora", ["red apple"], images=images
+    )
     assert gain > min_gain and gain > min_se * standard_error
 
 
@@ -75,7 +103,16 @@ def test_two_experiments_evaluate_and_plot(tmp_path):
     Tables 1-2 from the training prompts and Table 3 from the held-out ones, at equal reward queries."""
     runs = {"b2diffurl_seed0": "tiny", "ddpo_seed0": "tiny,ddpo"}
     for name, presets in runs.items():
-        out = run_driver(tmp_path, config=f"config/stage_process.py:{presets}", ExpName=name, EvalInterval=1, StageCnt=2, BatchCnt=2, Seed=3, OneProcess=1).stdout
+        out = run_driver(
+            tmp_path,
+            config=f"config/stage_process.py:{presets}",
+            ExpName=name,
+            EvalInterval=1,
+            StageCnt=2,
+            BatchCnt=2,
+            Seed=3,
+            OneProcess=1,
+        ).stdout
         assert "evaluation: base ===" in out and "eval base on train" in out and "eval base on test" in out
     per_round = {"b2diffurl_seed0": 2 * 8 * 3, "ddpo_seed0": 2 * 8}  # trajectories scored per round
     for name in runs:
@@ -89,8 +126,12 @@ def test_two_experiments_evaluate_and_plot(tmp_path):
                 assert result["reward_queries"] == queries
                 assert -1 <= result["clipscore_mean"] <= 1 and result["clipscore_sem"] > 0
                 assert 1 <= result["inception_score_per_prompt"] <= 2 and result["inception_score_per_prompt_sem"] >= 0
-                assert result["inception_score_per_prompt"] < result["inception_score"] <= 1000, "pooled over 40 prompts"
-                assert Image.open(exp / folder / "eval" / f"{prompt_set}_grid.png").size == (2 * 32, 8 * 32 + 9 * 16), "8 rows of 2 images, a 16-px band over each row and a title band"
+                assert result["inception_score_per_prompt"] < result["inception_score"] <= 1000, (
+                    "pooled over 40 prompts"
+                )
+                assert Image.open(exp / folder / "eval" / f"{prompt_set}_grid.png").size == (2 * 32, 8 * 32 + 9 * 16), (
+                    "8 rows of 2 images, a 16-px band over each row and a title band"
+                )
         label = records.read_json(exp / "round_001" / "eval" / "test.json")["method"]["label"]
         assert label == {"b2diffurl_seed0": "B2-DiffuRL", "ddpo_seed0": "vanilla"}[name]
     # the base model is judged on the same images in both runs
@@ -100,7 +141,16 @@ def test_two_experiments_evaluate_and_plot(tmp_path):
     # a rerun checks the finished evaluations (LoRA and settings unchanged) and redoes none
     evals = sorted((tmp_path / "b2diffurl_seed0").glob("*/eval/*"))
     stamps = [p.stat().st_mtime_ns for p in evals]
-    again = run_driver(tmp_path, config="config/stage_process.py:tiny", ExpName="b2diffurl_seed0", EvalInterval=1, StageCnt=2, BatchCnt=2, Seed=3, OneProcess=1).stdout
+    again = run_driver(
+        tmp_path,
+        config="config/stage_process.py:tiny",
+        ExpName="b2diffurl_seed0",
+        EvalInterval=1,
+        StageCnt=2,
+        BatchCnt=2,
+        Seed=3,
+        OneProcess=1,
+    ).stdout
     assert "evaluation: base,0,1 ===" in again and again.count("already done, skipped") == 6
     assert [p.stat().st_mtime_ns for p in evals] == stamps and len(evals) == 12
 
@@ -114,12 +164,29 @@ def test_two_experiments_evaluate_and_plot(tmp_path):
     shutil.copytree(tmp_path / "b2diffurl_seed0", tmp_path / "copy" / "b2diffurl_seed0")
     os.remove(tmp_path / "copy" / "b2diffurl_seed0" / "round_001" / "eval" / "test.json")
     proc = subprocess.run(
-        [*accelerate_two_processes(), "-m", "b2diffurl.evaluate", "--config", "config/stage_process.py:tiny",
-         "--config.save_path", str(tmp_path / "copy"), "--config.exp_name", "b2diffurl_seed0", "--rounds", "base,1"],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+        [
+            *accelerate_two_processes(),
+            "-m",
+            "b2diffurl.evaluate",
+            "--config",
+            "config/stage_process.py:tiny",
+            "--config.save_path",
+            str(tmp_path / "copy"),
+            "--config.exp_name",
+            "b2diffurl_seed0",
+            "--rounds",
+            "base,1",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "eval round_001 on test" in proc.stdout and proc.stdout.count("already done, skipped") == 3, "only the removed one is redone"
+    assert "eval round_001 on test" in proc.stdout and proc.stdout.count("already done, skipped") == 3, (
+        "only the removed one is redone"
+    )
     one = records.read_json(tmp_path / "b2diffurl_seed0" / "round_001" / "eval" / "test.json")
     two = records.read_json(tmp_path / "copy" / "b2diffurl_seed0" / "round_001" / "eval" / "test.json")
     for key in ("clipscore_mean", "inception_score", "inception_score_per_prompt"):
@@ -128,21 +195,43 @@ def test_two_experiments_evaluate_and_plot(tmp_path):
 
     figures = tmp_path / "figures"
     proc = subprocess.run(
-        [sys.executable, "-m", "b2diffurl.figures", str(tmp_path / "b2diffurl_seed0"), str(tmp_path / "ddpo_seed0"), "--out", str(figures)],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "b2diffurl.figures",
+            str(tmp_path / "b2diffurl_seed0"),
+            str(tmp_path / "ddpo_seed0"),
+            "--out",
+            str(figures),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     for name in ("curve_train.png", "curve_test.png", "curve_train_reward.png", "bars_train.png"):
         assert Image.open(figures / name).size[0] > 100
     sections = {part.split("\n", 1)[0]: part for part in (figures / "tables.md").read_text().split("\n## ")[1:]}
-    table1, table2, table3 = (next(text for title, text in sections.items() if title.startswith(f"Table {n}:")) for n in (1, 2, 3))
+    table1, table2, table3 = (
+        next(text for title, text in sections.items() if title.startswith(f"Table {n}:")) for n in (1, 2, 3)
+    )
     for table in (table1, table2):
-        assert "training prompts" in table.split("\n", 1)[0] and "Drawn from the training prompts (eval/train.json)" in table
-    assert "held-out prompts" in table3.split("\n", 1)[0] and "Drawn from the held-out prompts (eval/test.json)" in table3
+        assert (
+            "training prompts" in table.split("\n", 1)[0]
+            and "Drawn from the training prompts (eval/train.json)" in table
+        )
+    assert (
+        "held-out prompts" in table3.split("\n", 1)[0] and "Drawn from the held-out prompts (eval/test.json)" in table3
+    )
     # at the default budget (25,600 queries) each run's last round stands: round_001, with its queries in the cell
     for name, label in (("b2diffurl_seed0", "b2diffurl"), ("ddpo_seed0", "ddpo")):
         last = {s: records.read_json(tmp_path / name / "round_001" / "eval" / f"{s}.json") for s in ("train", "test")}
         queries = f"({2 * per_round[name]} q)"
         assert f"| {label} | {last['train']['inception_score_per_prompt']:.4f} ± " in table1 and queries in table1
-        assert f"| {label} | {last['test']['clipscore_mean']:.4f} ± {last['test']['clipscore_sem']:.4f} {queries} |" in table3
+        assert (
+            f"| {label} | {last['test']['clipscore_mean']:.4f} ± {last['test']['clipscore_sem']:.4f} {queries} |"
+            in table3
+        )
     assert "| tiny random model (base) |" in table1 and "| tiny random model (base) |" in table3

@@ -5,10 +5,10 @@ import glob
 import os
 
 import pytest
+from conftest import REFERENCE_RUN, error_lines, run_driver, run_state
 
 from b2diffurl import records
 from b2diffurl.cli import INTERRUPTED
-from conftest import REFERENCE_RUN, error_lines, run_driver, run_state
 
 # Each run of the chain is stopped at one point (B2DIFFURL_FAULT, see records.fault_point) and the
 # next one continues from there; `damage` runs between two runs.
@@ -77,7 +77,9 @@ def test_finish_stage_never_moves_temporary_files_and_drops_later_markers(tmp_pa
     digest = records.write_bytes(str(tmp / "batch_00000.safetensors"), b"abc")
     (tmp / "batch_00001.safetensors.tmp-4242").write_bytes(b"half a batch")
     records.write_json(str(round_dir / "select.done"), {"files": {}})  # derived from the old samples
-    marker = records.finish_stage(str(round_dir), "sample", {"seconds": 1.0}, {"samples/batch_00000.safetensors": digest})
+    marker = records.finish_stage(
+        str(round_dir), "sample", {"seconds": 1.0}, {"samples/batch_00000.safetensors": digest}
+    )
     assert sorted(os.listdir(round_dir / "samples")) == ["batch_00000.safetensors"]
     assert not (round_dir / "select.done").exists() and not (round_dir / ".sample.tmp").exists()
     assert marker["files"] == {"samples/batch_00000.safetensors": digest}
@@ -91,11 +93,15 @@ def test_one_process_per_round_stops_and_ends_as_the_reference_run(reference_run
     only the recorded setting differs."""
     _, reference = reference_run
     exp = tmp_path / REFERENCE_RUN["ExpName"]
-    proc = run_driver(tmp_path, check=False, B2DIFFURL_FAULT="KILL:round_000/select.marker", OneProcess=1, **REFERENCE_RUN)
+    proc = run_driver(
+        tmp_path, check=False, B2DIFFURL_FAULT="KILL:round_000/select.marker", OneProcess=1, **REFERENCE_RUN
+    )
     assert proc.returncode == -9 and (exp / "round_000" / "sample.done").is_file()
     assert not (exp / "round_000" / "train.done").exists()
     final = run_driver(tmp_path, OneProcess=1, **REFERENCE_RUN)
-    assert final.stdout.count("train round_00") == 2 and "sample round_000" not in final.stdout, "round 0 went on from training"
+    assert final.stdout.count("train round_00") == 2 and "sample round_000" not in final.stdout, (
+        "round 0 went on from training"
+    )
     state, expected = run_state(exp), run_state(reference)
     assert state.pop("settings.json") != expected.pop("settings.json")
     assert state == expected

@@ -26,17 +26,48 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
-def write_eval(run_dir, round_name, index, prompt_set="train", *, clip, pp=None, pooled=None, queries, sem=0.002,
-               pp_sem=0.01, is_std=0.0, is_splits=1, template="template1", algorithm="ppo", label="B2-DiffuRL",
-               version=2, **extra):
+def write_eval(
+    run_dir,
+    round_name,
+    index,
+    prompt_set="train",
+    *,
+    clip,
+    pp=None,
+    pooled=None,
+    queries,
+    sem=0.002,
+    pp_sem=0.01,
+    is_std=0.0,
+    is_splits=1,
+    template="template1",
+    algorithm="ppo",
+    label="B2-DiffuRL",
+    version=2,
+    **extra,
+):
     folder = os.path.join(run_dir, round_name, "eval")
     os.makedirs(folder, exist_ok=True)
     data = {
-        "format_version": version, "round": round_name, "round_index": index, "prompt_set": prompt_set,
-        "prompt_file": f"/abs/prompts/{template or 'animals'}_{prompt_set}.json", "template": template,
-        "reward_queries": queries, "num_prompts": 2, "num_images": 8, "seed": 10000, "clipscore_mean": clip,
-        "clipscore_sem": sem, "clipscore_std": 0.04, "inception_score": pooled, "inception_score_std": is_std,
-        "is_splits": is_splits, "reward": "clipscore", "reward_mean": clip, "reward_sem": sem,
+        "format_version": version,
+        "round": round_name,
+        "round_index": index,
+        "prompt_set": prompt_set,
+        "prompt_file": f"/abs/prompts/{template or 'animals'}_{prompt_set}.json",
+        "template": template,
+        "reward_queries": queries,
+        "num_prompts": 2,
+        "num_images": 8,
+        "seed": 10000,
+        "clipscore_mean": clip,
+        "clipscore_sem": sem,
+        "clipscore_std": 0.04,
+        "inception_score": pooled,
+        "inception_score_std": is_std,
+        "is_splits": is_splits,
+        "reward": "clipscore",
+        "reward_mean": clip,
+        "reward_sem": sem,
         "per_prompt": {"a cat": {"clipscore": clip}},
         "method": {"label": "base model", "algorithm": ""} if index < 0 else {"algorithm": algorithm, "label": label},
         **extra,
@@ -50,15 +81,31 @@ def write_eval(run_dir, round_name, index, prompt_set="train", *, clip, pp=None,
 def write_progress(run_dir, rewards, per_round, reward_std=0.08, trajectories=64):
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "progress.csv"), "w") as f:
-        f.write("round,run_name,k,split_time,trajectories,reward_queries,reward_mean,reward_std,selected,loss,"
-                "approx_kl,clipfrac,grad_norm,optimizer_steps,seconds\n")
+        f.write(
+            "round,run_name,k,split_time,trajectories,reward_queries,reward_mean,reward_std,selected,loss,"
+            "approx_kl,clipfrac,grad_norm,optimizer_steps,seconds\n"
+        )
         for r, reward in enumerate(rewards):
-            f.write(f"{r},round_{r:03d},{r + 1},3,{trajectories},{per_round * (r + 1)},{reward},{reward_std},16,0.1,"
-                    "0.01,0.1,1.0,2,10.0\n")
+            f.write(
+                f"{r},round_{r:03d},{r + 1},3,{trajectories},{per_round * (r + 1)},{reward},{reward_std},16,0.1,"
+                "0.01,0.1,1.0,2,10.0\n"
+            )
 
 
-def make_run(root, name, *, train, test, per_round=64, rounds=None, rewards=None, base=(0.28, 1.20, 6.0),
-             base_test=0.27, last_sem=0.002, **kw):
+def make_run(
+    root,
+    name,
+    *,
+    train,
+    test,
+    per_round=64,
+    rounds=None,
+    rewards=None,
+    base=(0.28, 1.20, 6.0),
+    base_test=0.27,
+    last_sem=0.002,
+    **kw,
+):
     """A run folder: progress.csv, base/eval/{train,test}.json and round_NNN/eval/{train,test}.json.
 
     train: list of (clip, per-prompt IS, pooled IS), one per evaluated round; test: list of clip, one
@@ -74,8 +121,18 @@ def make_run(root, name, *, train, test, per_round=64, rounds=None, rewards=None
     for i, (r, (clip, pp, pooled), test_clip) in enumerate(zip(rounds, train, test)):
         sem = last_sem if i == len(rounds) - 1 else 0.002
         for prompt_set, c, p, q in (("train", clip, pp, pooled), ("test", test_clip, pp + 0.5, pooled + 10)):
-            write_eval(run_dir, f"round_{r:03d}", r, prompt_set, clip=c, pp=p, pooled=q, queries=per_round * (r + 1),
-                       sem=sem, **kw)
+            write_eval(
+                run_dir,
+                f"round_{r:03d}",
+                r,
+                prompt_set,
+                clip=c,
+                pp=p,
+                pooled=q,
+                queries=per_round * (r + 1),
+                sem=sem,
+                **kw,
+            )
     return run_dir
 
 
@@ -87,26 +144,79 @@ def runs(tmp_path):
     root = str(tmp_path / "runs")
     b2, vanilla = dict(algorithm="ppo", label="B2-DiffuRL"), dict(algorithm="ppo", label="vanilla")
     return {
-        "b2_1": make_run(root, "b2_t1_seed1", train=[(0.30, 1.30, 8.0), (0.32, 1.35, 8.5), (0.34, 1.40, 9.0)],
-                         test=[0.29, 0.31, 0.33], rewards=[0.20, 0.25, 0.30], **b2),
-        "b2_2": make_run(root, "b2_t1_seed2", train=[(0.31, 1.31, 8.2), (0.33, 1.36, 8.6), (0.36, 1.44, 9.4)],
-                         test=[0.30, 0.32, 0.35], rewards=[0.22, 0.27, 0.34], base=(0.28, 1.22, 6.0), **b2),
-        "ddpo_1": make_run(root, "ddpo-s1", train=[(0.29, 1.25, 7.0), (0.30, 1.28, 7.5), (0.31, 1.30, 8.0)],
-                           test=[0.28, 0.29, 0.30], rewards=[0.20, 0.21, 0.22], **vanilla),
-        "ddpo_2": make_run(root, "ddpo-s2", train=[(0.29, 1.26, 7.2), (0.31, 1.30, 7.6), (0.33, 1.36, 8.4)],
-                           test=[0.28, 0.30, 0.32], rewards=[0.20, 0.22, 0.26], base=(0.28, 1.22, 6.0), **vanilla),
-        "dpok": make_run(root, "other_run_seed7", train=[(0.30, 1.25, 7.0), (0.30, 1.26, 7.1), (0.305, 1.27, 7.2)],
-                         test=[0.29, 0.29, 0.295], rewards=[0.21, 0.22, 0.23], pp_sem=0.02, algorithm="dpok",
-                         label="vanilla"),
-        "bpt": make_run(root, "bpt_only_seed1", train=[(0.30, 1.30, 8.0), (0.32, 1.34, 8.3), (0.335, 1.38, 8.6)],
-                        test=[0.30, 0.31, 0.325], rewards=[0.21, 0.23, 0.25], base=(0.28, 1.22, 6.0), last_sem=0.003,
-                        pp_sem=0.015, is_std=0.2, is_splits=4, algorithm="ppo", label="BPT only"),
+        "b2_1": make_run(
+            root,
+            "b2_t1_seed1",
+            train=[(0.30, 1.30, 8.0), (0.32, 1.35, 8.5), (0.34, 1.40, 9.0)],
+            test=[0.29, 0.31, 0.33],
+            rewards=[0.20, 0.25, 0.30],
+            **b2,
+        ),
+        "b2_2": make_run(
+            root,
+            "b2_t1_seed2",
+            train=[(0.31, 1.31, 8.2), (0.33, 1.36, 8.6), (0.36, 1.44, 9.4)],
+            test=[0.30, 0.32, 0.35],
+            rewards=[0.22, 0.27, 0.34],
+            base=(0.28, 1.22, 6.0),
+            **b2,
+        ),
+        "ddpo_1": make_run(
+            root,
+            "ddpo-s1",
+            train=[(0.29, 1.25, 7.0), (0.30, 1.28, 7.5), (0.31, 1.30, 8.0)],
+            test=[0.28, 0.29, 0.30],
+            rewards=[0.20, 0.21, 0.22],
+            **vanilla,
+        ),
+        "ddpo_2": make_run(
+            root,
+            "ddpo-s2",
+            train=[(0.29, 1.26, 7.2), (0.31, 1.30, 7.6), (0.33, 1.36, 8.4)],
+            test=[0.28, 0.30, 0.32],
+            rewards=[0.20, 0.22, 0.26],
+            base=(0.28, 1.22, 6.0),
+            **vanilla,
+        ),
+        "dpok": make_run(
+            root,
+            "other_run_seed7",
+            train=[(0.30, 1.25, 7.0), (0.30, 1.26, 7.1), (0.305, 1.27, 7.2)],
+            test=[0.29, 0.29, 0.295],
+            rewards=[0.21, 0.22, 0.23],
+            pp_sem=0.02,
+            algorithm="dpok",
+            label="vanilla",
+        ),
+        "bpt": make_run(
+            root,
+            "bpt_only_seed1",
+            train=[(0.30, 1.30, 8.0), (0.32, 1.34, 8.3), (0.335, 1.38, 8.6)],
+            test=[0.30, 0.31, 0.325],
+            rewards=[0.21, 0.23, 0.25],
+            base=(0.28, 1.22, 6.0),
+            last_sem=0.003,
+            pp_sem=0.015,
+            is_std=0.2,
+            is_splits=4,
+            algorithm="ppo",
+            label="BPT only",
+        ),
     }
 
 
 def argv_for(runs, out, *more):
-    return [runs["b2_1"], runs["b2_2"], runs["ddpo_1"], runs["ddpo_2"], f"DPOK={runs['dpok']}",
-            f"BPT only={runs['bpt']}", "--out", str(out), *more]
+    return [
+        runs["b2_1"],
+        runs["b2_2"],
+        runs["ddpo_1"],
+        runs["ddpo_2"],
+        f"DPOK={runs['dpok']}",
+        f"BPT only={runs['bpt']}",
+        "--out",
+        str(out),
+        *more,
+    ]
 
 
 def read_csv(path):
@@ -144,17 +254,22 @@ def assert_png(path):
 
 # ---------------------------------------------------------------- pure functions
 
+
 def test_mean_se_over_seeds_and_single_seed():
     stat = mean_se([(0.34, 0.002), (0.36, 0.005)])
-    assert stat.mean == pytest.approx(0.35) and stat.se == pytest.approx(0.01) and stat.n == 2 and stat.source == "seeds"
+    assert (
+        stat.mean == pytest.approx(0.35) and stat.se == pytest.approx(0.01) and stat.n == 2 and stat.source == "seeds"
+    )
     three = mean_se([(1.0, None), (2.0, None), (4.0, None)])  # stdev = sqrt(7/3)
-    assert three.mean == pytest.approx(7 / 3) and three.se == pytest.approx((7 / 3) ** 0.5 / 3 ** 0.5)
+    assert three.mean == pytest.approx(7 / 3) and three.se == pytest.approx((7 / 3) ** 0.5 / 3**0.5)
     assert mean_se([(0.3, 0.002)]) == Stat(0.3, 0.002, 1, "eval")
     assert mean_se([(1.3, None)]) == Stat(1.3, None, 1, "")
 
 
 def test_average_curves_keeps_only_points_of_every_seed():
-    points, dropped = average_curves([{0: (0.28, 0.0), 64: (0.30, 0.0), 128: (0.32, 0.0)}, {0: (0.28, 0.0), 64: (0.31, 0.0)}])
+    points, dropped = average_curves(
+        [{0: (0.28, 0.0), 64: (0.30, 0.0), 128: (0.32, 0.0)}, {0: (0.28, 0.0), 64: (0.31, 0.0)}]
+    )
     assert [x for x, _ in points] == [0, 64] and dropped == 1
     assert points[1][1].mean == pytest.approx(0.305) and points[1][1].se == pytest.approx(0.005)
     single, _ = average_curves([{64: (0.2, 0.01)}], own_source="round")
@@ -199,17 +314,32 @@ def test_pick_is_the_last_trained_evaluation_at_or_below_the_budget():
 
 # ---------------------------------------------------------------- the budget rule, end to end
 
+
 def budget_runs(root):
     """big: 768 queries per round, evaluated every round (768 ... 3,840); small: 256 per round, evaluated
     after rounds 3, 7, 11 (1,024, 2,048, 3,072); late: 4,096 per round (4,096, 8,192)."""
     vanilla = dict(algorithm="ppo", label="vanilla")
-    big = make_run(root, "big_seed1", per_round=768, algorithm="ppo", label="B2-DiffuRL",
-                   train=[(0.30, 1.30, 9.0), (0.31, 1.31, 9.1), (0.32, 1.32, 9.2), (0.33, 1.33, 9.3), (0.34, 1.34, 9.4)],
-                   test=[0.25, 0.26, 0.27, 0.28, 0.29])
-    small = make_run(root, "small_seed1", per_round=256, rounds=[3, 7, 11],
-                     train=[(0.29, 1.25, 8.0), (0.295, 1.27, 8.5), (0.31, 1.29, 9.0)], test=[0.24, 0.245, 0.25], **vanilla)
-    late = make_run(root, "late_seed1", per_round=4096, train=[(0.5, 2.0, 10.0), (0.6, 2.1, 11.0)], test=[0.5, 0.6],
-                    **vanilla)
+    big = make_run(
+        root,
+        "big_seed1",
+        per_round=768,
+        algorithm="ppo",
+        label="B2-DiffuRL",
+        train=[(0.30, 1.30, 9.0), (0.31, 1.31, 9.1), (0.32, 1.32, 9.2), (0.33, 1.33, 9.3), (0.34, 1.34, 9.4)],
+        test=[0.25, 0.26, 0.27, 0.28, 0.29],
+    )
+    small = make_run(
+        root,
+        "small_seed1",
+        per_round=256,
+        rounds=[3, 7, 11],
+        train=[(0.29, 1.25, 8.0), (0.295, 1.27, 8.5), (0.31, 1.29, 9.0)],
+        test=[0.24, 0.245, 0.25],
+        **vanilla,
+    )
+    late = make_run(
+        root, "late_seed1", per_round=4096, train=[(0.5, 2.0, 10.0), (0.6, 2.1, 11.0)], test=[0.5, 0.6], **vanilla
+    )
     return big, small, late
 
 
@@ -221,8 +351,10 @@ def test_budget_picks_each_runs_last_evaluation_at_or_below_it(tmp_path, capsys)
 
     # big: 2,304 <= 3,000 < 3,072 -> round_002; small: 2,048 <= 3,000 < 3,072 -> round_007; late: none.
     for prompt_set, left_out in (("train", "bars_train.png and Tables 1-2"), ("test", "Table 3")):
-        assert (f"note: budget: run {late} (late) has no trained {prompt_set} evaluation at ≤ 3,000 reward queries "
-                f"(its {prompt_set} evaluations: 4,096 ... 8,192 queries); left out of {left_out}") in printed
+        assert (
+            f"note: budget: run {late} (late) has no trained {prompt_set} evaluation at ≤ 3,000 reward queries "
+            f"(its {prompt_set} evaluations: 4,096 ... 8,192 queries); left out of {left_out}"
+        ) in printed
     assert "big_seed1" not in "".join(line for line in printed.splitlines() if line.startswith("note: budget"))
     tables = (out / "tables.md").read_text()
     t1 = section(tables, "Table 1: diversity")
@@ -233,7 +365,9 @@ def test_budget_picks_each_runs_last_evaluation_at_or_below_it(tmp_path, capsys)
     assert "| late | - |" in t1
     pooled = section(tables, "Table 1, pooled IS")
     assert "| big | 9.2000 (2,304 q) |" in pooled and "| small | 8.5000 (2,048 q) |" in pooled  # is_splits 1: no SE
-    assert "| PPO/DDPO | 1.2700 ± 0.0100 (2,048 q) | 1.3200 ± 0.0100 (2,304 q) |" in section(tables, "Table 2: algorithms")
+    assert "| PPO/DDPO | 1.2700 ± 0.0100 (2,048 q) | 1.3200 ± 0.0100 (2,304 q) |" in section(
+        tables, "Table 2: algorithms"
+    )
     t3 = section(tables, "Table 3: generalization")
     assert "| big | 0.2700 ± 0.0020 (2,304 q) |" in t3 and "| small | 0.2450 ± 0.0020 (2,048 q) |" in t3
 
@@ -242,8 +376,15 @@ def test_budget_picks_each_runs_last_evaluation_at_or_below_it(tmp_path, capsys)
     assert_cell(rows, "base", "Temp. 1", 1.20, 0.0, 3, "0")
     assert_cell(rows, "big", "Temp. 1", 1.32, 0.01, 1, "2304", source="eval")
     assert_cell(rows, "small", "Temp. 1", 1.27, 0.01, 1, "2048", source="eval")
-    assert cell(rows, "late", "Temp. 1") == {"row": "late", "column": "Temp. 1", "mean": "", "se": "", "n": "0",
-                                             "se_source": "", "reward_queries": ""}
+    assert cell(rows, "late", "Temp. 1") == {
+        "row": "late",
+        "column": "Temp. 1",
+        "mean": "",
+        "se": "",
+        "n": "0",
+        "se_source": "",
+        "reward_queries": "",
+    }
     assert_cell(read_csv(out / "table1_diversity_pooled.csv"), "big", "Temp. 1", 9.2, None, 1, "2304", source="")
     assert_cell(read_csv(out / "table3_generalization.csv"), "small", "Temp. 1", 0.245, 0.002, 1, "2048", source="eval")
     t2 = read_csv(out / "table2_algorithms_pooled.csv")
@@ -251,10 +392,14 @@ def test_budget_picks_each_runs_last_evaluation_at_or_below_it(tmp_path, capsys)
 
     summary = read_csv(out / "summary.csv")
     assert len(summary) == 2 * (6 + 4 + 3)  # per set: base + evaluated rounds of each run
-    chosen = {(os.path.basename(r["run"]), r["prompt_set"], r["round"], r["reward_queries"])
-              for r in summary if r["at_budget"] == "1"}
+    chosen = {
+        (os.path.basename(r["run"]), r["prompt_set"], r["round"], r["reward_queries"])
+        for r in summary
+        if r["at_budget"] == "1"
+    }
     assert chosen == {("big_seed1", s, "round_002", "2304") for s in ("train", "test")} | {
-        ("small_seed1", s, "round_007", "2048") for s in ("train", "test")}
+        ("small_seed1", s, "round_007", "2048") for s in ("train", "test")
+    }
 
     # at exactly 3,072 both reach a later evaluation (at or below counts); late still has none
     exact = tmp_path / "exact"
@@ -271,10 +416,14 @@ def test_a_group_without_any_run_at_the_budget_is_named(tmp_path, capsys):
     out = tmp_path / "out"
     assert figures.main([big, late, late2, "--out", str(out), "--queries", "3000"]) == 0
     printed = capsys.readouterr().out
-    assert f"note: budget: run {late2} (late) has no trained train evaluation at ≤ 3,000 reward queries (its train " \
-           "evaluation: 4,096 queries); left out of bars_train.png and Tables 1-2" in printed
-    assert ("note: budget: group late: none of its 2 runs has a trained train evaluation at ≤ 3,000 reward queries; "
-            "its entries in bars_train.png and Tables 1-2 are empty (-)") in printed
+    assert (
+        f"note: budget: run {late2} (late) has no trained train evaluation at ≤ 3,000 reward queries (its train "
+        "evaluation: 4,096 queries); left out of bars_train.png and Tables 1-2" in printed
+    )
+    assert (
+        "note: budget: group late: none of its 2 runs has a trained train evaluation at ≤ 3,000 reward queries; "
+        "its entries in bars_train.png and Tables 1-2 are empty (-)"
+    ) in printed
     assert "note: budget: group late: none of its 2 runs has a trained test evaluation" in printed
     tables = (out / "tables.md").read_text()
     assert "| late | - |" in section(tables, "Table 1: diversity") and "| late | - |" in section(tables, "Table 3")
@@ -285,8 +434,13 @@ def test_cell_of_runs_at_different_queries_states_the_range(tmp_path, capsys):
     """Two seeds of one group with different images per round reach the budget at different queries."""
     root = str(tmp_path)
     one = make_run(root, "mix_seed1", per_round=768, train=[(0.30, 1.30, 9.0)] * 3, test=[0.25, 0.26, 0.27])
-    two = make_run(root, "mix_seed2", per_round=512, train=[(0.30, 1.30, 9.0), (0.30, 1.34, 9.0), (0.30, 1.36, 9.0)],
-                   test=[0.25, 0.26, 0.29])
+    two = make_run(
+        root,
+        "mix_seed2",
+        per_round=512,
+        train=[(0.30, 1.30, 9.0), (0.30, 1.34, 9.0), (0.30, 1.36, 9.0)],
+        test=[0.25, 0.26, 0.29],
+    )
     out = tmp_path / "out"
     assert figures.main([one, two, "--out", str(out), "--queries", "2000"]) == 0
     capsys.readouterr()
@@ -304,15 +458,28 @@ def test_cell_of_runs_at_different_queries_states_the_range(tmp_path, capsys):
 
 # ---------------------------------------------------------------- the command on the four-group fixture
 
+
 def test_outputs_roles_and_numbers(runs, tmp_path, capsys):
     out = tmp_path / "figs" / "nested"
     assert figures.main(argv_for(runs, out)) == 0
     printed = capsys.readouterr().out
 
-    names = ["curve_train.png", "curve_train.csv", "curve_test.png", "curve_test.csv", "curve_train_reward.png",
-             "curve_train_reward.csv", "bars_train.png", "tables.md", "table1_diversity.csv",
-             "table1_diversity_pooled.csv", "table2_algorithms.csv", "table2_algorithms_pooled.csv",
-             "table3_generalization.csv", "summary.csv"]
+    names = [
+        "curve_train.png",
+        "curve_train.csv",
+        "curve_test.png",
+        "curve_test.csv",
+        "curve_train_reward.png",
+        "curve_train_reward.csv",
+        "bars_train.png",
+        "tables.md",
+        "table1_diversity.csv",
+        "table1_diversity_pooled.csv",
+        "table2_algorithms.csv",
+        "table2_algorithms_pooled.csv",
+        "table3_generalization.csv",
+        "summary.csv",
+    ]
     assert sorted(os.listdir(out)) == sorted(names)
     for name in names:
         assert f"wrote {out / name}" in printed
@@ -323,11 +490,18 @@ def test_outputs_roles_and_numbers(runs, tmp_path, capsys):
     tables = (out / "tables.md").read_text()
     assert tables.startswith("# B2-DiffuRL tables\n")
     assert [line[3:].split(":")[0] for line in tables.splitlines() if line.startswith("## ")] == [
-        "Table 1", "Table 1, pooled IS", "Table 2", "Table 2, pooled IS", "Table 3"]
+        "Table 1",
+        "Table 1, pooled IS",
+        "Table 2",
+        "Table 2, pooled IS",
+        "Table 3",
+    ]
     assert section(tables, "Table 3") in printed  # the Markdown tables are printed too
     # Table 1, per-prompt IS on the TRAINING prompts. SD: base 1.20/1.22 alternating over 6 runs -> mean
     # 1.21, stdev = 0.01 * sqrt(6/5), SE = 0.01 / sqrt(5) = 0.00447.
-    t1 = section(tables, "Table 1: diversity (per-prompt Inception Score, training prompts, at ≤ 25,600 reward queries)")
+    t1 = section(
+        tables, "Table 1: diversity (per-prompt Inception Score, training prompts, at ≤ 25,600 reward queries)"
+    )
     assert "Drawn from the training prompts (eval/train.json), at ≤ 25,600 reward queries" in t1
     assert "Each cell shows the reward queries it stands for" in t1
     assert "SD 1.32 / 1.41 / 1.36 on templates 1-3" in t1 and "style collapse" in t1
@@ -359,7 +533,7 @@ def test_outputs_roles_and_numbers(runs, tmp_path, capsys):
 
     rows = read_csv(out / "table1_diversity.csv")
     assert [r["row"] for r in rows] == ["base", "b2_t1", "ddpo", "DPOK", "BPT only"]
-    assert_cell(rows, "base", "Temp. 1", 1.21, 0.01 / 5 ** 0.5, 6, "0")
+    assert_cell(rows, "base", "Temp. 1", 1.21, 0.01 / 5**0.5, 6, "0")
     assert_cell(rows, "b2_t1", "Temp. 1", 1.42, 0.02, 2, "192")
     assert_cell(rows, "DPOK", "Temp. 1", 1.27, 0.02, 1, "192", source="eval")
     pooled = read_csv(out / "table1_diversity_pooled.csv")
@@ -367,7 +541,11 @@ def test_outputs_roles_and_numbers(runs, tmp_path, capsys):
     assert_cell(pooled, "BPT only", "Temp. 1", 8.6, 0.1, 1, "192", source="eval")
     t2rows = read_csv(out / "table2_algorithms.csv")
     assert [(r["row"], r["column"]) for r in t2rows] == [
-        ("PPO/DDPO", "Vanilla"), ("PPO/DDPO", "Ours+Vanilla"), ("DPOK", "Vanilla"), ("DPOK", "Ours+Vanilla")]
+        ("PPO/DDPO", "Vanilla"),
+        ("PPO/DDPO", "Ours+Vanilla"),
+        ("DPOK", "Vanilla"),
+        ("DPOK", "Ours+Vanilla"),
+    ]
     assert_cell(t2rows, "PPO/DDPO", "Ours+Vanilla", 1.42, 0.02, 2, "192")
     assert cell(t2rows, "DPOK", "Ours+Vanilla")["n"] == "0"
     t3rows = read_csv(out / "table3_generalization.csv")
@@ -375,10 +553,24 @@ def test_outputs_roles_and_numbers(runs, tmp_path, capsys):
     assert_cell(t3rows, "ddpo", "Temp. 1", 0.31, 0.01, 2, "192")
 
     train = read_csv(out / "curve_train.csv")
-    b2 = [(int(r["reward_queries"]), float(r["mean"]), float(r["se"]), int(r["n"])) for r in train if r["label"] == "b2_t1"]
-    assert b2 == [pytest.approx(p) for p in [(0, 0.28, 0.0, 2), (64, 0.305, 0.005, 2), (128, 0.325, 0.005, 2), (192, 0.35, 0.01, 2)]]
-    test = {int(r["reward_queries"]): float(r["mean"]) for r in read_csv(out / "curve_test.csv") if r["label"] == "b2_t1"}
-    assert test == {0: pytest.approx(0.27), 64: pytest.approx(0.295), 128: pytest.approx(0.315), 192: pytest.approx(0.34)}
+    b2 = [
+        (int(r["reward_queries"]), float(r["mean"]), float(r["se"]), int(r["n"]))
+        for r in train
+        if r["label"] == "b2_t1"
+    ]
+    assert b2 == [
+        pytest.approx(p)
+        for p in [(0, 0.28, 0.0, 2), (64, 0.305, 0.005, 2), (128, 0.325, 0.005, 2), (192, 0.35, 0.01, 2)]
+    ]
+    test = {
+        int(r["reward_queries"]): float(r["mean"]) for r in read_csv(out / "curve_test.csv") if r["label"] == "b2_t1"
+    }
+    assert test == {
+        0: pytest.approx(0.27),
+        64: pytest.approx(0.295),
+        128: pytest.approx(0.315),
+        192: pytest.approx(0.34),
+    }
     dpok = [r for r in train if r["label"] == "DPOK" and r["reward_queries"] == "192"][0]
     assert float(dpok["se"]) == pytest.approx(0.002) and dpok["se_source"] == "eval"
 
@@ -390,20 +582,59 @@ def test_outputs_roles_and_numbers(runs, tmp_path, capsys):
 
     summary = read_csv(out / "summary.csv")
     assert list(summary[0]) == [
-        "label", "run", "prompt_set", "round", "round_index", "reward_queries", "at_budget", "clipscore_mean",
-        "clipscore_sem", "inception_score_per_prompt", "inception_score_per_prompt_sem", "inception_score", "template",
-        "algorithm", "method", "model", "learning_rate", "seed", "bertscore_mean", "bertscore_sem", "toycaption_mean",
-        "toycaption_sem", "alignment_mean", "alignment_sem", "background_entropy"]
+        "label",
+        "run",
+        "prompt_set",
+        "round",
+        "round_index",
+        "reward_queries",
+        "at_budget",
+        "clipscore_mean",
+        "clipscore_sem",
+        "inception_score_per_prompt",
+        "inception_score_per_prompt_sem",
+        "inception_score",
+        "template",
+        "algorithm",
+        "method",
+        "model",
+        "learning_rate",
+        "seed",
+        "bertscore_mean",
+        "bertscore_sem",
+        "toycaption_mean",
+        "toycaption_sem",
+        "alignment_mean",
+        "alignment_sem",
+        "background_entropy",
+    ]
     assert len(summary) == 6 * 2 * 4  # 6 runs x 2 prompt sets x (base + 3 rounds)
     assert all(not os.path.isabs(r["run"]) for r in summary)  # relative to the CSV's folder: the tree can move
     run_of = {r["run"]: os.path.normpath(os.path.join(out, r["run"])) for r in summary}
     assert set(run_of.values()) == {os.path.normpath(p) for p in runs.values()}
-    row = [r for r in summary if run_of[r["run"]] == os.path.normpath(runs["b2_2"]) and r["round"] == "round_002" and r["prompt_set"] == "test"][0]
+    row = [
+        r
+        for r in summary
+        if run_of[r["run"]] == os.path.normpath(runs["b2_2"])
+        and r["round"] == "round_002"
+        and r["prompt_set"] == "test"
+    ][0]
     assert row["label"] == "b2_t1" and row["reward_queries"] == "192" and row["at_budget"] == "1"
-    assert float(row["clipscore_mean"]) == pytest.approx(0.35) and float(row["inception_score_per_prompt"]) == pytest.approx(1.94)
+    assert float(row["clipscore_mean"]) == pytest.approx(0.35) and float(
+        row["inception_score_per_prompt"]
+    ) == pytest.approx(1.94)
     assert float(row["inception_score"]) == pytest.approx(19.4) and float(row["inception_score_per_prompt_sem"]) == 0.01
-    base = [r for r in summary if run_of[r["run"]] == os.path.normpath(runs["dpok"]) and r["round"] == "base" and r["prompt_set"] == "train"][0]
-    assert base["label"] == "DPOK" and base["reward_queries"] == "0" and base["round_index"] == "-1" and base["at_budget"] == "0"
+    base = [
+        r
+        for r in summary
+        if run_of[r["run"]] == os.path.normpath(runs["dpok"]) and r["round"] == "base" and r["prompt_set"] == "train"
+    ][0]
+    assert (
+        base["label"] == "DPOK"
+        and base["reward_queries"] == "0"
+        and base["round_index"] == "-1"
+        and base["at_budget"] == "0"
+    )
     assert sum(r["at_budget"] == "1" for r in summary) == 12  # one per run and set
 
     # a smaller budget moves every cell to round_001 (128 queries): b2_t1 1.35 / 1.36
@@ -414,15 +645,23 @@ def test_outputs_roles_and_numbers(runs, tmp_path, capsys):
 
 def test_subprocess_and_light_import(runs, tmp_path):
     out = tmp_path / "sub"
-    proc = subprocess.run([sys.executable, "-m", "b2diffurl.figures", *argv_for(runs, out)], cwd=REPO, env=ENV,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "b2diffurl.figures", *argv_for(runs, out)],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert f"wrote {out / 'bars_train.png'}" in proc.stdout
     assert "| PPO/DDPO | 1.3300 ± 0.0300 (192 q) | 1.4200 ± 0.0200 (192 q) |" in proc.stdout
     assert_png(out / "bars_train.png")
-    check = ("import sys, b2diffurl.figures as f; f.main, f.load_runs, f.FiguresError, f.base_label; "
-             "bad = {'matplotlib', 'torch', 'numpy'} & set(sys.modules); assert not bad, bad")
+    check = (
+        "import sys, b2diffurl.figures as f; f.main, f.load_runs, f.FiguresError, f.base_label; "
+        "bad = {'matplotlib', 'torch', 'numpy'} & set(sys.modules); assert not bad, bad"
+    )
     light = subprocess.run([sys.executable, "-c", check], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60)
     assert light.returncode == 0, light.stderr
 
@@ -446,7 +685,10 @@ def test_seeds_missing_points_and_templates(tmp_path, capsys):
     assert "note: curve_train: x: 1 point(s) not in every seed's data left out of the average" in printed
     assert [r["reward_queries"] for r in read_csv(out / "curve_train.csv") if r["label"] == "x"] == ["0", "64", "128"]
     # t2 and loose have no test evaluations: named for Table 3
-    assert f"note: budget: run {other} (t2) has no trained test evaluation" in printed and "(no test evaluations)" in printed
+    assert (
+        f"note: budget: run {other} (t2) has no trained test evaluation" in printed
+        and "(no test evaluations)" in printed
+    )
 
     t1 = read_csv(out / "table1_diversity.csv")
     assert sorted({r["column"] for r in t1}, key=str) == ["Temp. 1", "Temp. 2", "animals_train"]
@@ -468,13 +710,23 @@ def test_a_missing_prompt_set_skips_its_outputs(runs, tmp_path, capsys):
     out = tmp_path / "out"
     assert figures.main([runs["b2_1"], runs["b2_2"], "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    for note in ("note: curve_train.png skipped: no run has eval/train.json files",
-                 "note: bars_train.png skipped: no run has eval/train.json files",
-                 "note: Tables 1-2 skipped: no run has eval/train.json files"):
+    for note in (
+        "note: curve_train.png skipped: no run has eval/train.json files",
+        "note: bars_train.png skipped: no run has eval/train.json files",
+        "note: Tables 1-2 skipped: no run has eval/train.json files",
+    ):
         assert note in printed
-    assert sorted(os.listdir(out)) == sorted(["curve_test.png", "curve_test.csv", "curve_train_reward.png",
-                                              "curve_train_reward.csv", "table3_generalization.csv", "tables.md",
-                                              "summary.csv"])
+    assert sorted(os.listdir(out)) == sorted(
+        [
+            "curve_test.png",
+            "curve_test.csv",
+            "curve_train_reward.png",
+            "curve_train_reward.csv",
+            "table3_generalization.csv",
+            "tables.md",
+            "summary.csv",
+        ]
+    )
     tables = (out / "tables.md").read_text()
     assert "## Table 1" not in tables and "| b2_t1 | 0.3400 ± 0.0100 (192 q) |" in section(tables, "Table 3")
 
@@ -498,8 +750,10 @@ def test_format_version_1_files_lack_the_per_prompt_is(tmp_path, capsys):
     out = tmp_path / "out"
     assert figures.main([run, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert ("note: Table 1: diversity has 2 cell(s) shown as - because their evaluations have no "
-            "inception_score_per_prompt (format_version 1 files lack it)") in printed
+    assert (
+        "note: Table 1: diversity has 2 cell(s) shown as - because their evaluations have no "
+        "inception_score_per_prompt (format_version 1 files lack it)"
+    ) in printed
     assert "pooled IS has" not in printed
     tables = (out / "tables.md").read_text()
     assert "| old | - |" in section(tables, "Table 1: diversity")
@@ -536,9 +790,24 @@ def bad_input_cases(tmp_path, runs):
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "out is a file", "broken json", "wrong prompt set", "twice",
-                                  "empty label", "no --out", "negative queries", "fractional queries", "word queries",
-                                  "empty queries", "old --prompt-set"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "empty",
+        "out is a file",
+        "broken json",
+        "wrong prompt set",
+        "twice",
+        "empty label",
+        "no --out",
+        "negative queries",
+        "fractional queries",
+        "word queries",
+        "empty queries",
+        "old --prompt-set",
+    ],
+)
 def test_bad_inputs_exit_2_and_write_nothing(runs, tmp_path, capsys, case):
     argv, message = bad_input_cases(tmp_path, runs)[case]
     before = sorted(os.listdir(tmp_path))
@@ -555,8 +824,14 @@ def test_bad_input_through_subprocess(tmp_path):
     write_progress(str(run), [0.2], 64)
     for argv in ([str(tmp_path / "empty")], [str(run), "--queries", "-1"]):
         (tmp_path / "empty").mkdir(exist_ok=True)
-        proc = subprocess.run([sys.executable, "-m", "b2diffurl.figures", *argv, "--out", str(tmp_path / "o")],
-                              cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "b2diffurl.figures", *argv, "--out", str(tmp_path / "o")],
+            cwd=REPO,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 2
         assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ") and proc.stdout == ""
         assert not (tmp_path / "o").exists()
@@ -571,9 +846,14 @@ def test_plot_titles_labels_and_budget_line(runs, tmp_path, monkeypatch):
     assert figures.main(argv_for(runs, tmp_path / "o", "--queries", "150")) == 0
     titles = {name: (kw["title"], kw["ylabel"]) for name, kw in drawn}
     assert titles == {
-        "curve_train.png": ("Fig. 5: CLIPScore on the training prompts vs reward queries", "CLIPScore (training prompts)"),
-        "curve_test.png": ("CLIPScore on held-out prompts vs reward queries\n(extra; not a figure of the paper)",
-                           "CLIPScore (held-out prompts; extra)"),
+        "curve_train.png": (
+            "Fig. 5: CLIPScore on the training prompts vs reward queries",
+            "CLIPScore (training prompts)",
+        ),
+        "curve_test.png": (
+            "CLIPScore on held-out prompts vs reward queries\n(extra; not a figure of the paper)",
+            "CLIPScore (held-out prompts; extra)",
+        ),
         "curve_train_reward.png": ("Training reward vs reward queries", "training reward (round mean)"),
     }
     colors = {"b2_t1": "C0", "ddpo": "C1", "DPOK": "C2", "BPT only": "C3"}
@@ -583,10 +863,15 @@ def test_plot_titles_labels_and_budget_line(runs, tmp_path, monkeypatch):
     assert drawn[2][1]["band_note"] == "±1 SE over seeds (n ≥ 2), else the round's own SE"
     ((name, kw),) = bars
     assert name == "bars_train.png" and kw["colors"] == colors
-    assert kw["title"].startswith("Training prompts, at ≤ 150 reward queries: each run's last evaluation at or below it")
+    assert kw["title"].startswith(
+        "Training prompts, at ≤ 150 reward queries: each run's last evaluation at or below it"
+    )
     assert "error bars: ±1 SE over seeds (n ≥ 2), else the evaluation's own SE" in kw["title"]
     assert [title for title, _ in kw["panels"]] == [
-        "CLIPScore (alignment)", "Inception Score per prompt (diversity)", "Inception Score pooled over all images"]
+        "CLIPScore (alignment)",
+        "Inception Score per prompt (diversity)",
+        "Inception Score pooled over all images",
+    ]
     per_prompt = {b.name: b for b in kw["panels"][1][1]}
     assert per_prompt["b2_t1"].stat.mean == pytest.approx(1.355) and per_prompt["b2_t1"].queries == (128, 128)
     assert per_prompt["base"].stat.mean == pytest.approx(1.21) and per_prompt["base"].queries == (0,) * 6
@@ -617,7 +902,11 @@ def test_rendered_plots_have_the_budget_line_and_bar_labels(tmp_path):
     assert "budget 3,000" in labels
     line = handles[labels.index("budget 3,000")]
     assert list(line.get_xdata()) == [3000, 3000] and line.get_linestyle() == "--"
-    assert [len(line.get_xdata()) for line in curve.get_lines()[:3]] == [6, 4, 3]  # every evaluated point, base included
+    assert [len(line.get_xdata()) for line in curve.get_lines()[:3]] == [
+        6,
+        4,
+        3,
+    ]  # every evaluated point, base included
     bar_axes = next(a for a in axes if not hasattr(a, "get_legend_handles_labels"))  # the bars' 3 panels
     texts = [t.get_text() for t in bar_axes[1].texts]
     assert "1.320\n2.3k q" in texts and "1.270\n2.0k q" in texts and "1.200\n0 q" in texts and "n/a" in texts
@@ -645,17 +934,47 @@ def test_toy_world_alignment_and_diversity_curves_and_tables(tmp_path, capsys):
     """Evaluations with the toy world's keys get alignment and background-entropy curves and tables for
     each prompt set that has them, averaged over seeds like CLIPScore."""
     root = str(tmp_path / "runs")
-    for seed, (aligned, entropy) in enumerate([((0.50, 0.60, 0.70), (2.4, 2.3, 2.2)), ((0.54, 0.66, 0.74), (2.5, 2.2, 2.0))]):
+    for seed, (aligned, entropy) in enumerate(
+        [((0.50, 0.60, 0.70), (2.4, 2.3, 2.2)), ((0.54, 0.66, 0.74), (2.5, 2.2, 2.0))]
+    ):
         run_dir = os.path.join(root, f"toy_seed{seed}")
         write_progress(run_dir, [0.2, 0.25, 0.3], 96)
-        write_eval(run_dir, "base", -1, "test", clip=0.3, pp=1.1, pooled=2, queries=0, template="toy2",
-                   alignment_mean=0.40, alignment_sem=0.03, background_entropy=2.5)
+        write_eval(
+            run_dir,
+            "base",
+            -1,
+            "test",
+            clip=0.3,
+            pp=1.1,
+            pooled=2,
+            queries=0,
+            template="toy2",
+            alignment_mean=0.40,
+            alignment_sem=0.03,
+            background_entropy=2.5,
+        )
         for r in range(3):
-            write_eval(run_dir, f"round_{r:03d}", r, "test", clip=0.3, pp=1.1, pooled=2, queries=96 * (r + 1),
-                       template="toy2", alignment_mean=aligned[r], alignment_sem=0.03, background_entropy=entropy[r])
+            write_eval(
+                run_dir,
+                f"round_{r:03d}",
+                r,
+                "test",
+                clip=0.3,
+                pp=1.1,
+                pooled=2,
+                queries=96 * (r + 1),
+                template="toy2",
+                alignment_mean=aligned[r],
+                alignment_sem=0.03,
+                background_entropy=entropy[r],
+            )
     out = tmp_path / "out"
-    assert figures.main([os.path.join(root, "toy_seed0"), os.path.join(root, "toy_seed1"), "--out", str(out),
-                         "--queries", "200"]) == 0
+    assert (
+        figures.main(
+            [os.path.join(root, "toy_seed0"), os.path.join(root, "toy_seed1"), "--out", str(out), "--queries", "200"]
+        )
+        == 0
+    )
     curve = {int(r["reward_queries"]): r for r in read_csv(out / "curve_test_alignment.csv")}
     assert float(curve[0]["mean"]) == pytest.approx(0.40) and float(curve[0]["se"]) == 0  # the same base in both seeds
     assert float(curve[288]["mean"]) == pytest.approx(0.72) and float(curve[288]["se"]) == pytest.approx(0.02)
@@ -667,9 +986,13 @@ def test_toy_world_alignment_and_diversity_curves_and_tables(tmp_path, capsys):
     assert_png(out / "curve_test_alignment.png")
     assert not (out / "curve_train_alignment.png").exists()  # no train evaluations
     tables = (out / "tables.md").read_text()
-    assert "| toy | 0.6300 ± 0.0300 (192 q) |" in section(tables, "Toy world: alignment (toy-world detector), held-out prompts, at ≤ 200")
+    assert "| toy | 0.6300 ± 0.0300 (192 q) |" in section(
+        tables, "Toy world: alignment (toy-world detector), held-out prompts, at ≤ 200"
+    )
     printed = capsys.readouterr().out
-    assert "left out of Table 3" not in printed and "note: Tables 1-2 skipped: no run has eval/train.json files" in printed
+    assert (
+        "left out of Table 3" not in printed and "note: Tables 1-2 skipped: no run has eval/train.json files" in printed
+    )
 
 
 def test_no_toy_outputs_without_toy_metrics(runs, tmp_path):
@@ -687,8 +1010,17 @@ def test_a_single_run_folder_labels_itself(tmp_path):
     write_progress(run, [0.80, 0.82], 96)
     toy_model = {"model": os.path.join(REPO, "b2diffurl", "toyworld", "model")}
     for name, index, clip, queries in (("base", -1, 0.85, 0), ("round_000", 0, 0.86, 96), ("round_001", 1, 0.87, 192)):
-        write_eval(run, name, index, clip=clip, pp=1.2, pooled=4.0, queries=queries, settings=toy_model,
-                   run={"algorithm": "ppo", "learning_rate": 0.001, "seed": 7})
+        write_eval(
+            run,
+            name,
+            index,
+            clip=clip,
+            pp=1.2,
+            pooled=4.0,
+            queries=queries,
+            settings=toy_model,
+            run={"algorithm": "ppo", "learning_rate": 0.001, "seed": 7},
+        )
     figs = drawn_figures([run])
     out = tmp_path / "toy" / "figures"
     assert_png(out / "bars_train.png") and assert_png(out / "curve_train.png")
@@ -698,12 +1030,16 @@ def test_a_single_run_folder_labels_itself(tmp_path):
     assert [t.get_text() for t in curve.get_legend().get_texts()][0] == "toy (n=1)"
     panels = next(a for _, a in figs if not hasattr(a, "get_legend_handles_labels"))
     assert [a.get_title() for a in panels] == [
-        "CLIPScore (alignment)", "Inception Score per prompt (diversity)", "Inception Score pooled over all images"]
+        "CLIPScore (alignment)",
+        "Inception Score per prompt (diversity)",
+        "Inception Score pooled over all images",
+    ]
     assert [t.get_text() for t in panels[0].get_xticklabels()] == ["toy-world model (base)", "toy"]
     assert panels[0].get_ylabel() == "CLIPScore"
     rows = read_csv(out / "summary.csv")
     assert {(r["round"], r["model"], r["learning_rate"], r["seed"]) for r in rows if r["round"] == "round_001"} == {
-        ("round_001", "toy-world model", "0.001", "7")}
+        ("round_001", "toy-world model", "0.001", "7")
+    }
     assert "| toy-world model (base) |" in (out / "tables.md").read_text()
 
 
@@ -711,9 +1047,11 @@ def test_figures_need_matplotlib_before_writing(tmp_path):
     """Outside the venv (no matplotlib) the command stops with one line and writes nothing."""
     run = str(tmp_path / "r")
     write_progress(run, [0.8], 96)
-    code = ("import sys, importlib.util as u; real = u.find_spec; "
-            "u.find_spec = lambda name, *a: None if name == 'matplotlib' else real(name, *a); "
-            f"from b2diffurl.figures import main; sys.exit(main([{run!r}]))")
+    code = (
+        "import sys, importlib.util as u; real = u.find_spec; "
+        "u.find_spec = lambda name, *a: None if name == 'matplotlib' else real(name, *a); "
+        f"from b2diffurl.figures import main; sys.exit(main([{run!r}]))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=ENV, capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("error: matplotlib is not installed for ")
     assert ".venv/bin/python -m b2diffurl.figures" in proc.stderr and proc.stderr.count("\n") == 1
@@ -730,11 +1068,23 @@ def test_fig7a_draws_clipscore_and_bertscore_side_by_side_when_runs_carry_bertsc
         run = os.path.join(root, name)
         write_progress(run, [0.2, 0.3], 64)
         for r in (-1, 0, 1):
-            write_eval(run, "base" if r < 0 else f"round_{r:03d}", r, clip=0.28 + 0.01 * (r + 1), pp=1.2, pooled=6.0,
-                       queries=64 * (r + 1), label=label, bertscore_mean=0.5 + 0.02 * (r + 1) * (i + 1), bertscore_sem=0.01)
+            write_eval(
+                run,
+                "base" if r < 0 else f"round_{r:03d}",
+                r,
+                clip=0.28 + 0.01 * (r + 1),
+                pp=1.2,
+                pooled=6.0,
+                queries=64 * (r + 1),
+                label=label,
+                bertscore_mean=0.5 + 0.02 * (r + 1) * (i + 1),
+                bertscore_sem=0.01,
+            )
     figs = drawn_figures([*(os.path.join(root, n) for n in methods), "--out", str(tmp_path / "o")])
     assert_png(tmp_path / "o" / "fig7a_train.png")
-    (panels,) = [axes for _, axes in figs if getattr(axes, "shape", None) == (2,) and axes[1].get_title().startswith("BERTScore")]
+    (panels,) = [
+        axes for _, axes in figs if getattr(axes, "shape", None) == (2,) and axes[1].get_title().startswith("BERTScore")
+    ]
     assert [ax.get_title() for ax in panels] == ["CLIPScore, training prompts", "BERTScore, training prompts"]
     assert panels[1].get_ylabel() == "BERTScore (training prompts)"
     for ax, values in zip(panels, ([0.28, 0.29, 0.30], [0.50, 0.54, 0.58])):  # the second group (ddpo): i = 1
@@ -742,16 +1092,34 @@ def test_fig7a_draws_clipscore_and_bertscore_side_by_side_when_runs_carry_bertsc
         assert list(line.get_xdata()) == [0, 64, 128] and list(line.get_ydata()) == pytest.approx(values)
     rows = read_csv(tmp_path / "o" / "curve_train_bertscore.csv")
     assert [(r["label"], r["reward_queries"], float(r["mean"])) for r in rows if r["label"] == "bpt"] == [
-        ("bpt", "0", 0.5), ("bpt", "64", pytest.approx(0.56)), ("bpt", "128", pytest.approx(0.62))]
-    summary = [r for r in read_csv(tmp_path / "o" / "summary.csv") if r["run"].endswith("bpt_seed1") and r["prompt_set"] == "train"]
+        ("bpt", "0", 0.5),
+        ("bpt", "64", pytest.approx(0.56)),
+        ("bpt", "128", pytest.approx(0.62)),
+    ]
+    summary = [
+        r
+        for r in read_csv(tmp_path / "o" / "summary.csv")
+        if r["run"].endswith("bpt_seed1") and r["prompt_set"] == "train"
+    ]
     assert [(r["round"], float(r["bertscore_mean"]), float(r["bertscore_sem"])) for r in summary] == [
-        ("base", 0.5, 0.01), ("round_000", pytest.approx(0.56), 0.01), ("round_001", pytest.approx(0.62), 0.01)]
+        ("base", 0.5, 0.01),
+        ("round_000", pytest.approx(0.56), 0.01),
+        ("round_001", pytest.approx(0.62), 0.01),
+    ]
     assert all(r["toycaption_mean"] == "" and r["alignment_mean"] == "" for r in summary), "absent metrics stay empty"
     # without BERTScore in the evaluations: no Fig. 7a, no BERTScore curve
     plain = tmp_path / "plain"
     write_progress(str(plain / "b2_seed1"), [0.2], 64)
     for r in (-1, 0):
-        write_eval(str(plain / "b2_seed1"), "base" if r < 0 else "round_000", r, clip=0.3, pp=1.2, pooled=6.0, queries=64 * (r + 1))
+        write_eval(
+            str(plain / "b2_seed1"),
+            "base" if r < 0 else "round_000",
+            r,
+            clip=0.3,
+            pp=1.2,
+            pooled=6.0,
+            queries=64 * (r + 1),
+        )
     assert figures.main([str(plain / "b2_seed1"), "--out", str(tmp_path / "o2")]) == 0
     assert not list((tmp_path / "o2").glob("fig7a_*")) and not list((tmp_path / "o2").glob("*bertscore*"))
 

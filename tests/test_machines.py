@@ -10,10 +10,10 @@ import sys
 import time
 
 import pytest
+from conftest import REPO, _default_sigint, error_lines, run_driver
 
 from b2diffurl import records
 from b2diffurl.driver import ephemeral_ports
-from conftest import REPO, _default_sigint, error_lines, run_driver
 
 RUN = {"StageCnt": 2, "BatchCnt": 2, "EvalInterval": 2, "SaveInterval": 1, "Seed": 9, "NUM_PROCESSES": 2}
 TIMING_KEYS = {"seconds", "load_seconds", "peak_memory_bytes", "wall_seconds"}  # how long and how big, not what
@@ -43,20 +43,43 @@ def free_port():
 def start_machine(save_path, rank, port, fault="", **variables):
     """One machine's driver, in its own session (a fault kills that machine's whole process group)."""
     env = {k: v for k, v in os.environ.items() if k != "B2DIFFURL_FAULT"}
-    env.update({"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "PYTHON": sys.executable, "CONFIG": "config/stage_process.py:tiny",
-                "SavePath": str(save_path), "NUM_MACHINES": "2", "MACHINE_RANK": str(rank), "MAIN_PROCESS_IP": "127.0.0.1",
-                "MAIN_PROCESS_PORT": str(port), "ACCELERATE_ARGS": "--rdzv_conf timeout=120", **{k: str(v) for k, v in {**RUN, **variables}.items()}})
+    env.update(
+        {
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHON": sys.executable,
+            "CONFIG": "config/stage_process.py:tiny",
+            "SavePath": str(save_path),
+            "NUM_MACHINES": "2",
+            "MACHINE_RANK": str(rank),
+            "MAIN_PROCESS_IP": "127.0.0.1",
+            "MAIN_PROCESS_PORT": str(port),
+            "ACCELERATE_ARGS": "--rdzv_conf timeout=120",
+            **{k: str(v) for k, v in {**RUN, **variables}.items()},
+        }
+    )
     if fault:
         env["B2DIFFURL_FAULT"] = fault
-    return subprocess.Popen(["bash", os.path.join(REPO, "run_process.sh")], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=_default_sigint)
+    return subprocess.Popen(
+        ["bash", os.path.join(REPO, "run_process.sh")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_default_sigint,
+    )
 
 
 def two_machines(save_paths, fault_on_1="", **variables):
     """Both machines' drivers at once; returns [(exit status, stdout, stderr, seconds)] of ranks 0 and 1."""
     port = free_port()
     started = time.time()
-    procs = [start_machine(path, rank, port, fault_on_1 if rank == 1 else "", **variables) for rank, path in enumerate(save_paths)]
+    procs = [
+        start_machine(path, rank, port, fault_on_1 if rank == 1 else "", **variables)
+        for rank, path in enumerate(save_paths)
+    ]
     out = []
     for proc in procs:
         stdout, stderr = proc.communicate(timeout=900)
@@ -65,7 +88,9 @@ def two_machines(save_paths, fault_on_1="", **variables):
 
 
 def stripped(value):
-    if isinstance(value, dict):  # a marker's checksums of JSON files hash their timings too: those files are compared stripped
+    if isinstance(
+        value, dict
+    ):  # a marker's checksums of JSON files hash their timings too: those files are compared stripped
         return {k: stripped(v) for k, v in value.items() if k not in TIMING_KEYS and not k.endswith(".json")}
     if isinstance(value, list):
         return [stripped(v) for v in value]
@@ -88,14 +113,19 @@ def contents(exp_dir):
             elif name == "progress.csv":
                 rows = [line.split(",") for line in open(path).read().splitlines()]
                 drop = rows[0].index("seconds")
-                out[rel] = [row[:drop] + row[drop + 1:] for row in rows]
+                out[rel] = [row[:drop] + row[drop + 1 :] for row in rows]
             else:
                 out[rel] = hashlib.sha256(open(path, "rb").read()).hexdigest()
     return out
 
 
 def snapshot(exp_dir):
-    return {os.path.join(f, n): os.stat(os.path.join(f, n)).st_mtime_ns for f, _, ns in os.walk(exp_dir) for n in ns if n != ".run.lock"}
+    return {
+        os.path.join(f, n): os.stat(os.path.join(f, n)).st_mtime_ns
+        for f, _, ns in os.walk(exp_dir)
+        for n in ns
+        if n != ".run.lock"
+    }
 
 
 @pytest.mark.slow
@@ -123,7 +153,9 @@ def test_two_machines_run_as_one_machine_with_two_processes(tmp_path):
     assert "machine rank 0 writes the report" in results[1][1] and "last - base" in results[0][1]
     reference = contents(tmp_path / "one" / "run")
     assert any(k.endswith("optimizer.safetensors") for k in reference) and any("samples" in k for k in reference)
-    assert any(k.endswith("selected.safetensors") for k in reference) and any(k.endswith("eval/test.json") for k in reference)
+    assert any(k.endswith("selected.safetensors") for k in reference) and any(
+        k.endswith("eval/test.json") for k in reference
+    )
     assert contents(tmp_path / "two" / "run") == reference
 
     before = snapshot(tmp_path / "two" / "run")
@@ -132,13 +164,17 @@ def test_two_machines_run_as_one_machine_with_two_processes(tmp_path):
     assert snapshot(tmp_path / "two" / "run") == before, "a rerun rewrites nothing"
 
     # one process per round from here (the same files as the stage scripts, fewer launches)
-    killed = two_machines([tmp_path / "killed"] * 2, fault_on_1="KILL:round_001/sample.batch", ExpName="run", OneProcess=1)
+    killed = two_machines(
+        [tmp_path / "killed"] * 2, fault_on_1="KILL:round_001/sample.batch", ExpName="run", OneProcess=1
+    )
     (code0, _, stderr0, seconds0), (code1, *_) = killed
     assert code1 != 0 and code0 != 0 and seconds0 < 240, f"machine 0 stopped after {seconds0:.0f} s"
     # one error line: the rank's own when the broken connection reaches Python, the launcher's when the
     # C++ runtime aborted the rank first (it may leave its "terminate called ..." line above)
     errors = [line for line in error_lines(stderr0) if line.startswith("error:")]
-    assert len(errors) == 1 and errors[0].startswith("error: lost contact with another process of this run mid-stage"), stderr0[-3000:]
+    assert len(errors) == 1 and errors[0].startswith(
+        "error: lost contact with another process of this run mid-stage"
+    ), stderr0[-3000:]
     assert not (tmp_path / "killed" / "run" / "round_001" / "sample.done").exists()
     resumed = two_machines([tmp_path / "killed"] * 2, ExpName="run", OneProcess=1)
     assert all(code == 0 for code, *_ in resumed), resumed[0][2][-3000:] + resumed[1][2][-3000:]
@@ -147,7 +183,9 @@ def test_two_machines_run_as_one_machine_with_two_processes(tmp_path):
     blind = two_machines([tmp_path / "seen", tmp_path / "elsewhere"], ExpName="run")
     for code, _, stderr, _ in blind:
         lines = error_lines(stderr)
-        assert code == 2 and len(lines) == 1 and "machine rank 1" in lines[0] and "cannot see the run folder" in lines[0], stderr[-3000:]
+        assert (
+            code == 2 and len(lines) == 1 and "machine rank 1" in lines[0] and "cannot see the run folder" in lines[0]
+        ), stderr[-3000:]
     assert not (tmp_path / "seen" / "run" / "round_000").exists() and not (tmp_path / "elsewhere").exists()
 
 

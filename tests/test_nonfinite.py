@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from conftest import REFERENCE_RUN, error_lines, run_driver, run_state
 
 from b2diffurl import records
 from b2diffurl.errors import NonFiniteError, RecordError
@@ -13,7 +14,6 @@ from b2diffurl.models import load_policy
 from b2diffurl.rewards import build_reward
 from b2diffurl.sampler import sample_round
 from b2diffurl.selection import select_round
-from conftest import REFERENCE_RUN, error_lines, run_driver, run_state
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_a_corrupted_batch_is_named_with_its_recovery(sampled):
     config, out = sampled
     batch = os.path.join(out, "samples", "batch_00001.safetensors")
     data = bytearray(open(batch, "rb").read())
-    data[len(data) // 2: len(data) // 2 + 2048] = os.urandom(2048)  # a few KB overwritten, same size
+    data[len(data) // 2 : len(data) // 2 + 2048] = os.urandom(2048)  # a few KB overwritten, same size
     open(batch, "wb").write(bytes(data))
     before = _listing(out)
     with pytest.raises(RecordError) as err:

@@ -18,10 +18,10 @@ def test_ratio_one_gives_minus_the_mean_advantage():
 @pytest.mark.parametrize(
     "ratio,advantage,expected",
     [
-        (1.5, 1.0, -1.1),   # positive advantage, ratio above 1 + eps: clipped to 1.1
-        (0.5, 1.0, -0.5),   # positive advantage, ratio below 1 - eps: the unclipped (smaller) term wins
-        (0.5, -1.0, 0.9),   # negative advantage, ratio below 1 - eps: clipped to 0.9
-        (1.5, -1.0, 1.5),   # negative advantage, ratio above 1 + eps: unclipped (pessimistic) term
+        (1.5, 1.0, -1.1),  # positive advantage, ratio above 1 + eps: clipped to 1.1
+        (0.5, 1.0, -0.5),  # positive advantage, ratio below 1 - eps: the unclipped (smaller) term wins
+        (0.5, -1.0, 0.9),  # negative advantage, ratio below 1 - eps: clipped to 0.9
+        (1.5, -1.0, 1.5),  # negative advantage, ratio above 1 + eps: unclipped (pessimistic) term
         (1.05, 2.0, -2.1),  # inside the clip range: plain -A * r
     ],
 )
@@ -64,6 +64,7 @@ def test_policy_stats():
 
 # ---------------------------------------------------------------- DPOK, DPO (paper Eq. 7, 8)
 
+
 def test_gaussian_kl_by_hand():
     from b2diffurl.objectives import gaussian_kl
 
@@ -81,9 +82,13 @@ def test_dpok_loss_by_hand():
     kl = torch.tensor([0.2, 0.4])
     # ratio 1: policy term = mean(-A) = 0.5; 10 * 0.5 + 0.01 * mean(kl) = 5 + 0.003 (clamp or PPO alike)
     assert dpok_loss(log_probs, log_probs.clone(), advantages, 0.1, kl, 10.0, 0.01).item() == pytest.approx(5.003)
-    assert dpok_loss(log_probs, log_probs.clone(), advantages, 0.1, kl, 1000.0, 0.1, 1e-4).item() == pytest.approx(500.03)
+    assert dpok_loss(log_probs, log_probs.clone(), advantages, 0.1, kl, 1000.0, 0.1, 1e-4).item() == pytest.approx(
+        500.03
+    )
     # ratio_clip 0: clipping as in PPO: ratio 1.5 with A = 1 counts as 1.1
-    loss = dpok_loss(torch.tensor([math.log(1.5)]), torch.tensor([0.0]), torch.tensor([1.0]), 0.1, torch.tensor([0.0]), 2.0, 1.0)
+    loss = dpok_loss(
+        torch.tensor([math.log(1.5)]), torch.tensor([0.0]), torch.tensor([1.0]), 0.1, torch.tensor([0.0]), 2.0, 1.0
+    )
     assert loss.item() == pytest.approx(-2.2)
 
 
@@ -102,11 +107,16 @@ def test_dpok_hard_clamp_as_released():
     assert log_probs.grad[2].item() == pytest.approx(-2 * 1.00005 / 3, rel=1e-5), "inside: -A r / M"
     # the clamp (and the weights) reach dpok_loss: 1000 * that term + 0.1 * mean(kl)
     kl = torch.tensor([0.3, 0.0, 0.6])
-    assert dpok_loss(log_probs.detach(), torch.zeros(3), advantages, 0.1, kl, 1000.0, 0.1, 1e-4).item() == pytest.approx(
-        1000 * loss.item() + 0.1 * 0.3, rel=1e-6)
+    assert dpok_loss(
+        log_probs.detach(), torch.zeros(3), advantages, 0.1, kl, 1000.0, 0.1, 1e-4
+    ).item() == pytest.approx(1000 * loss.item() + 0.1 * 0.3, rel=1e-6)
     # ratio 0.5 with A = -1: PPO's pessimistic term is 0.9 (clipped), the release's clamp 0.9999
-    assert clamped_ratio_loss(torch.tensor([math.log(0.5)]), torch.zeros(1), torch.tensor([-1.0]), 1e-4).item() == pytest.approx(0.9999)
-    assert ppo_loss(torch.tensor([math.log(0.5)]), torch.zeros(1), torch.tensor([-1.0]), 0.1).item() == pytest.approx(0.9)
+    assert clamped_ratio_loss(
+        torch.tensor([math.log(0.5)]), torch.zeros(1), torch.tensor([-1.0]), 1e-4
+    ).item() == pytest.approx(0.9999)
+    assert ppo_loss(torch.tensor([math.log(0.5)]), torch.zeros(1), torch.tensor([-1.0]), 0.1).item() == pytest.approx(
+        0.9
+    )
 
 
 def test_dpo_loss_by_hand():
@@ -128,24 +138,31 @@ def test_dpo_ratio_clamp_binds_where_it_should():
     from b2diffurl.objectives import dpo_loss, dpo_margin
 
     reference = torch.zeros(3)
-    log_w = torch.tensor([0.5, 0.05, -0.5], requires_grad=True)  # ratios e^0.5 (clamped to 1.1), e^0.05 (inside), e^-0.5 (to 0.9)
+    log_w = torch.tensor(
+        [0.5, 0.05, -0.5], requires_grad=True
+    )  # ratios e^0.5 (clamped to 1.1), e^0.05 (inside), e^-0.5 (to 0.9)
     log_l = torch.tensor([-0.5, -0.02, 0.01], requires_grad=True)
     margin = dpo_margin(log_w, reference, log_l, reference, 0.1)
     expected = [math.log(1.1) - math.log(0.9), 0.05 - -0.02, math.log(0.9) - 0.01]
     assert margin.tolist() == pytest.approx(expected, rel=1e-6)
-    assert dpo_margin(log_w, reference, log_l, reference, 0.0).tolist() == pytest.approx([1.0, 0.07, -0.51]), "0: no clamp"
+    assert dpo_margin(log_w, reference, log_l, reference, 0.0).tolist() == pytest.approx([1.0, 0.07, -0.51]), (
+        "0: no clamp"
+    )
     dpo_loss(log_w, reference, log_l, reference, 0.1, 0.1).backward()
-    assert log_w.grad[0].item() == 0.0 and log_w.grad[2].item() == 0.0 and log_l.grad[0].item() == 0.0, "clamped: no gradient"
+    assert log_w.grad[0].item() == 0.0 and log_w.grad[2].item() == 0.0 and log_l.grad[0].item() == 0.0, (
+        "clamped: no gradient"
+    )
     assert log_w.grad[1].item() < 0 < log_l.grad[1].item() and log_l.grad[2].item() > 0
 
 
 def test_registry_objectives_match_the_pure_functions():
+    from b2diffurl.objectives import Reference, dpo_loss, dpok_loss, make_objective
     from config.stage_process import get_config
 
-    from b2diffurl.objectives import Reference, dpo_loss, dpok_loss, make_objective
-
     train = get_config().train
-    assert (train.dpok_reward_weight, train.dpok_kl_weight, train.dpok_ratio_clip) == (1000.0, 0.1, 1e-4), "DPOK's multi-prompt release"
+    assert (train.dpok_reward_weight, train.dpok_kl_weight, train.dpok_ratio_clip) == (1000.0, 0.1, 1e-4), (
+        "DPOK's multi-prompt release"
+    )
     assert (train.dpo_reference, train.dpo_ratio_clip, train.dpo_beta) == ("base", 0.1, 0.1), "D3PO's release"
     lp, old = torch.tensor([-1.0, -1.2, -0.9, -1.1]), torch.tensor([-1.1, -1.0, -1.0, -1.0])
     adv, kl = torch.tensor([1.0, -1.0, 0.5, 2.0]), torch.tensor([0.1, 0.2, 0.3, 0.4])
@@ -165,7 +182,9 @@ def test_registry_objectives_match_the_pure_functions():
     train.dpo_reference, train.dpo_ratio_clip = "sampling", 0.0  # the sampling-time policy as reference, no clamp
     objective = make_objective(train)
     assert not objective.needs_reference
-    assert objective.loss(lp, old, adv, None).item() == pytest.approx(dpo_loss(lp[0::2], old[0::2], lp[1::2], old[1::2], 0.1).item())
+    assert objective.loss(lp, old, adv, None).item() == pytest.approx(
+        dpo_loss(lp[0::2], old[0::2], lp[1::2], old[1::2], 0.1).item()
+    )
     train.dpo_reference = "frozen"
     with pytest.raises(ValueError, match="train.dpo_reference='frozen'"):
         make_objective(train)

@@ -47,7 +47,9 @@ def test_latents_are_stored_in_fp16_and_their_log_probs_are_exact(tiny_config):
     out, _, metrics = run_round(tiny_config, Accelerator(cpu=True), 0)
     manifest, trajectories = records.load_samples(out)
     assert trajectories.latents.dtype == torch.float16 and trajectories.log_probs.dtype == torch.float32
-    selected, _ = records.trajectories_from_tensors(records.read_verified_tensors(out, "select", "selected.safetensors")[0])
+    selected, _ = records.trajectories_from_tensors(
+        records.read_verified_tensors(out, "select", "selected.safetensors")[0]
+    )
     assert selected.latents.dtype == torch.float16
     # the chain ran on the rounded values, so training recomputes the recorded log-probs exactly
     assert metrics["first_step_max_ratio_deviation"] < 1e-5
@@ -56,8 +58,12 @@ def test_latents_are_stored_in_fp16_and_their_log_probs_are_exact(tiny_config):
     k, shape = tiny_config.split_step, manifest["latent_shape"][1:]
     per_batch = tiny_config.sample.batch_size * tiny_config.split_time
     for batch in manifest["batches"]:
-        assert records.safetensors_payload(os.path.join(out, "samples", batch["file"])) == per_batch * records.trajectory_nbytes(k, shape, 2)
-    assert records.safetensors_payload(os.path.join(out, "selected.safetensors")) == len(selected) * records.trajectory_nbytes(k, shape, 2, selected=True)
+        assert records.safetensors_payload(
+            os.path.join(out, "samples", batch["file"])
+        ) == per_batch * records.trajectory_nbytes(k, shape, 2)
+    assert records.safetensors_payload(os.path.join(out, "selected.safetensors")) == len(
+        selected
+    ) * records.trajectory_nbytes(k, shape, 2, selected=True)
     assert records.trajectory_nbytes(k, shape, 2) < records.trajectory_nbytes(k, shape, 4) * 0.55
 
 
@@ -92,7 +98,12 @@ def test_the_benchmark_refuses_what_it_cannot_run(capsys):
         bench.parse_args(["--small", "--repeats", "0"])
     assert "--repeats=0 must be >= 1" in capsys.readouterr().err
     setting, _ = bench.parse_args(["--small", "--batches", "2", "--gradient-checkpointing"])
-    assert (setting.resolution, setting.num_batches, setting.gradient_checkpointing, setting.mixed_precision) == (64, 2, True, "no")
+    assert (setting.resolution, setting.num_batches, setting.gradient_checkpointing, setting.mixed_precision) == (
+        64,
+        2,
+        True,
+        "no",
+    )
     assert setting.repeats == 5 and bench.parse_args(["--small", "--repeats", "1"])[0].repeats == 1
     with pytest.raises(SystemExit):
         bench.parse_args(["--backbone", "sd3"])
@@ -113,7 +124,9 @@ def test_a_trained_round_without_its_latents_names_the_way_back(tiny_config):
 
     out, pipeline, _ = run_round(tiny_config, Accelerator(cpu=True), 0)
     catch_up(os.path.dirname(out), 0)  # the default: no round keeps its interval latents once trained
-    assert not os.path.exists(os.path.join(out, "samples")) and not os.path.exists(os.path.join(out, "selected.safetensors"))
+    assert not os.path.exists(os.path.join(out, "samples")) and not os.path.exists(
+        os.path.join(out, "selected.safetensors")
+    )
     assert os.path.isfile(os.path.join(out, "scores.json")) and os.path.isfile(os.path.join(out, "images", "00000.png"))
     os.remove(records.marker_path(out, "train"))
     config = copy.deepcopy(tiny_config)
@@ -149,7 +162,13 @@ def small_batch(tiny_config):
     manifest, trajectories = records.load_samples(out)
     batch = trajectories.select(torch.arange(4))
     pipeline.scheduler.set_timesteps(tiny_config.sample.num_steps)
-    policy = Policy(pipeline.unet, pipeline.scheduler, encode_prompts(pipeline, [""]), tiny_config.sample.guidance_scale, tiny_config.sample.eta)
+    policy = Policy(
+        pipeline.unet,
+        pipeline.scheduler,
+        encode_prompts(pipeline, [""]),
+        tiny_config.sample.guidance_scale,
+        tiny_config.sample.eta,
+    )
     embeds = encode_prompts(pipeline, manifest["prompt_list"])[batch.prompt_ids]
     pairs = interval_pairs(batch, torch.Generator().manual_seed(0))
     return tiny_config, pipeline, policy, pairs, embeds, torch.tensor([1.0, -0.5, 2.0, -1.5])
@@ -161,7 +180,9 @@ def lora_gradient(pipeline, policy, pairs, embeds, advantages, config, chunk=4):
     params = [p for _, p in trainable_parameters(pipeline.unet)]
     for p in params:
         p.grad = None
-    backward_batch(policy, pairs, embeds, advantages, make_objective(config.train), 0.1, chunk, 1.0, lambda loss: loss.backward())
+    backward_batch(
+        policy, pairs, embeds, advantages, make_objective(config.train), 0.1, chunk, 1.0, lambda loss: loss.backward()
+    )
     return torch.cat([p.grad.flatten() for p in params])
 
 
@@ -245,16 +266,30 @@ def test_paper_scale_benchmark_small_setting(tmp_path):
 
     proc = subprocess.run(
         [sys.executable, "-m", "b2diffurl.bench", "--small", "--workdir", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=1200, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for header in ("| stage | seconds | model load s |", "| sample |", "| select |", "| train |", "Projected wall time"):
+    for header in (
+        "| stage | seconds | model load s |",
+        "| sample |",
+        "| select |",
+        "| train |",
+        "Projected wall time",
+    ):
         assert header in proc.stdout
     result = json.loads((tmp_path / "bench_small.json").read_text())
     rows, disk = result["analysis"]["rows"], result["analysis"]["disk"]
     for stage in ("sample", "select", "train"):
         stage_result = result["stages"][stage]
-        assert stage_result["seconds"] > 0 and stage_result["load_seconds"] > 0 and stage_result["peak_memory_bytes"] > 2**30
+        assert (
+            stage_result["seconds"] > 0
+            and stage_result["load_seconds"] > 0
+            and stage_result["peak_memory_bytes"] > 2**30
+        )
         # the stage's work at the bare rate over its time: near 1 when the stage is UNet- (CLIP-) bound
         assert 0.5 < rows[stage]["efficiency"] < 1.3, (stage, rows[stage])
     assert result["stages"]["sample"]["bytes_written"] > 0 and result["stages"]["train"]["bytes_written"] > 0

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 CI_COMMANDS = (
@@ -28,7 +27,12 @@ def readme_commands():
     """The command lines of the README's ```bash blocks, in order."""
     text = open(os.path.join(REPO, "README.md")).read()
     blocks = re.findall(r"^```bash\n(.*?)^```", text, flags=re.M | re.S)
-    return [line.strip() for block in blocks for line in block.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [
+        line.strip()
+        for block in blocks
+        for line in block.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
 
 
 def test_every_readme_command_is_run_by_ci_or_here():
@@ -43,7 +47,11 @@ def test_every_readme_command_is_run_by_ci_or_here():
 
 def _checkout_copy(dest):
     """The tracked files of this checkout (as they are now) under ``dest``, with this checkout's venv."""
-    files = subprocess.run(["git", "-C", REPO, "ls-files", "-z"], capture_output=True, check=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(["git", "-C", REPO, "ls-files", "-z"], capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, files):
         if os.path.isfile(os.path.join(REPO, name)):
             os.makedirs(os.path.join(dest, os.path.dirname(name)), exist_ok=True)
@@ -71,7 +79,7 @@ def test_readme_commands_run_verbatim(tmp_path):
         outputs[command] = proc.stdout
     toy = copy / "model" / "runs" / "toy"
     demo = outputs["CONFIG=config/stage_process.py:toy bash run_process.sh"]
-    tail = demo[demo.index("||=========== outcome of"):]
+    tail = demo[demo.index("||=========== outcome of") :]
     assert "held-out prompts (10 prompts, 70 images):" in tail
     for line in ("  base ", "  best round_000 ", "  last round_000 ", "  last - base "):
         assert line in tail, tail
@@ -83,4 +91,6 @@ def test_readme_commands_run_verbatim(tmp_path):
     round_000 = toy / "round_000"
     assert not (round_000 / "samples").exists() and not (round_000 / "selected.safetensors").exists()
     assert (round_000 / "images" / "00000.png").is_file() and (round_000 / "scores.json").is_file()
-    assert (round_000 / "lora" / "pytorch_lora_weights.safetensors").is_file() and (round_000 / "metrics.json").is_file()
+    assert (round_000 / "lora" / "pytorch_lora_weights.safetensors").is_file() and (
+        round_000 / "metrics.json"
+    ).is_file()

@@ -14,7 +14,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def reward_config(name="colour", batch_size=64, clip_model="", clip_pretrained=""):
-    return ml_collections.ConfigDict(dict(name=name, clip_model=clip_model, clip_pretrained=clip_pretrained, batch_size=batch_size))
+    return ml_collections.ConfigDict(
+        dict(name=name, clip_model=clip_model, clip_pretrained=clip_pretrained, batch_size=batch_size)
+    )
 
 
 def solid(rgb, size=(8, 6)):
@@ -42,8 +44,16 @@ def test_colour_red_image_prefers_red_prompt():
 def test_colour_exact_values():
     half = solid((0, 0, 0), size=(4, 4))
     half[:, 2:] = 255  # mean (0.5, 0.5, 0.5)
-    images = torch.stack([solid((255, 0, 0), (4, 4)), solid((255, 255, 0), (4, 4)), half, half,
-                          solid((51, 51, 51), (4, 4)), solid((255, 255, 255), (4, 4))])
+    images = torch.stack(
+        [
+            solid((255, 0, 0), (4, 4)),
+            solid((255, 255, 0), (4, 4)),
+            half,
+            half,
+            solid((51, 51, 51), (4, 4)),
+            solid((255, 255, 255), (4, 4)),
+        ]
+    )
     prompts = ["green apple", "orange mango", "white cat", "black cat", "black cat", "black cat"]
     expected = [
         0.3539957097694446,  # 1 - sqrt(1 + (128/255)^2) / sqrt(3)
@@ -58,7 +68,15 @@ def test_colour_exact_values():
 
 def test_colour_batch_equals_single_and_chunks():
     images = random_images(7, seed=1)
-    prompts = ["red apple", "blue blueberry", "pink grapefruit", "brown kiwi", "purple plum", "yellow lime", "green pear"]
+    prompts = [
+        "red apple",
+        "blue blueberry",
+        "pink grapefruit",
+        "brown kiwi",
+        "purple plum",
+        "yellow lime",
+        "green pear",
+    ]
     batched = ColourScore(batch_size=64)(images, prompts)
     chunked = ColourScore(batch_size=3)(images, prompts)
     single = torch.cat([ColourScore()(images[i : i + 1], prompts[i : i + 1]) for i in range(7)])
@@ -186,7 +204,9 @@ def _matmul_weights(module):
     return [m.weight for m in module.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
 
 
-@pytest.mark.parametrize("precision,dtype", [("fp32", torch.float32), ("fp16", torch.float16), ("bf16", torch.bfloat16)])
+@pytest.mark.parametrize(
+    "precision,dtype", [("fp32", torch.float32), ("fp16", torch.float16), ("bf16", torch.bfloat16)]
+)
 def test_clipscore_precision_reaches_the_model(clip_paths, clipscore, precision, dtype):
     scorer = ClipScore(*clip_paths, device="cpu", precision=precision)
     weights = _matmul_weights(scorer.model.visual)
@@ -256,7 +276,10 @@ def test_unknown_reward_one_line_error():
     with pytest.raises(ValueError) as err:
         build_reward(reward_config("foo"), "cpu")
     message = str(err.value)
-    assert message == f"reward.name='foo' is not a known reward: choose from {list(REWARDS)}, or a sum such as 'clipscore+0.5*bertscore'"
+    assert (
+        message
+        == f"reward.name='foo' is not a known reward: choose from {list(REWARDS)}, or a sum such as 'clipscore+0.5*bertscore'"
+    )
     assert "\n" not in message
 
 
@@ -274,10 +297,10 @@ def test_a_combined_reward_keeps_its_parts_and_selection_follows_the_sum(tiny_co
     and selection follow the sum (not colour alone); the round's summary and progress.csv carry each
     part's mean."""
     from accelerate import Accelerator
+    from conftest import run_round
 
     from b2diffurl import driver, records
     from b2diffurl.selection import normalize_scores, select_pairs
-    from conftest import run_round
 
     tiny_config.reward.name = "colour+5*clipscore"
     out, summary, _, _ = run_round(tiny_config, Accelerator(cpu=True), 0)
@@ -292,10 +315,18 @@ def test_a_combined_reward_keeps_its_parts_and_selection_follows_the_sum(tiny_co
     eval_cfg = tiny_config.eval
 
     def selection(scores):
-        return select_pairs(normalize_scores(torch.tensor(scores), prompts, []), trajectories.group_ids,
-                            eval_cfg.pos_threshold, eval_cfg.neg_threshold).tolist()
+        return select_pairs(
+            normalize_scores(torch.tensor(scores), prompts, []),
+            trajectories.group_ids,
+            eval_cfg.pos_threshold,
+            eval_cfg.neg_threshold,
+        ).tolist()
 
-    assert saved["selected"] == selection(saved["scores"]) != selection(parts["colour"]), "the sum decides, not one part"
+    assert saved["selected"] == selection(saved["scores"]) != selection(parts["colour"]), (
+        "the sum decides, not one part"
+    )
     assert summary["reward_components"] == pytest.approx({k: sum(v) / len(v) for k, v in parts.items()}, abs=1e-6)
     header, row = driver.progress_table(os.path.dirname(out)).splitlines()[:2]
-    assert header.startswith("round,run_name,k,split_time,trajectories,reward_queries,reward_mean,reward_std,reward_colour_mean,reward_clipscore_mean,selected")
+    assert header.startswith(
+        "round,run_name,k,split_time,trajectories,reward_queries,reward_mean,reward_std,reward_colour_mean,reward_clipscore_mean,selected"
+    )

@@ -7,9 +7,9 @@ import os
 import time
 
 import pytest
+from conftest import REPO, reward_gain, run_driver, run_stage
 
 from b2diffurl import records
-from conftest import REPO, reward_gain, run_driver, run_stage
 
 
 def drive(save_path, **variables):
@@ -36,8 +36,17 @@ def test_the_loop_learns_resumes_and_reruns_for_free(tmp_path):
     prompt_file.write_text(json.dumps(["red apple"]))
     rounds = 6
     # EvalImages/EvalSets (no evaluations here: EvalInterval is 0) reach every stage's recorded config
-    run = dict(PromptFile=prompt_file, StageCnt=rounds, BatchCnt=4, ExpName="learn", Seed=11, SaveInterval=1, OneProcess=1,
-               EvalImages=96, EvalSets="test")
+    run = dict(
+        PromptFile=prompt_file,
+        StageCnt=rounds,
+        BatchCnt=4,
+        ExpName="learn",
+        Seed=11,
+        SaveInterval=1,
+        OneProcess=1,
+        EvalImages=96,
+        EvalSets="test",
+    )
     out = drive(tmp_path, **run)
     exp = tmp_path / "learn"
     summary_lines = [line for line in out.splitlines() if line.startswith("round_")]
@@ -61,7 +70,9 @@ def test_the_loop_learns_resumes_and_reruns_for_free(tmp_path):
     before = snapshot(exp)
     started = time.time()
     again = drive(tmp_path, **run)
-    redone = [line for line in again.splitlines() if line.startswith(("||=========== round", "sample ", "select ", "train "))]
+    redone = [
+        line for line in again.splitlines() if line.startswith(("||=========== round", "sample ", "select ", "train "))
+    ]
     assert time.time() - started < 15 and not redone, redone
     assert snapshot(exp) == before
 
@@ -83,8 +94,14 @@ def test_the_loop_learns_resumes_and_reruns_for_free(tmp_path):
 
 
 def test_stages_refuse_to_run_out_of_order(tiny_dir, tmp_path):
-    flags = ("--config", "config/stage_process.py:tiny", "--config.pretrained.model", tiny_dir,
-             "--config.save_path", str(tmp_path))
+    flags = (
+        "--config",
+        "config/stage_process.py:tiny",
+        "--config.pretrained.model",
+        tiny_dir,
+        "--config.save_path",
+        str(tmp_path),
+    )
     for script, missing in (("run_select.py", "sample.done"), ("run_train.py", "select.done")):
         proc = run_stage(script, *flags, check=False)
         assert proc.returncode == 2
@@ -96,7 +113,13 @@ def test_driver_defaults_come_from_the_config(tmp_path):
     from b2diffurl.driver import DRIVER_VARIABLES, prepare
     from config.stage_process import get_config
 
-    values = prepare({"CONFIG": "config/stage_process.py:tiny,ddpo", "SavePath": str(tmp_path), "B2DIFFURL_CALLER_DIR": str(tmp_path)})
+    values = prepare(
+        {
+            "CONFIG": "config/stage_process.py:tiny,ddpo",
+            "SavePath": str(tmp_path),
+            "B2DIFFURL_CALLER_DIR": str(tmp_path),
+        }
+    )
     config = get_config("tiny,ddpo")
     assert set(DRIVER_VARIABLES) <= set(values)
     assert values["SplitStepLeft"] == values["SplitStepRight"] == config.sample.num_steps == 4

@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import REFERENCE_RUN, REPO, error_lines, run_driver, run_state
 
 
@@ -34,15 +33,19 @@ def test_settings_are_recorded_and_a_changed_one_stops_the_rerun(reference_run, 
     for stage in ("sample", "select", "train"):  # and each stage's own settings in its marker
         marker = json.loads((exp / "round_001" / f"{stage}.done").read_text())
         assert marker["config"]["seed"] == REFERENCE_RUN["Seed"] + 1 and marker["config"]["split_step"] == 3
-        assert marker["config"]["resume_from"] == os.path.join("round_000", "lora") and "save_path" not in marker["config"]
+        assert (
+            marker["config"]["resume_from"] == os.path.join("round_000", "lora") and "save_path" not in marker["config"]
+        )
 
     before = run_state(exp)
     started = time.time()
     proc = run_driver(save_path, check=False, **{**REFERENCE_RUN, "LR": "2e-3"})
     lines = error_lines(proc.stderr)
     assert proc.returncode == 2 and time.time() - started < 30 and "Traceback" not in proc.stderr
-    assert lines[0] == ("error: LR 0.003 -> 0.002: the finished stages of this run "
-                        "(round_001/sample, round_001/select, round_001/train) used 0.003"), lines
+    assert lines[0] == (
+        "error: LR 0.003 -> 0.002: the finished stages of this run "
+        "(round_001/sample, round_001/select, round_001/train) used 0.003"
+    ), lines
     assert len(lines) == 2 and "AllowChanges=1" in lines[1]
     assert run_state(exp) == before, "nothing of the run changed"
 
@@ -50,8 +53,11 @@ def test_settings_are_recorded_and_a_changed_one_stops_the_rerun(reference_run, 
     proc = run_driver(save_path, **{**REFERENCE_RUN, "StageCnt": 3})
     assert "round 2: k = 4" in proc.stdout and "all 3 rounds finished" in proc.stdout
     assert (exp / "round_002" / "train.done").is_file()
-    assert {k: v for k, v in run_state(exp).items() if not k.startswith("round_002") and k not in ("progress.csv", "settings.json")} == {
-        k: v for k, v in before.items() if k not in ("progress.csv", "settings.json")}
+    assert {
+        k: v
+        for k, v in run_state(exp).items()
+        if not k.startswith("round_002") and k not in ("progress.csv", "settings.json")
+    } == {k: v for k, v in before.items() if k not in ("progress.csv", "settings.json")}
     assert json.loads((exp / "settings.json").read_text())["config"]["process.stage_cnt"] == 3
 
     # AllowChanges=1 goes on and records what changed from which round
@@ -63,10 +69,25 @@ def test_settings_are_recorded_and_a_changed_one_stops_the_rerun(reference_run, 
 
 def _start_driver(save_path, **variables):
     env = {k: v for k, v in os.environ.items() if k != "B2DIFFURL_FAULT"}
-    env.update({"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "PYTHON": sys.executable, "CONFIG": "config/stage_process.py:tiny",
-                "SavePath": str(save_path), **{k: str(v) for k, v in variables.items()}})
-    return subprocess.Popen(["bash", os.path.join(REPO, "run_process.sh")], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    env.update(
+        {
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHON": sys.executable,
+            "CONFIG": "config/stage_process.py:tiny",
+            "SavePath": str(save_path),
+            **{k: str(v) for k, v in variables.items()},
+        }
+    )
+    return subprocess.Popen(
+        ["bash", os.path.join(REPO, "run_process.sh")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 @pytest.mark.slow
@@ -91,9 +112,17 @@ def test_two_drivers_on_one_run_folder(reference_run, tmp_path):
 
 def test_a_stage_started_by_hand_on_a_locked_folder_stops(tmp_path):
     """The lock is held for the holder's life, named in the message, and dropped when it dies."""
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from b2diffurl import runlock; "
-                               f"runlock.acquire({str(tmp_path)!r}, command='driver'); print('held', flush=True); time.sleep(60)"],
-                              cwd=REPO, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from b2diffurl import runlock; "
+            f"runlock.acquire({str(tmp_path)!r}, command='driver'); print('held', flush=True); time.sleep(60)",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         from b2diffurl import runlock
@@ -107,28 +136,51 @@ def test_a_stage_started_by_hand_on_a_locked_folder_stops(tmp_path):
     assert runlock.acquire_for_stage(str(tmp_path / "new")) is False and not (tmp_path / "new").exists()
 
 
-@pytest.mark.parametrize("name,meant", [("Lr", "LR"), ("Stagecnt", "StageCnt"), ("SAVEPATH", "SavePath"), ("SplitTme", "SplitTime")])
+@pytest.mark.parametrize(
+    "name,meant", [("Lr", "LR"), ("Stagecnt", "StageCnt"), ("SAVEPATH", "SavePath"), ("SplitTme", "SplitTime")]
+)
 def test_a_misspelt_variable_stops_before_round_0(name, meant, tmp_path):
     proc = run_driver(tmp_path, check=False, **{name: "1e-3"})
     lines = error_lines(proc.stderr)
     assert proc.returncode == 2 and lines == [
-        f"error: {name}=1e-3 is not a variable of run_process.sh: did you mean {meant}? (names are case-sensitive; unset it)"]
+        f"error: {name}=1e-3 is not a variable of run_process.sh: did you mean {meant}? (names are case-sensitive; unset it)"
+    ]
     assert not os.listdir(tmp_path)
 
 
 def test_every_bad_value_is_reported_at_once(tmp_path):
     proc = run_driver(tmp_path, check=False, StageCnt="two", SplitTime="0", LR="fast")
     assert proc.returncode == 2 and error_lines(proc.stderr) == [
-        "error: StageCnt=two must be an integer", "error: LR=fast must be a number", "error: SplitTime=0 must be >= 1 branches (1 = no branching)"]
+        "error: StageCnt=two must be an integer",
+        "error: LR=fast must be a number",
+        "error: SplitTime=0 must be >= 1 branches (1 = no branching)",
+    ]
 
 
 def test_the_header_names_the_hyperparameters():
     from b2diffurl.driver import prepare
 
-    values = prepare({"CONFIG": "config/stage_process.py:tiny", "LR": "2e-3", "AccStep": "4", "EvalInterval": "2", "SavePath": "/tmp/x"})
+    values = prepare(
+        {
+            "CONFIG": "config/stage_process.py:tiny",
+            "LR": "2e-3",
+            "AccStep": "4",
+            "EvalInterval": "2",
+            "SavePath": "/tmp/x",
+        }
+    )
     header = values["Header"]
-    for fragment in ("Algorithm ppo", "LR 0.002", "AccStep 4", "3 branches", "PosThreshold 0.5", "NegThreshold -0.5",
-                     "k 2..", "evaluation every 2 round(s) on train,test", "Seed 300"):
+    for fragment in (
+        "Algorithm ppo",
+        "LR 0.002",
+        "AccStep 4",
+        "3 branches",
+        "PosThreshold 0.5",
+        "NegThreshold -0.5",
+        "k 2..",
+        "evaluation every 2 round(s) on train,test",
+        "Seed 300",
+    ):
         assert fragment in header, (fragment, header)
 
 
@@ -142,24 +194,51 @@ def test_outcome_reports_base_best_last_with_paired_se(tmp_path):
     for name, per in values.items():
         (exp / name / "eval").mkdir(parents=True)
         mean = sum(per) / 3
-        records.write_json(exp / name / "eval" / "test.json", {
-            "num_prompts": 3, "num_images": 6, "alignment_mean": mean, "alignment_sem": 0.01, "clipscore_mean": 0.2,
-            "clipscore_sem": 0.01, "inception_score_per_prompt": 1.5, "background_entropy": 2.0,
-            "reward_queries": {"base": 0, "round_000": 96, "round_001": 192}[name],
-            "per_prompt": {f"p{i}": {"alignment": v, "clipscore": 0.2} for i, v in enumerate(per)},
-            "aligned": {"base": [0, 1, 0, 1, 1, 0], "round_000": [1, 1, 0, 1, 1, 0], "round_001": [1, 1, 0, 1, 1, 1]}[name],
-        })
-    diff = paired_difference(json.loads((exp / "round_001/eval/test.json").read_text()), json.loads((exp / "base/eval/test.json").read_text()), "alignment")
-    assert diff[0] == pytest.approx(0.4 / 3) and diff[1] == pytest.approx((((0.1 - 0.4 / 3) ** 2 * 2 + (0.2 - 0.4 / 3) ** 2) / 2 / 3) ** 0.5)
+        records.write_json(
+            exp / name / "eval" / "test.json",
+            {
+                "num_prompts": 3,
+                "num_images": 6,
+                "alignment_mean": mean,
+                "alignment_sem": 0.01,
+                "clipscore_mean": 0.2,
+                "clipscore_sem": 0.01,
+                "inception_score_per_prompt": 1.5,
+                "background_entropy": 2.0,
+                "reward_queries": {"base": 0, "round_000": 96, "round_001": 192}[name],
+                "per_prompt": {f"p{i}": {"alignment": v, "clipscore": 0.2} for i, v in enumerate(per)},
+                "aligned": {
+                    "base": [0, 1, 0, 1, 1, 0],
+                    "round_000": [1, 1, 0, 1, 1, 0],
+                    "round_001": [1, 1, 0, 1, 1, 1],
+                }[name],
+            },
+        )
+    diff = paired_difference(
+        json.loads((exp / "round_001/eval/test.json").read_text()),
+        json.loads((exp / "base/eval/test.json").read_text()),
+        "alignment",
+    )
+    assert diff[0] == pytest.approx(0.4 / 3) and diff[1] == pytest.approx(
+        (((0.1 - 0.4 / 3) ** 2 * 2 + (0.2 - 0.4 / 3) ** 2) / 2 / 3) ** 0.5
+    )
     # round folders count as trained only with their three markers
     for name in ("round_000", "round_001"):
-        for stage, summary in (("sample", {"split_step": 2, "split_time": 3, "seconds": 1}),
-                               ("select", {"trajectories": 96, "reward_mean": 0.5, "reward_std": 0.1, "selected": 10, "seconds": 1}),
-                               ("train", {"loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "grad_norm": 0.0, "optimizer_steps": 1, "seconds": 1})):
+        for stage, summary in (
+            ("sample", {"split_step": 2, "split_time": 3, "seconds": 1}),
+            ("select", {"trajectories": 96, "reward_mean": 0.5, "reward_std": 0.1, "selected": 10, "seconds": 1}),
+            (
+                "train",
+                {"loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0, "grad_norm": 0.0, "optimizer_steps": 1, "seconds": 1},
+            ),
+        ):
             records.write_json(exp / name / f"{stage}.done", {**summary, "files": {}})
     text = report(str(exp), str(exp / "figures"))
     assert "2 rounds trained, 192 reward queries" in text
-    assert "  base             alignment 60.0% ± 1.0% | IS per prompt 1.500, background entropy 2.00 bits | 0 reward queries" in text
+    assert (
+        "  base             alignment 60.0% ± 1.0% | IS per prompt 1.500, background entropy 2.00 bits | 0 reward queries"
+        in text
+    )
     assert "  best round_000   alignment 76.7% ± 1.0%" in text and "  last round_001   alignment 73.3% ± 1.0%" in text
     assert "  last - base      +13.3 points ± 3.3 (paired over 3 prompts = +4.0 SE)" in text
     # image by image (same seeds): differences 1, 0, 0, 0, 0, 1 -> mean 1/3, SE sqrt((12 / 9) / 5 / 6)

@@ -5,14 +5,21 @@ import hashlib
 import os
 
 import pytest
+from conftest import accelerate_two_processes, run_stage
 
 from b2diffurl import records
-from conftest import accelerate_two_processes, run_stage
 
 
 def _flags(tiny_dir, save_path, *extra):
-    return ("--config", "config/stage_process.py:tiny", "--config.pretrained.model", tiny_dir,
-            "--config.save_path", str(save_path), *extra)
+    return (
+        "--config",
+        "config/stage_process.py:tiny",
+        "--config.pretrained.model",
+        tiny_dir,
+        "--config.save_path",
+        str(save_path),
+        *extra,
+    )
 
 
 def _image_hashes(round_dir):

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from b2diffurl import records
-from b2diffurl.ddim import ddim_step_with_logprob
 from b2diffurl.backbones import encode_prompts, predict_noise
+from b2diffurl.ddim import ddim_step_with_logprob
 from b2diffurl.models import attach_lora, load_lora, load_policy, lora_state_dict, save_lora
 from b2diffurl.records import round_dir
 from b2diffurl.sampler import finished_summary, sample_round
@@ -42,7 +42,9 @@ def test_branch_structure_and_counts(tiny_config, accelerator):
     assert len(traj) == summary["trajectories"] == b * nb * n == manifest["num_trajectories"]
     assert traj.latents.shape == (b * nb * n, k + 1, 4, 16, 16)
     assert traj.log_probs.shape == traj.timesteps.shape == (b * nb * n, k)
-    assert traj.timesteps[0].tolist() == manifest["interval_timesteps"] == [251, 1]  # last 2 of the 4 steps 751, 501, 251, 1
+    assert (
+        traj.timesteps[0].tolist() == manifest["interval_timesteps"] == [251, 1]
+    )  # last 2 of the 4 steps 751, 501, 251, 1
     for group in traj.group_ids.unique():
         rows = (traj.group_ids == group).nonzero().flatten()
         assert len(rows) == n
@@ -50,7 +52,9 @@ def test_branch_structure_and_counts(tiny_config, accelerator):
         first = traj.latents[rows, 0]
         assert torch.equal(first, first[:1].expand_as(first)), "branches share the latent at the branch point"
         after = traj.latents[rows, 1]
-        assert all(not torch.equal(after[i], after[j]) for i in range(n) for j in range(i + 1, n)), "branches differ after it"
+        assert all(not torch.equal(after[i], after[j]) for i in range(n) for j in range(i + 1, n)), (
+            "branches differ after it"
+        )
     assert len(traj.group_ids.unique()) == b * nb
     assert torch.isfinite(traj.log_probs).all()
     # prompts.json and images line up with the trajectories.
@@ -74,9 +78,21 @@ def test_recorded_log_probs_are_recomputed_exactly(tiny_config, accelerator):
     latents = traj.latents[:, :-1].reshape(n * k, 4, 16, 16)
     timesteps = traj.timesteps.reshape(-1)
     with torch.no_grad():
-        eps = predict_noise(pipeline.unet, latents, timesteps, embeds.repeat_interleave(k, 0), negative, tiny_config.sample.guidance_scale)
+        eps = predict_noise(
+            pipeline.unet,
+            latents,
+            timesteps,
+            embeds.repeat_interleave(k, 0),
+            negative,
+            tiny_config.sample.guidance_scale,
+        )
         _, log_prob, _ = ddim_step_with_logprob(
-            scheduler, eps, timesteps, latents, tiny_config.sample.eta, prev_sample=traj.next_latents.reshape(n * k, 4, 16, 16)
+            scheduler,
+            eps,
+            timesteps,
+            latents,
+            tiny_config.sample.eta,
+            prev_sample=traj.next_latents.reshape(n * k, 4, 16, 16),
         )
     torch.testing.assert_close(log_prob.reshape(n, k), traj.log_probs, atol=1e-5, rtol=0)
 

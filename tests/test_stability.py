@@ -8,11 +8,11 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO
 from PIL import Image
 
 from b2diffurl import records
 from b2diffurl.stability import pair_differences, summarise
-from conftest import REPO
 
 
 def test_pair_differences_take_every_pair_of_a_group_in_group_order():
@@ -29,9 +29,25 @@ def test_pair_differences_take_every_pair_of_a_group_in_group_order():
 
 def run_study(tmp_path, *flags):
     return subprocess.run(
-        [sys.executable, "-m", "b2diffurl.stability", "--config", "config/stage_process.py:tiny,bertscore",
-         "--config.save_path", str(tmp_path), "--config.exp_name", "stab", "--groups", "8", *flags],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "b2diffurl.stability",
+            "--config",
+            "config/stage_process.py:tiny,bertscore",
+            "--config.save_path",
+            str(tmp_path),
+            "--config.exp_name",
+            "stab",
+            "--groups",
+            "8",
+            *flags,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=600,
     )
 
 
@@ -46,7 +62,9 @@ def test_the_study_scores_near_identical_pairs_under_both_rewards(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         folder = tmp_path / "stab" / f"stability_k{steps}"
         result = json.loads((folder / "stability.json").read_text())
-        assert result["steps"] == steps and result["groups"] == 8 and list(result["rewards"]) == ["clipscore", "bertscore"]
+        assert (
+            result["steps"] == steps and result["groups"] == 8 and list(result["rewards"]) == ["clipscore", "bertscore"]
+        )
         _, trajectories = records.load_samples(str(folder))
         for name, entry in result["rewards"].items():
             assert len(entry["scores"]) == 16 and entry["pairs"] == 8
@@ -72,5 +90,7 @@ def test_a_non_finite_score_stops_the_study_naming_the_reward():
     check_scores("clipscore", torch.tensor([0.1, 0.2]))
     with pytest.raises(NonFiniteError) as err:
         check_scores("toycaption", torch.tensor([0.1, float("nan"), 0.3, float("inf")]))
-    assert str(err.value) == ("stability: the reward toycaption gave 2 of 4 images a non-finite score (the first: image 1): "
-                              "check the reward model")
+    assert str(err.value) == (
+        "stability: the reward toycaption gave 2 of 4 images a non-finite score (the first: image 1): "
+        "check the reward model"
+    )

@@ -17,7 +17,9 @@ def test_the_caption_counts_groups_left_to_right_and_names_a_relation():
     assert describe(scene()) == "nothing"
     assert describe(scene(("circle", "red", 0.2))) == "a red circle"
     assert describe(scene(("circle", "red", 0.7), ("circle", "red", 0.2))) == "two red circles"
-    assert describe(scene(("square", "blue", 0.8), ("triangle", "green", 0.3))) == "a green triangle left of a blue square"
+    assert (
+        describe(scene(("square", "blue", 0.8), ("triangle", "green", 0.3))) == "a green triangle left of a blue square"
+    )
     many = scene(*(("circle", "red", x) for x in (0.1, 0.3, 0.5, 0.7)), ("square", "blue", 0.05))
     assert describe(many) == "a blue square and three red circles", "four read as three; groups left to right"
 
@@ -46,7 +48,9 @@ def test_rendered_images_recall_their_own_caption_and_not_another(reward):
 def test_the_recall_ignores_what_the_caption_adds_and_credits_near_words(reward):
     """It can disagree with the truth, as a VLM caption scored by BERTScore can: an extra object costs
     nothing, a wrong count only part of the score."""
-    recall = reward.recall(["two red circles and a blue square", "three red circles", "two blue circles", "nothing"],
-                           ["two red circles"] * 4)
+    recall = reward.recall(
+        ["two red circles and a blue square", "three red circles", "two blue circles", "nothing"],
+        ["two red circles"] * 4,
+    )
     assert recall[0].item() == pytest.approx(1.0, abs=1e-5)
     assert 1.0 > recall[1].item() > recall[3].item() and 1.0 > recall[2].item() > recall[3].item()

@@ -9,12 +9,12 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import run_driver
 
 from b2diffurl.toyworld import build, models
 from b2diffurl.toyworld.score import background_of, entropy_bits, toy_metrics
 from b2diffurl.toyworld.training import hard_negative, render_dataset, world_captions
 from b2diffurl.toyworld.world import BACKGROUNDS, all_captions, meaning, parse, render, sample_scene, shows
-from conftest import run_driver
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,9 @@ def test_background_and_metrics_on_rendered_images():
     assert [background_of(im) for im in images] == [s.background for s in scenes]
     metrics = toy_metrics(images, prompts)
     assert metrics["alignment_mean"] == 1.0 and metrics["alignment_sem"] == 0.0
-    expected = np.mean([entropy_bits([s.background for s in scenes[:30]]), entropy_bits([s.background for s in scenes[30:]])])
+    expected = np.mean(
+        [entropy_bits([s.background for s in scenes[:30]]), entropy_bits([s.background for s in scenes[30:]])]
+    )
     assert metrics["background_entropy"] == pytest.approx(expected) and 1.5 < expected <= np.log2(len(BACKGROUNDS))
     assert 0.5 < metrics["size_entropy"] <= 1.0  # only "a blue circle" has a size; both sizes drawn
     # the wrong prompt for every image: alignment 0
@@ -96,11 +98,17 @@ def test_committed_model_loads_with_stock_diffusers_and_draws_objects():
     from b2diffurl.toyworld.detect import detect
 
     pipeline = StableDiffusionPipeline.from_pretrained(
-        models.MODEL_DIR, dtype=torch.float32, safety_checker=None, requires_safety_checker=False)
+        models.MODEL_DIR, dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+    )
     pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
     pipeline.set_progress_bar_config(disable=True)
-    out = pipeline(["a red circle"] * 8, num_inference_steps=20, guidance_scale=5.0, output_type="np",
-                   generator=torch.Generator().manual_seed(0))
+    out = pipeline(
+        ["a red circle"] * 8,
+        num_inference_steps=20,
+        guidance_scale=5.0,
+        output_type="np",
+        generator=torch.Generator().manual_seed(0),
+    )
     images = (out.images * 255).round().astype(np.uint8)
     assert images.shape == (8, 32, 32, 3)
     seen = [[(o.colour, o.shape) for o in detect(im).objects] for im in images]
@@ -118,7 +126,9 @@ def test_the_plain_stock_call_works():
     pipeline = StableDiffusionPipeline.from_pretrained(models.MODEL_DIR, safety_checker=None)
     assert {pipeline.unet.dtype, pipeline.vae.dtype, pipeline.text_encoder.dtype} == {torch.float32}
     pipeline.set_progress_bar_config(disable=True)
-    out = pipeline(["two blue circles"] * 4, num_inference_steps=50, output_type="np", generator=torch.Generator().manual_seed(0))
+    out = pipeline(
+        ["two blue circles"] * 4, num_inference_steps=50, output_type="np", generator=torch.Generator().manual_seed(0)
+    )
     images = (out.images * 255).round().astype(np.uint8)
     assert images.shape == (4, 32, 32, 3) and images.std() > 10
     assert sum(aligned(image, "two blue circles") for image in images) >= 2
@@ -213,22 +223,38 @@ def test_the_quick_start_ends_above_the_base_model(tmp_path):
 
     rounds = build.toy_config().process.stage_cnt
     last_round = f"round_{rounds - 1:03d}"
-    proc = run_driver(tmp_path, config="config/stage_process.py:toy", ExpName="toy", EvalInterval=rounds, EvalSets="test", timeout=3000)
+    proc = run_driver(
+        tmp_path,
+        config="config/stage_process.py:toy",
+        ExpName="toy",
+        EvalInterval=rounds,
+        EvalSets="test",
+        timeout=3000,
+    )
     exp = tmp_path / "toy"
     # the end of the run: base vs best vs last held-out alignment with SEs, the paired differences
-    tail = proc.stdout[proc.stdout.index("||=========== outcome of"):].splitlines()
+    tail = proc.stdout[proc.stdout.index("||=========== outcome of") :].splitlines()
     assert tail[2] == "held-out prompts (10 prompts, 320 images):" and "training prompts" not in "\n".join(tail)
-    assert re.fullmatch(r"  base {13}alignment \d+\.\d% ± \d\.\d% \| IS per prompt \d\.\d{3}, background entropy \d\.\d\d bits \| 0 reward queries", tail[3]), tail
+    assert re.fullmatch(
+        r"  base {13}alignment \d+\.\d% ± \d\.\d% \| IS per prompt \d\.\d{3}, background entropy \d\.\d\d bits \| 0 reward queries",
+        tail[3],
+    ), tail
     assert tail[4].startswith(f"  best {last_round} ") and tail[5].startswith(f"  last {last_round}   alignment ")
-    assert re.fullmatch(r"  last - base {6}[+-]\d+\.\d points ± \d+\.\d \(paired over 10 prompts = [+-]\d+\.\d SE\)", tail[6]), tail
-    assert re.fullmatch(r" {19}[+-]\d+\.\d points ± \d+\.\d \(paired over 320 images, same seeds = [+-]\d+\.\d SE\)", tail[7]), tail
+    assert re.fullmatch(
+        r"  last - base {6}[+-]\d+\.\d points ± \d+\.\d \(paired over 10 prompts = [+-]\d+\.\d SE\)", tail[6]
+    ), tail
+    assert re.fullmatch(
+        r" {19}[+-]\d+\.\d points ± \d+\.\d \(paired over 320 images, same seeds = [+-]\d+\.\d SE\)", tail[7]
+    ), tail
     progress = list(csv.DictReader(open(exp / "progress.csv")))
     assert len(progress) == rounds and all(row["test_alignment"] == "" for row in progress[:-1])
     assert float(progress[-1]["test_alignment"]) > 0 and progress[-1]["train_alignment"] == ""
     base = json.loads((exp / "base" / "eval" / "test.json").read_text())
     last = json.loads((exp / last_round / "eval" / "test.json").read_text())
     gain, se = paired_gain(base["aligned"], last["aligned"])
-    assert gain >= 3 * se > 0, f"alignment {base['alignment_mean']:.3f} -> {last['alignment_mean']:.3f} (paired SE {se:.3f})"
+    assert gain >= 3 * se > 0, (
+        f"alignment {base['alignment_mean']:.3f} -> {last['alignment_mean']:.3f} (paired SE {se:.3f})"
+    )
     assert f"paired over 320 images, same seeds = {gain / se:+.1f} SE" in tail[7]
     assert last["background_entropy"] > 0.8 * base["background_entropy"], "the unnamed attributes did not collapse"
     # the default SaveInterval (0): no round keeps its interval latents once trained; the rest stays
@@ -241,9 +267,9 @@ def test_the_quick_start_ends_above_the_base_model(tmp_path):
 def test_retraining_the_reward_sees_the_images_a_full_build_gives_it(tmp_path):
     """build --only clip loads the VAE as saved (fp16 files); a full build rounds its in-memory VAE
     the same way for the CLIP's images, so both train the reward on the same bytes."""
-    from diffusers import AutoencoderKL
-
     import copy
+
+    from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
     vae = models.make_vae().eval()  # fp32 weights, as trained
@@ -252,7 +278,9 @@ def test_retraining_the_reward_sees_the_images_a_full_build_gives_it(tmp_path):
     loaded = AutoencoderKL.from_pretrained(tmp_path / "vae", torch_dtype=torch.float32).eval()
     in_build = build.clip_dataset(build.as_saved(vae), images)
     assert torch.equal(build.clip_dataset(loaded, images), in_build)
-    assert torch.equal(in_build[:4], images[:4]) and not torch.equal(in_build[4:], images[4:]), "half rendered, half decoded"
+    assert torch.equal(in_build[:4], images[:4]) and not torch.equal(in_build[4:], images[4:]), (
+        "half rendered, half decoded"
+    )
 
 
 def test_retraining_the_reward_needs_a_built_model(tmp_path, capsys):
@@ -276,14 +304,25 @@ def test_the_captioning_reward_trains(tmp_path):
 
     rounds = build.toy_config().process.stage_cnt
     last_round = f"round_{rounds - 1:03d}"
-    run_driver(tmp_path, config="config/stage_process.py:toy,toycaption", ExpName="toycaption", EvalInterval=rounds,
-               EvalSets="test", EvalImages=1280, timeout=3600)
+    run_driver(
+        tmp_path,
+        config="config/stage_process.py:toy,toycaption",
+        ExpName="toycaption",
+        EvalInterval=rounds,
+        EvalSets="test",
+        EvalImages=1280,
+        timeout=3600,
+    )
     exp = tmp_path / "toycaption"
     scores = json.loads((exp / last_round / "scores.json").read_text())
     assert scores["reward"] == "toycaption" and len(scores["captions"]) == len(scores["scores"]) == 192
     base = json.loads((exp / "base" / "eval" / "test.json").read_text())
     last = json.loads((exp / last_round / "eval" / "test.json").read_text())
-    assert last["reward"] == "toycaption" and last["toycaption_mean"] == last["reward_mean"], "the metric reuses the reward's scores"
+    assert last["reward"] == "toycaption" and last["toycaption_mean"] == last["reward_mean"], (
+        "the metric reuses the reward's scores"
+    )
     assert len(base["aligned"]) == len(last["aligned"]) == 1280
     gain, se = paired_gain(base["aligned"], last["aligned"])
-    assert gain >= 3 * se > 0, f"alignment {base['alignment_mean']:.3f} -> {last['alignment_mean']:.3f} (paired SE {se:.3f})"
+    assert gain >= 3 * se > 0, (
+        f"alignment {base['alignment_mean']:.3f} -> {last['alignment_mean']:.3f} (paired SE {se:.3f})"
+    )

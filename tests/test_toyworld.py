@@ -7,11 +7,21 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from b2diffurl.toyworld.world import (
-    BACKGROUNDS, COLOURS, COUNTS, RELATIONS, SHAPES, all_captions, parse, prompt_lists, render, sample_scene, shows,
+    BACKGROUNDS,
+    COLOURS,
+    COUNTS,
+    RELATIONS,
+    SHAPES,
+    all_captions,
+    parse,
+    prompt_lists,
+    render,
+    sample_scene,
+    shows,
 )
-from conftest import REPO
 
 
 @pytest.mark.parametrize("template", [1, 2, 3])
@@ -88,15 +98,33 @@ def test_held_out_lists_are_unseen_combinations_and_committed(template):
 def test_grid_command(tmp_path):
     out = tmp_path / "grid.png"
     proc = subprocess.run(
-        [sys.executable, "-m", "b2diffurl.toyworld", "grid", str(out), "a red circle", "two green squares", "--per-caption", "3", "--size", "32"],
-        cwd=REPO, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "b2diffurl.toyworld",
+            "grid",
+            str(out),
+            "a red circle",
+            "two green squares",
+            "--per-caption",
+            "3",
+            "--size",
+            "32",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     from PIL import Image
 
     assert Image.open(out).size == (3 * 32, 2 * 32)
-    bad = subprocess.run([sys.executable, "-m", "b2diffurl.toyworld", "grid", str(tmp_path / "x.png"), "a pink circle"],
-                         cwd=REPO, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "b2diffurl.toyworld", "grid", str(tmp_path / "x.png"), "a pink circle"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "pink" in bad.stderr
     assert not (tmp_path / "x.png").exists()
 

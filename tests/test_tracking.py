@@ -8,18 +8,42 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REPO
 from PIL import Image
 
 from b2diffurl import checks, records, tracking
 from b2diffurl.checks import check_config
 from config.stage_process import get_config
-from conftest import REPO
 
-SAMPLE = {"trajectories": 48, "split_step": 3, "split_time": 3, "images": 5, "bytes_written": 1000, "seconds": 1.5, "num_processes": 1}
-SELECT = {"trajectories": 48, "selected": 12, "reward_mean": 0.25, "reward_std": 0.125, "history_rounds": 0, "seconds": 0.5}
+SAMPLE = {
+    "trajectories": 48,
+    "split_step": 3,
+    "split_time": 3,
+    "images": 5,
+    "bytes_written": 1000,
+    "seconds": 1.5,
+    "num_processes": 1,
+}
+SELECT = {
+    "trajectories": 48,
+    "selected": 12,
+    "reward_mean": 0.25,
+    "reward_std": 0.125,
+    "history_rounds": 0,
+    "seconds": 0.5,
+}
 TRAIN = {
-    "algorithm": "dpok", "loss": -0.5, "approx_kl": 0.001, "clipfrac": 0.25, "grad_norm": 0.75, "optimizer_steps": 2,
-    "fresh_optimizer": True, "lora_checksum_by_rank": [[1.0, 2.0]], "kl_reference": 0.0625, "num_processes": 1, "seconds": 2.0,
+    "algorithm": "dpok",
+    "loss": -0.5,
+    "approx_kl": 0.001,
+    "clipfrac": 0.25,
+    "grad_norm": 0.75,
+    "optimizer_steps": 2,
+    "fresh_optimizer": True,
+    "lora_checksum_by_rank": [[1.0, 2.0]],
+    "kl_reference": 0.0625,
+    "num_processes": 1,
+    "seconds": 2.0,
 }
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
 
@@ -40,7 +64,9 @@ def fake_round(folder, n_images=5, size=8):
     """A finished round's folder: the three markers (as finish_stage writes them) and ``n_images`` PNGs."""
     os.makedirs(os.path.join(folder, "images"), exist_ok=True)
     for stage, summary in zip(records.STAGES, (SAMPLE, SELECT, TRAIN)):
-        records.write_json(records.marker_path(folder, stage), {"format_version": records.FORMAT_VERSION, **summary, "files": {}})
+        records.write_json(
+            records.marker_path(folder, stage), {"format_version": records.FORMAT_VERSION, **summary, "files": {}}
+        )
     for i in range(n_images):
         Image.new("RGB", (size, size), COLOURS[i % len(COLOURS)]).save(os.path.join(folder, records.image_name(i)))
     return folder
@@ -59,7 +85,9 @@ def read_events(config):
     """tensorboard's EventAccumulator of the experiment's run (all images kept)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    accumulator = EventAccumulator(os.path.join(tracking.logging_dir(config), config.exp_name), size_guidance={"images": 0, "scalars": 0})
+    accumulator = EventAccumulator(
+        os.path.join(tracking.logging_dir(config), config.exp_name), size_guidance={"images": 0, "scalars": 0}
+    )
     return accumulator.Reload()
 
 
@@ -69,10 +97,24 @@ def test_round_summary_reads_the_markers(tmp_path):
     assert summary["select/selected"] == 12 and summary["select/trajectories"] == 48
     assert summary["sample/k"] == 3 and summary["sample/split_time"] == 3
     assert summary["train/loss"] == -0.5 and summary["train/approx_kl"] == 0.001 and summary["train/clipfrac"] == 0.25
-    assert summary["train/grad_norm"] == 0.75 and summary["train/optimizer_steps"] == 2 and summary["train/kl_reference"] == 0.0625
-    assert summary["time/sample_seconds"] == 1.5 and summary["time/train_seconds"] == 2.0 and summary["time/round_seconds"] == 4.0
+    assert (
+        summary["train/grad_norm"] == 0.75
+        and summary["train/optimizer_steps"] == 2
+        and summary["train/kl_reference"] == 0.0625
+    )
+    assert (
+        summary["time/sample_seconds"] == 1.5
+        and summary["time/train_seconds"] == 2.0
+        and summary["time/round_seconds"] == 4.0
+    )
     # strings, bools, lists and bookkeeping are not curves
-    assert not {"train/algorithm", "train/fresh_optimizer", "train/lora_checksum_by_rank", "train/seconds", "train/num_processes"} & set(summary)
+    assert not {
+        "train/algorithm",
+        "train/fresh_optimizer",
+        "train/lora_checksum_by_rank",
+        "train/seconds",
+        "train/num_processes",
+    } & set(summary)
     assert all(isinstance(v, float) for v in summary.values())
 
 
@@ -100,8 +142,17 @@ def test_tensorboard_log_reads_back(tmp_path):
     config = logging_config(tmp_path)
     exp_dir = os.path.join(config.save_path, config.exp_name)
     for r in (0, 1):
-        tracking.log_round(config, r, fake_round(os.path.join(exp_dir, f"round_{r:03d}")), extra={"reward/queries": 48 * (r + 1)})
-    results = {"prompt_set": "test", "clipscore_mean": 0.3, "clipscore_sem": 0.01, "reward_queries": 96, "inception_score": float("nan"), "model": "x"}
+        tracking.log_round(
+            config, r, fake_round(os.path.join(exp_dir, f"round_{r:03d}")), extra={"reward/queries": 48 * (r + 1)}
+        )
+    results = {
+        "prompt_set": "test",
+        "clipscore_mean": 0.3,
+        "clipscore_sem": 0.01,
+        "reward_queries": 96,
+        "inception_score": float("nan"),
+        "model": "x",
+    }
     tracking.log_evaluation(config, 1, results, grid=np.full((4, 6, 3), 200, dtype=np.uint8))
 
     events = read_events(config)
@@ -171,7 +222,11 @@ def test_unknown_tracker_is_one_line(tmp_path, value):
 @pytest.mark.parametrize("value", ["wandb", "tensorboard,wandb"])
 def test_wandb_not_installed_is_one_line(tmp_path, value):
     (problem,) = _problems(logging_config(tmp_path, value))
-    assert problem.startswith(f"log_with={value!r}") and "pip install wandb" in problem and "log_with=tensorboard" in problem
+    assert (
+        problem.startswith(f"log_with={value!r}")
+        and "pip install wandb" in problem
+        and "log_with=tensorboard" in problem
+    )
     assert "\n" not in problem
 
 
@@ -231,10 +286,21 @@ def test_wandb_tracker_gets_a_resumable_run(tmp_path, monkeypatch):
         calls.append(("init", kwargs))
         return Run()
 
-    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=init, Image=lambda array: ("image", array.shape)))
+    monkeypatch.setitem(
+        sys.modules, "wandb", types.SimpleNamespace(init=init, Image=lambda array: ("image", array.shape))
+    )
     config = logging_config(tmp_path, "wandb")
     tracking.log_round(config, 2, fake_round(str(tmp_path / "round_002")))
-    assert calls[0] == ("init", {"project": "tiny", "name": "tiny", "id": tracking.wandb_run_id(config), "resume": "allow", "dir": tracking.logging_dir(config)})
+    assert calls[0] == (
+        "init",
+        {
+            "project": "tiny",
+            "name": "tiny",
+            "id": tracking.wandb_run_id(config),
+            "resume": "allow",
+            "dir": tracking.logging_dir(config),
+        },
+    )
     defines = [c for c in calls if c[0] == "define"]
     assert defines[0] == ("define", "round", None)
     assert ("define", "reward/mean", "round") in defines and ("define", "samples", "round") in defines

@@ -9,12 +9,17 @@ import torch
 
 from b2diffurl import records
 from b2diffurl.models import load_pipeline, load_policy, lora_state_dict
-from b2diffurl.rewards import build_reward
 from b2diffurl.records import round_dir
+from b2diffurl.rewards import build_reward
 from b2diffurl.sampler import sample_round
 from b2diffurl.selection import select_round
 from b2diffurl.trainer import (
-    OPTIMIZER_NAME, epoch_share, interval_pairs, load_optimizer, make_optimizer, save_optimizer,
+    OPTIMIZER_NAME,
+    epoch_share,
+    interval_pairs,
+    load_optimizer,
+    make_optimizer,
+    save_optimizer,
     trainable_parameters,
 )
 
@@ -50,7 +55,9 @@ def test_two_rounds_on_policy_and_continuous(tiny_config, accelerator):
     # The AdamW state continued: its step count is the sum of both rounds' steps.
     from safetensors.torch import load_file
 
-    steps = {k: v.item() for k, v in load_file(os.path.join(out1, "lora", OPTIMIZER_NAME)).items() if k.endswith(".step")}
+    steps = {
+        k: v.item() for k, v in load_file(os.path.join(out1, "lora", OPTIMIZER_NAME)).items() if k.endswith(".step")
+    }
     assert steps and set(steps.values()) == {m0["optimizer_steps"] + m1["optimizer_steps"]}
 
 
@@ -77,8 +84,8 @@ def test_lora_loads_into_a_stock_pipeline(tiny_config, tiny_dir, accelerator):
 
 
 def test_forward_chunking_gives_the_same_gradient(tiny_config, accelerator):
-    from b2diffurl.objectives import make_objective
     from b2diffurl.backbones import encode_prompts
+    from b2diffurl.objectives import make_objective
     from b2diffurl.trainer import Policy, backward_batch
 
     out, _, _ = run_round(tiny_config, accelerator, 0)
@@ -89,7 +96,13 @@ def test_forward_chunking_gives_the_same_gradient(tiny_config, accelerator):
     manifest, trajectories = records.load_samples(out)
     batch = trajectories.select(torch.arange(4))
     pipeline.scheduler.set_timesteps(tiny_config.sample.num_steps)
-    policy = Policy(pipeline.unet, pipeline.scheduler, encode_prompts(pipeline, [""]), tiny_config.sample.guidance_scale, tiny_config.sample.eta)
+    policy = Policy(
+        pipeline.unet,
+        pipeline.scheduler,
+        encode_prompts(pipeline, [""]),
+        tiny_config.sample.guidance_scale,
+        tiny_config.sample.eta,
+    )
     embeds = encode_prompts(pipeline, manifest["prompt_list"])[batch.prompt_ids]
     advantages = torch.tensor([1.0, -0.5, 2.0, -1.5])
     params = [p for _, p in trainable_parameters(pipeline.unet)]
@@ -102,7 +115,9 @@ def test_forward_chunking_gives_the_same_gradient(tiny_config, accelerator):
         for chunk in (1, 3, 1000):  # a paired objective rounds 1 and 3 down to whole [w, l] rows
             for p in params:
                 p.grad = None
-            stats = backward_batch(policy, pairs, embeds, advantages, objective, 0.1, chunk, 0.5, lambda loss: loss.backward())
+            stats = backward_batch(
+                policy, pairs, embeds, advantages, objective, 0.1, chunk, 0.5, lambda loss: loss.backward()
+            )
             grads.append(torch.cat([p.grad.flatten() for p in params]))
             assert stats["pairs"] == 4 * tiny_config.split_step
         assert grads[0].abs().max() > 0, algorithm
@@ -139,7 +154,9 @@ def test_selection_history_is_read_from_disk_and_never_doubled(tiny_config, acce
     os.remove(records.marker_path(out1, "select"))
     select_round(config, reward, out1, os.path.dirname(out1))
     assert records.read_json(os.path.join(out1, "scores.json")) == scores1
-    selected, extra = records.trajectories_from_tensors(records.read_verified_tensors(out1, "select", "selected.safetensors")[0])
+    selected, extra = records.trajectories_from_tensors(
+        records.read_verified_tensors(out1, "select", "selected.safetensors")[0]
+    )
     assert extra["indices"].tolist() == scores1["selected"]
     assert torch.allclose(extra["normalised"], torch.tensor(scores1["normalised"])[extra["indices"]])
     manifest, all_trajectories = records.load_samples(out1)
@@ -205,8 +222,10 @@ def test_interval_pairs_keep_steps_aligned():
     n, k = 3, 4
     latents = torch.arange(n * (k + 1), dtype=torch.float32).reshape(n, k + 1, 1, 1, 1).expand(n, k + 1, 1, 2, 2)
     traj = records.Trajectories(
-        latents=latents.clone(), log_probs=torch.arange(n * k, dtype=torch.float32).reshape(n, k),
-        timesteps=torch.tensor([[751, 501, 251, 1]] * n), prompt_ids=torch.zeros(n, dtype=torch.long),
+        latents=latents.clone(),
+        log_probs=torch.arange(n * k, dtype=torch.float32).reshape(n, k),
+        timesteps=torch.tensor([[751, 501, 251, 1]] * n),
+        prompt_ids=torch.zeros(n, dtype=torch.long),
         group_ids=torch.arange(n),
     )
     x, x_next, t, logp, rows = interval_pairs(traj, torch.Generator().manual_seed(0))

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO
 
 
@@ -21,9 +20,13 @@ def test_written_safetensors_read_back_with_the_library_and_stream_into_a_model(
     source.register_buffer("scale", torch.tensor(2.5))  # a 0-d tensor
     state = {k: v.to(torch.bfloat16) if k == "0.weight" else v for k, v in source.state_dict().items()}
     path = str(tmp_path / "m.safetensors")
-    write_safetensors(path, lambda real: ((k, v if real else v.to("meta")) for k, v in state.items()), metadata={"format": "pt"})
+    write_safetensors(
+        path, lambda real: ((k, v if real else v.to("meta")) for k, v in state.items()), metadata={"format": "pt"}
+    )
     loaded = load_file(path)
-    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) and loaded[k].dtype == state[k].dtype for k in state)
+    assert loaded.keys() == state.keys() and all(
+        torch.equal(loaded[k], state[k]) and loaded[k].dtype == state[k].dtype for k in state
+    )
 
     with no_random_init():
         target = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2, bias=False))
@@ -38,7 +41,9 @@ def test_written_safetensors_read_back_with_the_library_and_stream_into_a_model(
     other = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2, bias=False))
     other.register_buffer("scale", torch.tensor(0.0))
     assert stream_into(other, path).startswith("0.weight: shape (4, 3) in the checkpoint, (5, 3) in the model")
-    assert stream_into(target, str(tmp_path / "m.bin")).startswith("not a .safetensors file"), "pickles are left to their library"
+    assert stream_into(target, str(tmp_path / "m.bin")).startswith("not a .safetensors file"), (
+        "pickles are left to their library"
+    )
 
 
 def test_the_toy_clip_loads_exactly_as_open_clip_loads_it():
@@ -53,7 +58,10 @@ def test_the_toy_clip_loads_exactly_as_open_clip_loads_it():
     ours = ClipScore(reward.clip_model, reward.clip_pretrained)
     name = os.path.splitext(os.path.basename(reward.clip_model))[0]
     theirs, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=reward.clip_pretrained)
-    mine, ref = dict(ours.model.named_buffers()) | ours.model.state_dict(), dict(theirs.named_buffers()) | theirs.state_dict()
+    mine, ref = (
+        dict(ours.model.named_buffers()) | ours.model.state_dict(),
+        dict(theirs.named_buffers()) | theirs.state_dict(),
+    )
     assert mine.keys() == ref.keys() and "attn_mask" in mine
     assert all(torch.equal(mine[k], ref[k]) for k in ref)
     assert str(ours.preprocess) == str(preprocess)
@@ -80,10 +88,20 @@ def test_a_vit_h_14_reward_loads_in_at_most_1_2x_its_weights(tmp_path):
     from b2diffurl.bench import write_random_open_clip
 
     path = str(tmp_path / "vit_h_14.safetensors")
-    assert write_random_open_clip(path) == os.path.getsize(path) - 8 - int.from_bytes(open(path, "rb").read(8), "little")
-    proc = subprocess.run([sys.executable, "-c", MEASURE, path], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": REPO}, timeout=600)
+    assert write_random_open_clip(path) == os.path.getsize(path) - 8 - int.from_bytes(
+        open(path, "rb").read(8), "little"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", MEASURE, path],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": REPO},
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     m = json.loads(proc.stdout.strip().splitlines()[-1])
     assert m["weights"] == 986_109_441 * 4, "ViT-H-14's parameters in fp32"
-    assert m["peak"] - m["before"] <= 1.2 * m["weights"], f"peak grew by {(m['peak'] - m['before']) / m['weights']:.2f}x the weights"
+    assert m["peak"] - m["before"] <= 1.2 * m["weights"], (
+        f"peak grew by {(m['peak'] - m['before']) / m['weights']:.2f}x the weights"
+    )

@@ -92,12 +92,29 @@ from b2diffurl.figures.bars import budget_bars, plot_bars
 from b2diffurl.figures.budget import DEFAULT_QUERIES, pick
 from b2diffurl.figures.cli import main, plan_outputs
 from b2diffurl.figures.curves import plot_curves
-from b2diffurl.figures.runs import Evaluation, base_label, FiguresError, Run, load_runs, split_spec
+from b2diffurl.figures.runs import Evaluation, FiguresError, Run, base_label, load_runs, split_spec
 from b2diffurl.figures.stats import Stat, average_curves, mean_se
 from b2diffurl.figures.tables import algorithm_cells, format_cell, format_stat, template_cells
 
 __all__ = [
-    "DEFAULT_QUERIES", "Evaluation", "FiguresError", "Run", "Stat", "algorithm_cells",
-    "average_curves", "base_label", "budget_bars", "format_cell", "format_stat", "load_runs", "main", "mean_se", "pick",
-    "plan_outputs", "plot_bars", "plot_curves", "split_spec", "template_cells",
+    "DEFAULT_QUERIES",
+    "Evaluation",
+    "FiguresError",
+    "Run",
+    "Stat",
+    "algorithm_cells",
+    "average_curves",
+    "base_label",
+    "budget_bars",
+    "format_cell",
+    "format_stat",
+    "load_runs",
+    "main",
+    "mean_se",
+    "pick",
+    "plan_outputs",
+    "plot_bars",
+    "plot_curves",
+    "split_spec",
+    "template_cells",
 ]

@@ -13,8 +13,11 @@ from b2diffurl.figures.stats import mean_se, se_note
 from b2diffurl.figures.tables import column_order
 
 PROMPT_SET = "train"
-PANELS = ((CLIPSCORE, "CLIPScore (alignment)"), (IS_PER_PROMPT, "Inception Score per prompt (diversity)"),
-          (IS_POOLED, "Inception Score pooled over all images"))
+PANELS = (
+    (CLIPSCORE, "CLIPScore (alignment)"),
+    (IS_PER_PROMPT, "Inception Score per prompt (diversity)"),
+    (IS_POOLED, "Inception Score pooled over all images"),
+)
 
 
 class Bar(NamedTuple):
@@ -55,15 +58,29 @@ def plot_bars(path, panels, colors, title):
     for ax, (panel_title, bars) in zip(axes, panels):
         heights = [b.stat.mean if b.stat else math.nan for b in bars]
         errors = [b.stat.se if b.stat and b.stat.se is not None else math.nan for b in bars]
-        ax.bar(range(len(bars)), heights, yerr=errors, capsize=4, color=[colors.get(b.name, "0.6") for b in bars], alpha=0.85)
+        ax.bar(
+            range(len(bars)),
+            heights,
+            yerr=errors,
+            capsize=4,
+            color=[colors.get(b.name, "0.6") for b in bars],
+            alpha=0.85,
+        )
         ax.set_ylabel(panel_title.split(" (")[0])
         for i, bar in enumerate(bars):
             if bar.stat is None:  # no evaluation at the budget: say so where the bar would stand
                 ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize="x-small")
             else:  # above the error bar, so neither hides the other
                 top = bar.stat.mean + (bar.stat.se or 0.0)
-                ax.annotate(f"{bar.stat.mean:.3f}\n{queries_short(bar.queries)}", (i, top), xytext=(0, 3),
-                            textcoords="offset points", ha="center", va="bottom", fontsize="x-small")
+                ax.annotate(
+                    f"{bar.stat.mean:.3f}\n{queries_short(bar.queries)}",
+                    (i, top),
+                    xytext=(0, 3),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize="x-small",
+                )
         ax.set_xticks(range(len(bars)), [b.name for b in bars], rotation=20, ha="right")
         ax.set_xlim(-0.6, len(bars) - 0.4)  # a bar without a value keeps its place
         ax.set_title(panel_title, fontsize="medium")

@@ -30,8 +30,10 @@ def pick(evaluations, queries):
 def picked(groups, prompt_set, queries):
     """dict[label, list[Evaluation]]: each group's picks on ``prompt_set`` (runs without one left out;
     a group without any has an empty list)."""
-    return {label: [e for run in runs if (e := pick(run.evaluations(prompt_set), queries)) is not None]
-            for label, runs in groups.items()}
+    return {
+        label: [e for run in runs if (e := pick(run.evaluations(prompt_set), queries)) is not None]
+        for label, runs in groups.items()
+    }
 
 
 def budget_text(queries):
@@ -71,8 +73,11 @@ def what_it_has(run, prompt_set):
     """What a run has on a prompt set, for a note: "its train evaluations: 768 ... 30,720 queries"."""
     rounds = sorted(e.reward_queries for e in run.rounds(prompt_set))
     if not rounds:
-        return (f"only a base-model {prompt_set} evaluation" if run.base(prompt_set) is not None
-                else f"no {prompt_set} evaluations")
+        return (
+            f"only a base-model {prompt_set} evaluation"
+            if run.base(prompt_set) is not None
+            else f"no {prompt_set} evaluations"
+        )
     if len(rounds) == 1:
         return f"its {prompt_set} evaluation: {rounds[0]:,} queries"
     return f"its {prompt_set} evaluations: {rounds[0]:,} ... {rounds[-1]:,} queries"
@@ -85,9 +90,13 @@ def shortfall_notes(groups, prompt_set, queries, left_out):
     for label, runs in groups.items():
         missing = [run for run in runs if pick(run.evaluations(prompt_set), queries) is None]
         for run in missing:
-            notes.append(f"budget: run {run.path} ({label}) has no trained {prompt_set} evaluation at ≤ {queries:,} "
-                         f"reward queries ({what_it_has(run, prompt_set)}); left out of {left_out}")
+            notes.append(
+                f"budget: run {run.path} ({label}) has no trained {prompt_set} evaluation at ≤ {queries:,} "
+                f"reward queries ({what_it_has(run, prompt_set)}); left out of {left_out}"
+            )
         if len(runs) > 1 and len(missing) == len(runs):  # a group of one run is named by its run's note
-            notes.append(f"budget: group {label}: none of its {len(runs)} runs has a trained {prompt_set} evaluation "
-                         f"at ≤ {queries:,} reward queries; its entries in {left_out} are empty (-)")
+            notes.append(
+                f"budget: group {label}: none of its {len(runs)} runs has a trained {prompt_set} evaluation "
+                f"at ≤ {queries:,} reward queries; its entries in {left_out} are empty (-)"
+            )
     return notes

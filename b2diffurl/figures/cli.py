@@ -29,15 +29,26 @@ def parse_args(argv):
     parser = ArgumentParser(
         prog="python -m b2diffurl.figures",
         description="Figures (Fig. 5, 7/8 style) and tables (Tables 1-3 style) from run folders, compared at equal "
-                    "reward queries; see the package docstring (python -c 'help(\"b2diffurl.figures\")').",
+        "reward queries; see the package docstring (python -c 'help(\"b2diffurl.figures\")').",
     )
-    parser.add_argument("runs", nargs="+", metavar="[LABEL=]RUN_DIR",
-                        help="run folder <save_path>/<exp_name>; same label = seeds of one experiment")
-    parser.add_argument("--out", default=None,
-                        help="folder for the figures and tables (created if missing); default RUN_DIR/figures for one run folder")
-    parser.add_argument("--queries", default=str(DEFAULT_QUERIES), metavar="N",
-                        help="reward-query budget: bars and tables use each run's last trained evaluation with "
-                             f"reward_queries <= N (default {DEFAULT_QUERIES})")
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        metavar="[LABEL=]RUN_DIR",
+        help="run folder <save_path>/<exp_name>; same label = seeds of one experiment",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="folder for the figures and tables (created if missing); default RUN_DIR/figures for one run folder",
+    )
+    parser.add_argument(
+        "--queries",
+        default=str(DEFAULT_QUERIES),
+        metavar="N",
+        help="reward-query budget: bars and tables use each run's last trained evaluation with "
+        f"reward_queries <= N (default {DEFAULT_QUERIES})",
+    )
     args = parser.parse_args(argv)
     args.queries = whole_number(args.queries)
     if args.out is None:
@@ -86,8 +97,10 @@ def require_matplotlib():
     import importlib.util
 
     if importlib.util.find_spec("matplotlib") is None:
-        raise FiguresError(f"matplotlib is not installed for {sys.executable}: run .venv/bin/python -m b2diffurl.figures "
-                           "(the project's venv, pip install -r requirements.txt)")
+        raise FiguresError(
+            f"matplotlib is not installed for {sys.executable}: run .venv/bin/python -m b2diffurl.figures "
+            "(the project's venv, pip install -r requirements.txt)"
+        )
 
 
 def write_if_changed(path, content):

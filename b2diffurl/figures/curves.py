@@ -45,8 +45,16 @@ def curve_csv(curves):
     writer.writeheader()
     for label, points in curves.items():
         for x, s in points:
-            writer.writerow({"label": label, "reward_queries": x, "mean": plain(s.mean), "se": plain(s.se),
-                             "n": s.n, "se_source": s.source})
+            writer.writerow(
+                {
+                    "label": label,
+                    "reward_queries": x,
+                    "mean": plain(s.mean),
+                    "se": plain(s.se),
+                    "n": s.n,
+                    "se_source": s.source,
+                }
+            )
     return out.getvalue()
 
 
@@ -86,7 +94,9 @@ def _draw_curves(ax, curves, colors, title, ylabel, band_note, budget):
         xs = [x for x, _ in points]
         lows = [s.mean - s.se if s.se is not None else math.nan for _, s in points]
         highs = [s.mean + s.se if s.se is not None else math.nan for _, s in points]
-        ax.plot(xs, [s.mean for _, s in points], marker="o", color=color, label=f"{label} (n={max(s.n for _, s in points)})")
+        ax.plot(
+            xs, [s.mean for _, s in points], marker="o", color=color, label=f"{label} (n={max(s.n for _, s in points)})"
+        )
         ax.fill_between(xs, lows, highs, color=color, alpha=0.2, linewidth=0)
     last = max(x for points in curves.values() for x, _ in points)
     if budget <= 1.05 * last:
@@ -104,8 +114,9 @@ def _draw_curves(ax, curves, colors, title, ylabel, band_note, budget):
 def _curve(name, curves, colors, title, ylabel, own, budget):
     """The (file name, content) pairs of one curve: the PNG (drawn later) and the CSV."""
     note = se_note((max(s.n for _, s in points) for points in curves.values()), own)
-    draw = functools.partial(plot_curves, curves=curves, colors=colors, title=title, ylabel=ylabel,
-                             band_note=note, budget=budget)
+    draw = functools.partial(
+        plot_curves, curves=curves, colors=colors, title=title, ylabel=ylabel, band_note=note, budget=budget
+    )
     return [(f"{name}.png", draw), (f"{name}.csv", curve_csv(curves))]
 
 
@@ -115,8 +126,10 @@ def plan_curves(groups, colors, budget):
     own = "the evaluation's own SE"
     titles = {
         "train": ("Fig. 5: CLIPScore on the training prompts vs reward queries", "CLIPScore (training prompts)"),
-        "test": ("CLIPScore on held-out prompts vs reward queries\n(extra; not a figure of the paper)",
-                 "CLIPScore (held-out prompts; extra)"),
+        "test": (
+            "CLIPScore on held-out prompts vs reward queries\n(extra; not a figure of the paper)",
+            "CLIPScore (held-out prompts; extra)",
+        ),
     }
     for prompt_set, (title, ylabel) in titles.items():
         name = f"curve_{prompt_set}"
@@ -145,15 +158,29 @@ def plan_curves(groups, colors, budget):
             notes += dropped
             where = prompts_name(prompt_set)
             note = se_note((max(s.n for _, s in points) for points in second.values()), own)
-            panels = [(clip, f"CLIPScore, {where}", f"CLIPScore ({where})"),
-                      (second, f"{metric.name[0].upper()}{metric.name[1:]}, {where}", f"{metric.name} ({where})")]
-            outputs += [(f"{name}.png", functools.partial(plot_panels, panels=panels, colors=colors, band_note=note, budget=budget)),
-                        (f"curve_{prompt_set}_{metric.key}.csv", curve_csv(second))]
+            panels = [
+                (clip, f"CLIPScore, {where}", f"CLIPScore ({where})"),
+                (second, f"{metric.name[0].upper()}{metric.name[1:]}, {where}", f"{metric.name} ({where})"),
+            ]
+            outputs += [
+                (
+                    f"{name}.png",
+                    functools.partial(plot_panels, panels=panels, colors=colors, band_note=note, budget=budget),
+                ),
+                (f"curve_{prompt_set}_{metric.key}.csv", curve_csv(second)),
+            ]
     rewards, dropped = group_curves(groups, train_curve, "round", "curve_train_reward")
     if rewards:
         notes += dropped
-        outputs += _curve("curve_train_reward", rewards, colors, "Training reward vs reward queries",
-                          "training reward (round mean)", "the round's own SE", budget)
+        outputs += _curve(
+            "curve_train_reward",
+            rewards,
+            colors,
+            "Training reward vs reward queries",
+            "training reward (round mean)",
+            "the round's own SE",
+            budget,
+        )
     else:
         notes.append(f"curve_train_reward.png skipped: no run has rounds in {PROGRESS}")
     return outputs, notes

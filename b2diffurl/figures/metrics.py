@@ -20,21 +20,35 @@ def _pair(value, se):
 
 
 CLIPSCORE = Metric("clipscore", "CLIPScore", "clipscore_mean", lambda e: (e.clipscore, e.clipscore_sem))
-IS_PER_PROMPT = Metric("inception_score_per_prompt", "per-prompt Inception Score", "inception_score_per_prompt",
-                       lambda e: _pair(e.inception_pp, e.inception_pp_sem))
-IS_POOLED = Metric("inception_score", "pooled Inception Score", "inception_score",
-                   lambda e: _pair(e.inception, e.inception_se))
-ALIGNMENT = Metric("alignment", "alignment (toy-world detector)", "alignment_mean",
-                   lambda e: _pair(e.alignment, e.alignment_sem))
-BACKGROUND_ENTROPY = Metric("background_entropy", "background entropy (bits, diversity)", "background_entropy",
-                            lambda e: _pair(e.background_entropy, None))
+IS_PER_PROMPT = Metric(
+    "inception_score_per_prompt",
+    "per-prompt Inception Score",
+    "inception_score_per_prompt",
+    lambda e: _pair(e.inception_pp, e.inception_pp_sem),
+)
+IS_POOLED = Metric(
+    "inception_score", "pooled Inception Score", "inception_score", lambda e: _pair(e.inception, e.inception_se)
+)
+ALIGNMENT = Metric(
+    "alignment", "alignment (toy-world detector)", "alignment_mean", lambda e: _pair(e.alignment, e.alignment_sem)
+)
+BACKGROUND_ENTROPY = Metric(
+    "background_entropy",
+    "background entropy (bits, diversity)",
+    "background_entropy",
+    lambda e: _pair(e.background_entropy, None),
+)
 TOY_METRICS = (ALIGNMENT, BACKGROUND_ENTROPY)
 BERTSCORE = Metric("bertscore", "BERTScore", "bertscore_mean", lambda e: _pair(e.bertscore, e.bertscore_sem))
-TOYCAPTION = Metric("toycaption", "toy captioning score (BERTScore's stand-in)", "toycaption_mean",
-                    lambda e: _pair(e.toycaption, e.toycaption_sem))
+TOYCAPTION = Metric(
+    "toycaption",
+    "toy captioning score (BERTScore's stand-in)",
+    "toycaption_mean",
+    lambda e: _pair(e.toycaption, e.toycaption_sem),
+)
 CAPTION_METRICS = (BERTSCORE, TOYCAPTION)  # Fig. 7a's second panel: the first one the runs carry
 
 
 def prompts_name(prompt_set):
-    """"training prompts" / "held-out prompts" (or "<set> prompts") for titles and captions."""
+    """ "training prompts" / "held-out prompts" (or "<set> prompts") for titles and captions."""
     return SET_NAMES.get(prompt_set, f"{prompt_set} prompts")

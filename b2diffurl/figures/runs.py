@@ -128,12 +128,14 @@ def read_progress(path):
         where = f"{path} line {line}"
         std = number(row.get("reward_std"), where, "reward_std")
         trajectories = number(row.get("trajectories"), where, "trajectories")
-        out.append({
-            "round": int(number(row["round"], where, "round", required=True)),
-            "reward_queries": int(number(row["reward_queries"], where, "reward_queries", required=True)),
-            "reward_mean": number(row["reward_mean"], where, "reward_mean", required=True),
-            "reward_se": std / math.sqrt(trajectories) if std is not None and trajectories else None,
-        })
+        out.append(
+            {
+                "round": int(number(row["round"], where, "round", required=True)),
+                "reward_queries": int(number(row["reward_queries"], where, "reward_queries", required=True)),
+                "reward_mean": number(row["reward_mean"], where, "reward_mean", required=True),
+                "reward_se": std / math.sqrt(trajectories) if std is not None and trajectories else None,
+            }
+        )
     return out
 
 
@@ -253,7 +255,9 @@ def load_runs(specs):
             )
         run = Run(label=label, path=os.path.abspath(path))
         run.progress = read_progress(progress_path) if os.path.isfile(progress_path) else []
-        run.evals = {s: [read_evaluation(p, name, index, s, run.progress) for name, index, p in found]
-                     for s, found in files.items()}
+        run.evals = {
+            s: [read_evaluation(p, name, index, s, run.progress) for name, index, p in found]
+            for s, found in files.items()
+        }
         groups.setdefault(label, []).append(run)
     return groups

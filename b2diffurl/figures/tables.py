@@ -50,12 +50,18 @@ def algorithm_cells(groups, prompt_set, budget):
     Every run whose pick has method.label vanilla or B2-DiffuRL and a method.algorithm joins the cell
     of its algorithm; the row name carries the template when those runs span several templates.
     """
-    chosen = [e for evaluations in picked(groups, prompt_set, budget).values() for e in evaluations
-              if e.method.lower() in VARIANTS and e.algorithm]
+    chosen = [
+        e
+        for evaluations in picked(groups, prompt_set, budget).values()
+        for e in evaluations
+        if e.method.lower() in VARIANTS and e.algorithm
+    ]
     several = len({e.template for e in chosen}) > 1
     order = list(ALGORITHM_NAMES)
-    keys = sorted({(e.algorithm, e.template) for e in chosen},
-                  key=lambda k: (order.index(k[0]) if k[0] in order else len(order), k[0], column_order(k[1])))
+    keys = sorted(
+        {(e.algorithm, e.template) for e in chosen},
+        key=lambda k: (order.index(k[0]) if k[0] in order else len(order), k[0], column_order(k[1])),
+    )
 
     def row_name(algorithm, template):
         name = ALGORITHM_NAMES.get(algorithm, algorithm.upper())
@@ -99,11 +105,16 @@ def format_cell(cell):
 
 def markdown_table(title, corner, rows, columns, cells, caption):
     """A Markdown section: '## title', a table with ``corner`` over the row names, then ``caption``."""
+
     def text(value):
         return str(value).replace("|", "\\|")
 
-    lines = [f"## {title}", "", "| " + " | ".join(text(t) for t in [corner, *columns]) + " |",
-             "|" + "---|" * (len(columns) + 1)]
+    lines = [
+        f"## {title}",
+        "",
+        "| " + " | ".join(text(t) for t in [corner, *columns]) + " |",
+        "|" + "---|" * (len(columns) + 1),
+    ]
     lines += ["| " + " | ".join([text(r)] + [format_cell(cells[r, c]) for c in columns]) + " |" for r in rows]
     return "\n".join(lines + ["", caption, ""])
 
@@ -118,7 +129,15 @@ def table_csv(rows, columns, cells):
         for c in columns:
             cell = cells[r, c]
             s = cell.stat if cell else None
-            writer.writerow({"row": r, "column": c, "mean": plain(s and s.mean), "se": plain(s and s.se),
-                             "n": s.n if s else 0, "se_source": s.source if s else "",
-                             "reward_queries": queries_csv(cell.queries) if s else ""})
+            writer.writerow(
+                {
+                    "row": r,
+                    "column": c,
+                    "mean": plain(s and s.mean),
+                    "se": plain(s and s.se),
+                    "n": s.n if s else 0,
+                    "se_source": s.source if s else "",
+                    "reward_queries": queries_csv(cell.queries) if s else "",
+                }
+            )
     return out.getvalue()

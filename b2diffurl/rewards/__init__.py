@@ -25,10 +25,21 @@ from b2diffurl.rewards.base import check_inputs
 from b2diffurl.rewards.clipscore import PRECISIONS, ClipScore
 from b2diffurl.rewards.colour import COLOURS, ColourScore, prompt_colour
 
-__all__ = ["COLOURS", "PRECISIONS", "REWARDS", "ClipScore", "ColourScore", "build_reward", "check_inputs", "prompt_colour"]
+__all__ = [
+    "COLOURS",
+    "PRECISIONS",
+    "REWARDS",
+    "ClipScore",
+    "ColourScore",
+    "build_reward",
+    "check_inputs",
+    "prompt_colour",
+]
 
 REWARDS = {
-    "clipscore": lambda cfg, device: ClipScore(cfg.clip_model, cfg.clip_pretrained, cfg.batch_size, device, cfg.get("precision", "fp32")),
+    "clipscore": lambda cfg, device: ClipScore(
+        cfg.clip_model, cfg.clip_pretrained, cfg.batch_size, device, cfg.get("precision", "fp32")
+    ),
     "colour": lambda cfg, device: ColourScore(cfg.batch_size),
     "bertscore": lambda cfg, device: _bertscore(cfg, device),
     "toycaption": lambda cfg, device: _toycaption(cfg, device),

@@ -60,7 +60,9 @@ class RecallScorer:
         encoder = AutoModel.from_pretrained(model, dtype=getattr(torch, dtype))
         layers = encoder.encoder.layer  # [num_hidden_layers] blocks, run in order
         if not 1 <= layer <= len(layers):
-            raise ValueError(f"reward.bertscore_layer={layer} is not a layer of {model} (1..{len(layers)}): use its BERTScore layer")
+            raise ValueError(
+                f"reward.bertscore_layer={layer} is not a layer of {model} (1..{len(layers)}): use its BERTScore layer"
+            )
         encoder.encoder.layer = layers[:layer]
         self.model = encoder.eval().requires_grad_(False).to(device)
         self.device = torch.device(device)
@@ -71,7 +73,9 @@ class RecallScorer:
         """Token embeddings [B, L, D] (fp32), token ids [B, L] and padding mask [B, L] of ``texts``."""
         import torch
 
-        batch = self.tokenizer([t.strip() for t in texts], padding=True, truncation=True, return_tensors="pt").to(self.device)
+        batch = self.tokenizer([t.strip() for t in texts], padding=True, truncation=True, return_tensors="pt").to(
+            self.device
+        )
         with torch.no_grad():
             hidden = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         return hidden.float(), batch["input_ids"], batch["attention_mask"]
@@ -80,11 +84,13 @@ class RecallScorer:
         import torch
 
         if len(candidates) != len(references):
-            raise ValueError(f"got {len(candidates)} candidates but {len(references)} references: pass one reference each")
+            raise ValueError(
+                f"got {len(candidates)} candidates but {len(references)} references: pass one reference each"
+            )
         out = []
         for i in range(0, len(candidates), self.batch_size):
-            ref, ref_ids, ref_mask = self.embed(references[i: i + self.batch_size])
-            cand, _, cand_mask = self.embed(candidates[i: i + self.batch_size])
+            ref, ref_ids, ref_mask = self.embed(references[i : i + self.batch_size])
+            cand, _, cand_mask = self.embed(candidates[i : i + self.batch_size])
             weight = ref_mask.bool() & ~torch.isin(ref_ids, torch.tensor(self.special, device=ref_ids.device))  # [B, R]
             out.append(greedy_recall(ref, weight, cand, cand_mask).cpu())
         return torch.cat(out) if out else torch.zeros(0)
@@ -100,14 +106,21 @@ class Captioner:
     same words: ``captioner(images uint8 [N, H, W, 3]) -> [N] strings``, ``batch_size`` images a
     generation, with the KV cache. The question goes through the processor's chat template."""
 
-    def __init__(self, model, question=DEFAULT_QUESTION, max_new_tokens=64, batch_size=16, device="cpu", dtype="float32"):
+    def __init__(
+        self, model, question=DEFAULT_QUESTION, max_new_tokens=64, batch_size=16, device="cpu", dtype="float32"
+    ):
         import torch
         from transformers import AutoProcessor, LlavaForConditionalGeneration
 
         self.processor = AutoProcessor.from_pretrained(model)
         self.processor.tokenizer.padding_side = "left"  # generation appends on the right
         self.dtype = getattr(torch, dtype)
-        self.model = LlavaForConditionalGeneration.from_pretrained(model, dtype=self.dtype).eval().requires_grad_(False).to(device)
+        self.model = (
+            LlavaForConditionalGeneration.from_pretrained(model, dtype=self.dtype)
+            .eval()
+            .requires_grad_(False)
+            .to(device)
+        )
         self.device = torch.device(device)
         conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
         self.prompt = self.processor.apply_chat_template(conversation, add_generation_prompt=True)
@@ -121,11 +134,13 @@ class Captioner:
         captions = []
         for chunk in images.split(self.batch_size):
             pil = [Image.fromarray(image) for image in chunk.cpu().numpy()]
-            inputs = self.processor(images=pil, text=[self.prompt] * len(pil), return_tensors="pt", padding=True).to(self.device)
+            inputs = self.processor(images=pil, text=[self.prompt] * len(pil), return_tensors="pt", padding=True).to(
+                self.device
+            )
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
             with torch.no_grad():
                 out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, use_cache=True)
-            new = out[:, inputs["input_ids"].shape[1]:]  # [B, <= max_new_tokens]: the answer only
+            new = out[:, inputs["input_ids"].shape[1] :]  # [B, <= max_new_tokens]: the answer only
             captions += [c.strip() for c in self.processor.batch_decode(new, skip_special_tokens=True)]
         return captions
 
@@ -156,8 +171,14 @@ class BertScore:
             for path in (cfg.captioner, cfg.bertscore_model):
                 if not os.path.isdir(path):
                     build_tiny_text_models(os.path.dirname(os.path.abspath(path)))
-        self.captioner = Captioner(cfg.captioner, cfg.caption_question, cfg.caption_max_tokens, cfg.batch_size, device,
-                                   caption_dtype(cfg.caption_precision, device))
+        self.captioner = Captioner(
+            cfg.captioner,
+            cfg.caption_question,
+            cfg.caption_max_tokens,
+            cfg.batch_size,
+            device,
+            caption_dtype(cfg.caption_precision, device),
+        )
         self.scorer = RecallScorer(cfg.bertscore_model, cfg.bertscore_layer, max(cfg.batch_size, 64), device)
         self.reference = cfg.caption_reference
         self.last_captions = []

@@ -20,20 +20,27 @@ def load_open_clip(name, pretrained, precision, device):
     from b2diffurl.weights import no_random_init, stream_into
 
     if not pretrained:
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None, precision=precision, device=device)
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=None, precision=precision, device=device
+        )
         return model, preprocess
     # the checkpoint file: a local one, or the tag's (downloaded into open_clip's cache, or found there offline)
     path = pretrained if os.path.isfile(pretrained) else None
     with no_random_init():  # the model's memory is allocated, not filled: every tensor comes from the checkpoint
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, load_weights=False,
-                                                                     precision=precision, device=device)
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, load_weights=False, precision=precision, device=device
+        )
     if path is None:
         tag = open_clip.get_pretrained_cfg(name, pretrained)
         path = open_clip.download_pretrained(tag) if tag else None
-    problem = stream_into(model, path, ignore=("text.transformer.embeddings.position_ids",)) if path else "no checkpoint file"
+    problem = (
+        stream_into(model, path, ignore=("text.transformer.embeddings.position_ids",)) if path else "no checkpoint file"
+    )
     if problem:
         del model
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, precision=precision, device=device)
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, precision=precision, device=device
+        )
     return model, preprocess
 
 
@@ -64,7 +71,9 @@ class ClipScore:
         name = clip_model
         if clip_model.endswith(".json"):
             if not os.path.isfile(clip_model):
-                raise FileNotFoundError(f"reward.clip_model={clip_model!r} does not exist: pass an open_clip config JSON or a model name")
+                raise FileNotFoundError(
+                    f"reward.clip_model={clip_model!r} does not exist: pass an open_clip config JSON or a model name"
+                )
             open_clip.add_model_config(clip_model)
             name = os.path.splitext(os.path.basename(clip_model))[0]
         self.device = torch.device(device)
@@ -75,8 +84,10 @@ class ClipScore:
             from b2diffurl.errors import ConfigError, first_line
 
             raise ConfigError(
-                "reward.clip_pretrained", clip_pretrained, f"could not be loaded for reward.clip_model={clip_model!r} "
-                f"({first_line(err)}): use a cached or reachable open_clip tag, or a local checkpoint file"
+                "reward.clip_pretrained",
+                clip_pretrained,
+                f"could not be loaded for reward.clip_model={clip_model!r} "
+                f"({first_line(err)}): use a cached or reachable open_clip tag, or a local checkpoint file",
             ) from None
         # open_clip returns the model in training mode.
         self.model = model.eval().requires_grad_(False)
@@ -124,7 +135,9 @@ class ClipScore:
         import torch
 
         with torch.no_grad():
-            return torch.cat([self._text_features(texts[i: i + self.batch_size]) for i in range(0, len(texts), self.batch_size)])
+            return torch.cat(
+                [self._text_features(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
+            )
 
     def embed_images(self, images):
         """L2-normalised image embeddings [N, D] (fp32) of uint8 images [N, H, W, 3], ``batch_size`` at a time."""

@@ -8,7 +8,9 @@ the stage summary, progress.csv (``reward_<name>_mean``) and the experiment log.
 import math
 import re
 
-_PART = re.compile(r"\s*(?:(?P<weight>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE]-?\d+)?)\s*\*\s*)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*")
+_PART = re.compile(
+    r"\s*(?:(?P<weight>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE]-?\d+)?)\s*\*\s*)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*"
+)
 
 
 class RewardSpecError(ValueError):
@@ -22,13 +24,19 @@ def parse_spec(spec, known):
     for text in str(spec).split("+"):
         match = _PART.fullmatch(text)
         if match is None:
-            raise RewardSpecError(f"has a part {text.strip()!r} that is not NAME or WEIGHT*NAME: write e.g. 'clipscore+0.5*bertscore'")
+            raise RewardSpecError(
+                f"has a part {text.strip()!r} that is not NAME or WEIGHT*NAME: write e.g. 'clipscore+0.5*bertscore'"
+            )
         name, weight = match.group("name"), float(match.group("weight") or 1.0)
         if name not in known:
-            raise RewardSpecError(f"is not a known reward{' (in ' + repr(text.strip()) + ')' if len(str(spec).split('+')) > 1 else ''}: "
-                                  f"choose from {list(known)}, or a sum such as 'clipscore+0.5*bertscore'")
+            raise RewardSpecError(
+                f"is not a known reward{' (in ' + repr(text.strip()) + ')' if len(str(spec).split('+')) > 1 else ''}: "
+                f"choose from {list(known)}, or a sum such as 'clipscore+0.5*bertscore'"
+            )
         if not math.isfinite(weight) or weight <= 0:
-            raise RewardSpecError(f"gives {name} the weight {weight:g}: weights must be positive (drop a reward rather than weigh it 0)")
+            raise RewardSpecError(
+                f"gives {name} the weight {weight:g}: weights must be positive (drop a reward rather than weigh it 0)"
+            )
         if name in (n for n, _ in parts):
             raise RewardSpecError(f"names {name} twice: give it one weight")
         parts.append((name, weight))
@@ -54,8 +62,10 @@ class Combined:
     def record(self):
         """scores.json's extra fields: each component's raw score per image, the weights, and what the
         components read off the images (bertscore's captions)."""
-        extra = {"components": {name: scores.tolist() for name, scores in self.last.items()},
-                 "weights": {name: weight for name, weight, _ in self.parts}}
+        extra = {
+            "components": {name: scores.tolist() for name, scores in self.last.items()},
+            "weights": {name: weight for name, weight, _ in self.parts},
+        }
         for _, _, scorer in self.parts:
             if hasattr(scorer, "record"):
                 extra.update(scorer.record())

@@ -77,8 +77,8 @@ class ToyCaption:
 
         out = []
         for i in range(0, len(captions), self.clip.batch_size):
-            cand, cand_tokens = self.token_embeddings(captions[i: i + self.clip.batch_size])
-            ref, ref_tokens = self.token_embeddings(references[i: i + self.clip.batch_size])
+            cand, cand_tokens = self.token_embeddings(captions[i : i + self.clip.batch_size])
+            ref, ref_tokens = self.token_embeddings(references[i : i + self.clip.batch_size])
             weight = (ref_tokens != PAD) & (ref_tokens != START) & (ref_tokens != END)  # [B, R]
             out.append(greedy_recall(ref, weight, cand, cand_tokens != PAD).cpu())
         return torch.cat(out)

@@ -28,9 +28,10 @@ import time
 from b2diffurl import records
 from b2diffurl.driver import REPO_ROOT
 from b2diffurl.toyworld import ledger, protocol, results
-from b2diffurl.toyworld.ledger import f1_dir, final_dir, grid_dir, grid_runs, read_picks, read_timings
+from b2diffurl.toyworld.ledger import f1_dir, final_dir, grid_runs, read_picks
 from b2diffurl.toyworld.protocol import METHODS, PARTS
 from b2diffurl.toyworld.verdicts import at_budget, pick_learning_rate
+
 
 def report_paths(record_root):
     """(RESULTS.md, figures folder) written from the record at ``record_root``: the docs/RESULTS.md and
@@ -53,9 +54,15 @@ def run_variables(run_dir, label, template, seed, lr, rounds, eval_interval, eva
     """run_process.sh's variables for one run of the protocol (SavePath aside: where it runs is not what it is)."""
     method = METHODS[label]
     variables = {
-        "CONFIG": f"config/stage_process.py:toy{method.presets}", "ExpName": os.path.basename(run_dir),
-        "Seed": protocol.SEED_STRIDE * seed, "StageCnt": rounds, "EvalInterval": eval_interval, "EvalSets": eval_sets,
-        "EvalImages": protocol.eval_images(template), "PromptFile": protocol.prompt_file(template), **method.variables,
+        "CONFIG": f"config/stage_process.py:toy{method.presets}",
+        "ExpName": os.path.basename(run_dir),
+        "Seed": protocol.SEED_STRIDE * seed,
+        "StageCnt": rounds,
+        "EvalInterval": eval_interval,
+        "EvalSets": eval_sets,
+        "EvalImages": protocol.eval_images(template),
+        "PromptFile": protocol.prompt_file(template),
+        **method.variables,
     }
     if lr is not None:
         variables["LR"] = lr
@@ -73,7 +80,14 @@ def threads_per_run(jobs):
     return int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // jobs))
 
 
-def run_plan(save_path, plan, jobs=1, command=("bash", os.path.join(REPO_ROOT, "run_process.sh")), record_root=None, deadline=None):
+def run_plan(
+    save_path,
+    plan,
+    jobs=1,
+    command=("bash", os.path.join(REPO_ROOT, "run_process.sh")),
+    record_root=None,
+    deadline=None,
+):
     """Run ``plan`` (:func:`planned_run` entries), ``jobs`` at a time, each with :func:`threads_per_run`
     threads, each's output in ``logs/<run key>.log`` (the run key: its folder under ``save_path``).
 
@@ -100,7 +114,11 @@ def run_plan(save_path, plan, jobs=1, command=("bash", os.path.join(REPO_ROOT, "
         elif ledger.differences(record, variables):
             stale.append(f"{os.path.join(record_root, key)} ({'; '.join(ledger.differences(record, variables))})")
     if stale:
-        raise BenchmarkError("recorded runs differ from the protocol: " + ", ".join(stale) + ": delete those record folders to run them again")
+        raise BenchmarkError(
+            "recorded runs differ from the protocol: "
+            + ", ".join(stale)
+            + ": delete those record folders to run them again"
+        )
     if len(todo) < len(plan):
         print(f"{len(plan) - len(todo)} of {len(plan)} run(s) already recorded under {record_root}", flush=True)
     started, running, failed, done, worked = time.time(), {}, [], 0, False
@@ -137,7 +155,11 @@ def run_plan(save_path, plan, jobs=1, command=("bash", os.path.join(REPO_ROOT, "
                 if record_root:
                     ledger.record_run(run_dir, os.path.join(record_root, key), variables, seconds, threads)
                 else:
-                    timings = records.read_json(os.path.join(save_path, ledger.TIMINGS)) if os.path.isfile(os.path.join(save_path, ledger.TIMINGS)) else {}
+                    timings = (
+                        records.read_json(os.path.join(save_path, ledger.TIMINGS))
+                        if os.path.isfile(os.path.join(save_path, ledger.TIMINGS))
+                        else {}
+                    )
                     runs = timings.setdefault("runs", {})
                     if seconds > 20 or key not in runs:  # a rerun that only skipped keeps the first timing
                         runs[key] = round(seconds, 1)
@@ -148,7 +170,11 @@ def run_plan(save_path, plan, jobs=1, command=("bash", os.path.join(REPO_ROOT, "
             proc.wait()
             out.close()
     if failed:
-        raise BenchmarkError("failed: " + "; ".join(failed) + (f"; {total - done - len(failed)} run(s) not finished" if total > done + len(failed) else ""))
+        raise BenchmarkError(
+            "failed: "
+            + "; ".join(failed)
+            + (f"; {total - done - len(failed)} run(s) not finished" if total > done + len(failed) else "")
+        )
     return time.time() - started, worked, len(todo)
 
 
@@ -174,34 +200,78 @@ def write_picks(root):
     picks = {}
     for label, by_lr in grid_scores(root).items():
         if all(len(v) == len(protocol.SELECTION_SEEDS) for v in by_lr.values()):
-            picks[label] = {"learning_rate": pick_learning_rate(by_lr), "scores": {protocol.lr_text(lr): v for lr, v in by_lr.items()}}
+            picks[label] = {
+                "learning_rate": pick_learning_rate(by_lr),
+                "scores": {protocol.lr_text(lr): v for lr, v in by_lr.items()},
+            }
     path = os.path.join(root, "grid", ledger.PICKS)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    records.write_json(path, {"rule": "highest mean training-prompt alignment over the selection seeds; ties to the smaller rate",
-                              "selection_seeds": list(protocol.SELECTION_SEEDS), "rounds": protocol.GRID_ROUNDS, "picks": picks})
+    records.write_json(
+        path,
+        {
+            "rule": "highest mean training-prompt alignment over the selection seeds; ties to the smaller rate",
+            "selection_seeds": list(protocol.SELECTION_SEEDS),
+            "rounds": protocol.GRID_ROUNDS,
+            "picks": picks,
+        },
+    )
     return {label: p["learning_rate"] for label, p in picks.items()}
 
 
 def planned(save_path, part, seeds, picks, quick=False):
     """The plan (:func:`planned_run` entries) of one part."""
     if part == "grid":
-        return [planned_run(f"grid {label} lr {protocol.lr_text(lr)} seed {seed}", run_dir,
-                            run_variables(run_dir, label, protocol.MAIN_TEMPLATE, seed, lr, protocol.GRID_ROUNDS, protocol.GRID_ROUNDS, "train"))
-                for label, lr, seed, run_dir in grid_runs(save_path)]
+        return [
+            planned_run(
+                f"grid {label} lr {protocol.lr_text(lr)} seed {seed}",
+                run_dir,
+                run_variables(
+                    run_dir,
+                    label,
+                    protocol.MAIN_TEMPLATE,
+                    seed,
+                    lr,
+                    protocol.GRID_ROUNDS,
+                    protocol.GRID_ROUNDS,
+                    "train",
+                ),
+            )
+            for label, lr, seed, run_dir in grid_runs(save_path)
+        ]
     if quick:
-        runs, rounds, interval, kind = [(label, protocol.MAIN_TEMPLATE) for label in protocol.QUICK["methods"]], protocol.QUICK["rounds"], protocol.QUICK["eval_interval"], "quick"
+        runs, rounds, interval, kind = (
+            [(label, protocol.MAIN_TEMPLATE) for label in protocol.QUICK["methods"]],
+            protocol.QUICK["rounds"],
+            protocol.QUICK["eval_interval"],
+            "quick",
+        )
     else:
         runs, rounds, interval, kind = PARTS[part].runs, protocol.FINAL_ROUNDS, protocol.EVAL_INTERVAL, "final"
         picks = {**picks, **{label: picks[other] for label, other in protocol.LR_FROM.items() if other in picks}}
         missing = sorted({label for label, _ in runs if label not in picks})
         if missing:
-            raise BenchmarkError(f"--part {part}: no learning rate picked yet for {', '.join(missing)}: run --part grid first "
-                                 f"(the final runs use the grid's picks, fixed before they start)")
-    return [planned_run(f"{kind if quick else part} {label} {template} seed {seed} lr {protocol.lr_text(picks[label]) if label in picks else 'preset'}",
-                        final_dir(save_path, label, template, seed, kind),
-                        run_variables(final_dir(save_path, label, template, seed, kind), label, template, seed, picks.get(label), rounds, interval,
-                                      protocol.eval_sets(template)))
-            for seed in seeds for label, template in runs]
+            raise BenchmarkError(
+                f"--part {part}: no learning rate picked yet for {', '.join(missing)}: run --part grid first "
+                f"(the final runs use the grid's picks, fixed before they start)"
+            )
+    return [
+        planned_run(
+            f"{kind if quick else part} {label} {template} seed {seed} lr {protocol.lr_text(picks[label]) if label in picks else 'preset'}",
+            final_dir(save_path, label, template, seed, kind),
+            run_variables(
+                final_dir(save_path, label, template, seed, kind),
+                label,
+                template,
+                seed,
+                picks.get(label),
+                rounds,
+                interval,
+                protocol.eval_sets(template),
+            ),
+        )
+        for seed in seeds
+        for label, template in runs
+    ]
 
 
 def run_f1(save_path, record_root):
@@ -212,15 +282,37 @@ def run_f1(save_path, record_root):
     if os.path.isfile(record):
         print(f"already recorded: {record}", flush=True)
         return 0.0
-    command = [sys.executable, "-m", "b2diffurl.stability", "--config", f"{REPO_ROOT}/config/stage_process.py:toy",
-               "--config.save_path", os.path.join(save_path, "f1"), "--config.exp_name", "base",
-               "--config.prompt_file", os.path.join(REPO_ROOT, protocol.prompt_file(protocol.MAIN_TEMPLATE)),
-               "--config.seed", str(protocol.SEED_STRIDE * 7), "--steps", str(protocol.F1_STEPS), "--groups", str(protocol.F1_GROUPS),
-               "--rewards", ",".join(protocol.F1_REWARDS), "--threshold", str(protocol.F1_THRESHOLD)]
+    command = [
+        sys.executable,
+        "-m",
+        "b2diffurl.stability",
+        "--config",
+        f"{REPO_ROOT}/config/stage_process.py:toy",
+        "--config.save_path",
+        os.path.join(save_path, "f1"),
+        "--config.exp_name",
+        "base",
+        "--config.prompt_file",
+        os.path.join(REPO_ROOT, protocol.prompt_file(protocol.MAIN_TEMPLATE)),
+        "--config.seed",
+        str(protocol.SEED_STRIDE * 7),
+        "--steps",
+        str(protocol.F1_STEPS),
+        "--groups",
+        str(protocol.F1_GROUPS),
+        "--rewards",
+        ",".join(protocol.F1_REWARDS),
+        "--threshold",
+        str(protocol.F1_THRESHOLD),
+    ]
     started = time.time()
-    proc = subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
+    proc = subprocess.run(
+        command, cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True
+    )
     if proc.returncode != 0:
-        raise BenchmarkError(f"the stability study failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+        raise BenchmarkError(
+            f"the stability study failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"
+        )
     print(proc.stdout.strip(), flush=True)
     ledger.record_file(os.path.join(f1_dir(save_path), ledger.STABILITY), record)
     return time.time() - started
@@ -239,11 +331,16 @@ def run_part(save_path, record_root, part, seeds, quick=False, jobs=1, deadline=
     plan = planned(save_path, part, seeds, picks, quick)
     wall, worked, left = run_plan(save_path, plan, jobs, record_root=None if quick else record_root, deadline=deadline)
     if worked:  # a rerun that only skipped finished runs adds nothing to the part's wall time
-        ledger.add_part_time(save_path if quick else record_root, "quick" if quick else part, wall, jobs, threads_per_run(jobs))
+        ledger.add_part_time(
+            save_path if quick else record_root, "quick" if quick else part, wall, jobs, threads_per_run(jobs)
+        )
     print(f"part {part}: {wall / 60:.1f} min wall, {jobs} run(s) at a time", flush=True)
     if left:
-        print(f"part {part}: stopped at --stop-after with {left} of its {len(plan)} runs not started; the runs that "
-              f"finished are recorded: the same command goes on with the rest", flush=True)
+        print(
+            f"part {part}: stopped at --stop-after with {left} of its {len(plan)} runs not started; the runs that "
+            f"finished are recorded: the same command goes on with the rest",
+            flush=True,
+        )
         return left
     if part == "grid":
         picks = write_picks(record_root)
@@ -260,12 +357,17 @@ def benchmark(save_path, parts, seeds=None, quick=False, jobs=1, record_root=led
     os.makedirs(save_path, exist_ok=True)
     seeds = tuple(seeds or (protocol.QUICK["seeds"] if quick else protocol.FINAL_SEEDS))
     deadline = None if stop_after is None else time.time() + stop_after
-    for part in (["quick"] if quick else parts):
+    for part in ["quick"] if quick else parts:
         if past(deadline):
             print(f"=== part {part}: not started (--stop-after) ===", flush=True)
             continue
         print(f"=== part {part} ===", flush=True)
         run_part(save_path, record_root, "fig5" if part == "quick" else part, seeds, quick, jobs, deadline)
     if quick:
-        return results.write(save_path, os.path.join(save_path, "quick", "RESULTS.md"), os.path.join(save_path, "quick", "figures"), quick=True)
+        return results.write(
+            save_path,
+            os.path.join(save_path, "quick", "RESULTS.md"),
+            os.path.join(save_path, "quick", "figures"),
+            quick=True,
+        )
     return results.write(record_root, *report_paths(record_root))

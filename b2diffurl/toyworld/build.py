@@ -27,8 +27,15 @@ import torch
 from b2diffurl.records import file_sha256
 from b2diffurl.toyworld import models
 from b2diffurl.toyworld.training import (
-    decode_latents, encode_latents, hard_negative, render_dataset, set_scaling_factor, train_clip, train_diffusion,
-    train_vae, world_captions,
+    decode_latents,
+    encode_latents,
+    hard_negative,
+    render_dataset,
+    set_scaling_factor,
+    train_clip,
+    train_diffusion,
+    train_vae,
+    world_captions,
 )
 from b2diffurl.toyworld.world import all_captions, meaning, prompt_lists
 
@@ -86,8 +93,14 @@ def save_model(out_dir, vae, unet, text_encoder, tokenizer, clip):
     from diffusers import StableDiffusionPipeline
 
     pipeline = StableDiffusionPipeline(
-        vae=vae, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=models.make_scheduler(),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=vae,
+        unet=unet,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=models.make_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     # UNet and VAE in fp16 (the size budget); the text encoder (0.4 MB) in fp32: diffusers loads the
     # fp16 files of a plain from_pretrained() call as fp32, transformers keeps a stored fp16 encoder
@@ -108,6 +121,7 @@ def save_model(out_dir, vae, unet, text_encoder, tokenizer, clip):
 
 # ---------------------------------------------------------------- measurements
 
+
 def accepted_rate(images, caption_index, captions):
     """Fraction of uint8 images [N, H, W, 3] whose own caption the detector accepts."""
     from b2diffurl.toyworld.detect import aligned
@@ -121,7 +135,9 @@ def detector_quality(images, caption_index, captions, seed):
     from b2diffurl.toyworld.detect import aligned
 
     rng = np.random.default_rng(seed)
-    refused = [not aligned(img, hard_negative(captions[i], rng)) for img, i in zip(images.numpy(), caption_index.tolist())]
+    refused = [
+        not aligned(img, hard_negative(captions[i], rng)) for img, i in zip(images.numpy(), caption_index.tolist())
+    ]
     return accepted_rate(images, caption_index, captions), float(np.mean(refused))
 
 
@@ -180,6 +196,7 @@ def measure(folder, held_images, held_index, recon_images, summary):
 
 
 # ---------------------------------------------------------------- the CLIP reward
+
 
 def as_saved(vae):
     """A copy of the VAE with its weights rounded as they are saved (fp16), back in fp32: what a
@@ -253,7 +270,10 @@ def retrain_clip(folder=models.MODEL_DIR, clip_steps=None):
 
 # ---------------------------------------------------------------- the command
 
-def build(out_dir=models.MODEL_DIR, dataset_size=40_000, vae_steps=1800, unet_steps=5000, clip_steps=1200, seed=0, force=False):
+
+def build(
+    out_dir=models.MODEL_DIR, dataset_size=40_000, vae_steps=1800, unet_steps=5000, clip_steps=1200, seed=0, force=False
+):
     """Train every model, save to ``out_dir`` with quality.json and SHA256SUMS; returns the summary dict."""
     if os.path.isdir(out_dir) and not force:
         raise FileExistsError(f"{out_dir} exists: pass --force to rebuild it (the committed model is replaced)")
@@ -283,7 +303,17 @@ def build(out_dir=models.MODEL_DIR, dataset_size=40_000, vae_steps=1800, unet_st
     unet, text_encoder = models.make_unet(), models.make_text_encoder(len(tokenizer))
     alphas_cumprod = models.make_scheduler().alphas_cumprod
     unet, text_encoder, unet_loss = train_diffusion(
-        unet, text_encoder, tokenizer, alphas_cumprod, means, stds, caption_index, captions, unet_steps, scaling, seed=seed + 1,
+        unet,
+        text_encoder,
+        tokenizer,
+        alphas_cumprod,
+        means,
+        stds,
+        caption_index,
+        captions,
+        unet_steps,
+        scaling,
+        seed=seed + 1,
     )
     t = lap("unet", t)
 
@@ -295,14 +325,18 @@ def build(out_dir=models.MODEL_DIR, dataset_size=40_000, vae_steps=1800, unet_st
     if bad:  # nothing is written: a diverged model must not replace the committed one
         from b2diffurl.errors import NonFiniteError
 
-        raise NonFiniteError(f"toy build diverged ({', '.join(bad)}): nothing saved; lower the learning rates or change --seed")
+        raise NonFiniteError(
+            f"toy build diverged ({', '.join(bad)}): nothing saved; lower the learning rates or change --seed"
+        )
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".toy-build-", dir=parent)
     try:
         save_model(tmp, vae, unet, text_encoder, tokenizer, clip)
         summary = {
-            "settings": dict(dataset_size=dataset_size, vae_steps=vae_steps, unet_steps=unet_steps, clip_steps=clip_steps, seed=seed),
+            "settings": dict(
+                dataset_size=dataset_size, vae_steps=vae_steps, unet_steps=unet_steps, clip_steps=clip_steps, seed=seed
+            ),
             "vae": {"train_mse": vae_mse, "scaling_factor": scaling},
             "unet_train_loss": unet_loss,
             "clip_train_loss": clip_loss,
@@ -330,12 +364,18 @@ def write_quality(folder, summary, timings=None, started=None):
     summary["vae"]["held_out_mse"] = float(((recon_held.float() - held_images.float()) / 127.5).pow(2).mean())
     summary["vae"]["detector_on_reconstructions"] = accepted_rate(recon_held, held_index, captions)
     accepted, refused = detector_quality(held_images, held_index, captions, seed + 3)
-    summary["detector"] = {"true_caption_accepted": accepted, "one_attribute_off_refused": refused, "images": len(held_index)}
+    summary["detector"] = {
+        "true_caption_accepted": accepted,
+        "one_attribute_off_refused": refused,
+        "images": len(held_index),
+    }
     measure(folder, held_images, held_index, recon_held, summary)
     timings = dict(timings or summary.get("seconds", {}))
     timings["measure"] = round(time.time() - t, 1)
     # a full build's wall time; after a partial redo (remeasure, retrain_clip) the sum of its parts
-    timings["total"] = round(time.time() - started if started is not None else sum(v for k, v in timings.items() if k != "total"), 1)
+    timings["total"] = round(
+        time.time() - started if started is not None else sum(v for k, v in timings.items() if k != "total"), 1
+    )
     summary["seconds"] = timings
     summary["machine"] = f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
     with open(os.path.join(folder, QUALITY_FILE), "w") as f:
@@ -356,12 +396,21 @@ def remeasure(folder=models.MODEL_DIR):
 
 def print_summary(summary):
     vae, det = summary["vae"], summary["detector"]
-    print(f"VAE: held-out MSE {vae['held_out_mse']:.4f} ([-1, 1] pixels); detector right on {vae['detector_on_reconstructions']:.1%} of reconstructions")
-    print(f"detector on {det['images']} rendered images: true caption accepted {det['true_caption_accepted']:.1%}, "
-          f"one-attribute-off caption refused {det['one_attribute_off_refused']:.1%}")
+    print(
+        f"VAE: held-out MSE {vae['held_out_mse']:.4f} ([-1, 1] pixels); detector right on {vae['detector_on_reconstructions']:.1%} of reconstructions"
+    )
+    print(
+        f"detector on {det['images']} rendered images: true caption accepted {det['true_caption_accepted']:.1%}, "
+        f"one-attribute-off caption refused {det['one_attribute_off_refused']:.1%}"
+    )
     top1 = summary["clip_top1_rendered"]
-    print("CLIP reward top-1 caption (among the template's captions), rendered: " + ", ".join(f"{k} {v:.1%}" for k, v in top1.items()))
+    print(
+        "CLIP reward top-1 caption (among the template's captions), rendered: "
+        + ", ".join(f"{k} {v:.1%}" for k, v in top1.items())
+    )
     for name, m in summary["base_alignment"].items():
-        print(f"base model, {name} held-out ({m['num_prompts']} prompts x {m['images_per_prompt']}): alignment "
-              f"{m['alignment_mean']:.1%} +- {m['alignment_sem']:.1%}, background entropy {m['background_entropy']:.2f} bits")
+        print(
+            f"base model, {name} held-out ({m['num_prompts']} prompts x {m['images_per_prompt']}): alignment "
+            f"{m['alignment_mean']:.1%} +- {m['alignment_sem']:.1%}, background entropy {m['background_entropy']:.2f} bits"
+        )
     print(f"total {summary['seconds']['total'] / 60:.1f} min")

@@ -12,10 +12,21 @@ def compare(run_dir, out, prompt_set="test"):
     from PIL import Image
 
     base = os.path.join(run_dir, "base", "eval", f"{prompt_set}_grid.png")
-    rounds = sorted(d for d in os.listdir(run_dir) if re.match(r"^round_\d+$", d)
-                    and os.path.isfile(os.path.join(run_dir, d, "eval", f"{prompt_set}_grid.png"))) if os.path.isdir(run_dir) else []
+    rounds = (
+        sorted(
+            d
+            for d in os.listdir(run_dir)
+            if re.match(r"^round_\d+$", d)
+            and os.path.isfile(os.path.join(run_dir, d, "eval", f"{prompt_set}_grid.png"))
+        )
+        if os.path.isdir(run_dir)
+        else []
+    )
     if not os.path.isfile(base) or not rounds:
-        print(f"error: {run_dir} lacks base/eval/{prompt_set}_grid.png or an evaluated round: run it with EvalInterval >= 1", file=sys.stderr)
+        print(
+            f"error: {run_dir} lacks base/eval/{prompt_set}_grid.png or an evaluated round: run it with EvalInterval >= 1",
+            file=sys.stderr,
+        )
         return 2
     from b2diffurl.grids import titled
 
@@ -23,7 +34,10 @@ def compare(run_dir, out, prompt_set="test"):
     right = np.asarray(Image.open(os.path.join(run_dir, rounds[-1], "eval", f"{prompt_set}_grid.png")).convert("RGB"))
     right = titled(right, f"right: {rounds[-1]} (same prompts and seeds)")
     if right.shape[0] != left.shape[0]:
-        print(f"error: the grids of base and {rounds[-1]} differ in size: rerun the evaluation of both with the same settings", file=sys.stderr)
+        print(
+            f"error: the grids of base and {rounds[-1]} differ in size: rerun the evaluation of both with the same settings",
+            file=sys.stderr,
+        )
         return 2
     gap = np.full((left.shape[0], 8, 3), 255, dtype=np.uint8)
     Image.fromarray(np.concatenate([left, gap, right], axis=1)).save(out)

@@ -69,7 +69,9 @@ def detect(image):
         for ys, xs in _blobs(mask):
             if len(ys) >= MIN_AREA * height * width:
                 radius = 0.5 * max(np.ptp(ys) + 1, np.ptp(xs) + 1) / width
-                objects.append(Object(shape_of(ys, xs), name, (xs.mean() + 0.5) / width, (ys.mean() + 0.5) / height, radius))
+                objects.append(
+                    Object(shape_of(ys, xs), name, (xs.mean() + 0.5) / width, (ys.mean() + 0.5) / height, radius)
+                )
     return Scene(tuple(objects), "")
 
 

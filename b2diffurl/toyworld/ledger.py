@@ -21,8 +21,8 @@ import platform
 import shutil
 
 from b2diffurl import records
-from b2diffurl.perf import cpu_name
 from b2diffurl.driver import REPO_ROOT
+from b2diffurl.perf import cpu_name
 from b2diffurl.toyworld import protocol
 from b2diffurl.toyworld.protocol import METHODS
 
@@ -49,8 +49,12 @@ def f1_dir(root):
 
 def grid_runs(root):
     """[(label, lr, seed, run folder)] of the learning-rate grid."""
-    return [(label, lr, seed, grid_dir(root, label, lr, seed))
-            for label, _ in protocol.PARTS["grid"].runs for lr in protocol.LR_GRID for seed in protocol.SELECTION_SEEDS]
+    return [
+        (label, lr, seed, grid_dir(root, label, lr, seed))
+        for label, _ in protocol.PARTS["grid"].runs
+        for lr in protocol.LR_GRID
+        for seed in protocol.SELECTION_SEEDS
+    ]
 
 
 def read_timings(root):
@@ -118,7 +122,11 @@ def work_seconds(run_dir):
 def differences(record, variables):
     """The protocol variables in which a record differs from the planned run, as 'NAME recorded A, planned B'."""
     old, new = record["variables"], {k: str(v) for k, v in variables.items()}
-    return [f"{k} recorded {old.get(k, '(unset)')}, planned {new.get(k, '(unset)')}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return [
+        f"{k} recorded {old.get(k, '(unset)')}, planned {new.get(k, '(unset)')}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
 
 
 def evaluation_files(run_dir):
@@ -141,8 +149,15 @@ def record_run(run_dir, record_dir, variables, wall_seconds, threads):
         os.makedirs(os.path.dirname(os.path.join(partial, rel)), exist_ok=True)
         shutil.copyfile(os.path.join(run_dir, rel), os.path.join(partial, rel))
     os.makedirs(partial, exist_ok=True)
-    records.write_json(os.path.join(partial, RECORD), {"variables": {k: str(v) for k, v in variables.items()},
-                                                       "wall_seconds": round(wall_seconds, 1), "threads": threads, "machine": machine()})
+    records.write_json(
+        os.path.join(partial, RECORD),
+        {
+            "variables": {k: str(v) for k, v in variables.items()},
+            "wall_seconds": round(wall_seconds, 1),
+            "threads": threads,
+            "machine": machine(),
+        },
+    )
     if os.path.isdir(record_dir):
         shutil.rmtree(record_dir)
     os.replace(partial, record_dir)

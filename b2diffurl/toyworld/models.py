@@ -61,7 +61,7 @@ def tokenizer_vocab_and_merges():
             best, i = min((rank.get((symbols[i], symbols[i + 1]), len(merges)), i) for i in range(len(symbols) - 1))
             if best == len(merges):
                 break
-            symbols = symbols[:i] + [symbols[i] + symbols[i + 1]] + symbols[i + 2:]
+            symbols = symbols[:i] + [symbols[i] + symbols[i + 1]] + symbols[i + 2 :]
         return symbols
 
     changed = True

@@ -94,7 +94,8 @@ def _branched(presets):
 
 
 METHODS = {
-    m.label: m for m in (
+    m.label: m
+    for m in (
         Method("B2-DiffuRL", *_branched(""), "B2-DiffuRL (PPO, BPT + BS)"),
         Method("DDPO", *_vanilla(",ddpo"), "DDPO"),
         Method("BPT-only", ",bpt_only", {"BatchCnt": QUERIES_PER_ROUND // BATCH_SIZE}, "BPT only (Fig. 7)"),
@@ -126,7 +127,9 @@ class Claim:
 
     item: str  # "Fig. 5", "Table 3", ...
     text: str
-    metric: str  # a key of eval/<set>.json: alignment_mean, clipscore_mean, inception_score_per_prompt, background_entropy
+    metric: (
+        str  # a key of eval/<set>.json: alignment_mean, clipscore_mean, inception_score_per_prompt, background_entropy
+    )
     prompt_set: str
     a: str  # method labels
     b: str
@@ -149,26 +152,73 @@ def claims():
     out = []
     for template in FIG5_TEMPLATES:
         for metric in ("alignment_mean", "clipscore_mean"):
-            out.append(Claim("Fig. 5", "B2-DiffuRL aligns better than DDPO at equal reward queries", metric, "train",
-                             "B2-DiffuRL", "DDPO", template))
+            out.append(
+                Claim(
+                    "Fig. 5",
+                    "B2-DiffuRL aligns better than DDPO at equal reward queries",
+                    metric,
+                    "train",
+                    "B2-DiffuRL",
+                    "DDPO",
+                    template,
+                )
+            )
     out += [
         Claim("Fig. 7a", "B2-DiffuRL (BPT + BS) beats BPT alone", "alignment_mean", "train", "B2-DiffuRL", "BPT-only"),
         Claim("Fig. 7a", "BPT alone beats DDPO", "alignment_mean", "train", "BPT-only", "DDPO"),
         # Fig. 7a's second panel: the same runs (trained on CLIPScore) judged by the captioning score
         Claim("Fig. 7a", "B2-DiffuRL (BPT + BS) beats BPT alone", "toycaption_mean", "train", "B2-DiffuRL", "BPT-only"),
         Claim("Fig. 7a", "BPT alone beats DDPO", "toycaption_mean", "train", "BPT-only", "DDPO"),
-        Claim("Fig. 7b", "B2-DiffuRL keeps more diversity than DDPO", "inception_score_per_prompt", "train", "B2-DiffuRL", "DDPO"),
-        Claim("Fig. 7b", "B2-DiffuRL keeps more diversity than DDPO", "background_entropy", "train", "B2-DiffuRL", "DDPO"),
+        Claim(
+            "Fig. 7b",
+            "B2-DiffuRL keeps more diversity than DDPO",
+            "inception_score_per_prompt",
+            "train",
+            "B2-DiffuRL",
+            "DDPO",
+        ),
+        Claim(
+            "Fig. 7b", "B2-DiffuRL keeps more diversity than DDPO", "background_entropy", "train", "B2-DiffuRL", "DDPO"
+        ),
     ]
     for algorithm, vanilla, ours in ALGORITHM_PAIRS[1:]:
-        out.append(Claim("Fig. 8", f"B2-DiffuRL improves {algorithm}'s alignment", "alignment_mean", "train", ours, vanilla))
+        out.append(
+            Claim("Fig. 8", f"B2-DiffuRL improves {algorithm}'s alignment", "alignment_mean", "train", ours, vanilla)
+        )
     for algorithm, vanilla, ours in ALGORITHM_PAIRS:
-        out.append(Claim("Table 2", f"B2-DiffuRL keeps {algorithm}'s diversity", "inception_score_per_prompt", "train", ours, vanilla))
+        out.append(
+            Claim(
+                "Table 2",
+                f"B2-DiffuRL keeps {algorithm}'s diversity",
+                "inception_score_per_prompt",
+                "train",
+                ours,
+                vanilla,
+            )
+        )
     for metric in ("inception_score_per_prompt", "background_entropy"):
         for other in ("DDPO", "BPT-only"):
-            out.append(Claim("Table 1", f"B2-DiffuRL's images are more diverse than {other}'s", metric, "train", "B2-DiffuRL", other))
+            out.append(
+                Claim(
+                    "Table 1",
+                    f"B2-DiffuRL's images are more diverse than {other}'s",
+                    metric,
+                    "train",
+                    "B2-DiffuRL",
+                    other,
+                )
+            )
     for metric in ("alignment_mean", "clipscore_mean"):
-        out.append(Claim("Table 3", "B2-DiffuRL generalises better than DDPO to held-out prompts", metric, "test", "B2-DiffuRL", "DDPO"))
+        out.append(
+            Claim(
+                "Table 3",
+                "B2-DiffuRL generalises better than DDPO to held-out prompts",
+                metric,
+                "test",
+                "B2-DiffuRL",
+                "DDPO",
+            )
+        )
     return out
 
 
@@ -182,15 +232,32 @@ class Part:
 
 
 PARTS = {
-    p.name: p for p in (
-        Part("grid", "learning-rate grid (selection seeds, training prompts only)",
-             tuple((label, MAIN_TEMPLATE) for label in GRID_METHODS)),
-        Part("fig5", "Fig. 5 and Table 3: B2-DiffuRL vs DDPO",
-             tuple((label, t) for t in FIG5_TEMPLATES for label in ("B2-DiffuRL", "DDPO"))),
+    p.name: p
+    for p in (
+        Part(
+            "grid",
+            "learning-rate grid (selection seeds, training prompts only)",
+            tuple((label, MAIN_TEMPLATE) for label in GRID_METHODS),
+        ),
+        Part(
+            "fig5",
+            "Fig. 5 and Table 3: B2-DiffuRL vs DDPO",
+            tuple((label, t) for t in FIG5_TEMPLATES for label in ("B2-DiffuRL", "DDPO")),
+        ),
         Part("fig7", "Fig. 7 and Table 1: BPT-only (with fig5's B2-DiffuRL and DDPO)", (("BPT-only", MAIN_TEMPLATE),)),
-        Part("fig8", "Fig. 8 and Table 2: PG, DPOK and DPO, vanilla and with B2-DiffuRL",
-             tuple((label, MAIN_TEMPLATE) for label in ("PG", "B2-DiffuRL+PG", "DPOK", "B2-DiffuRL+DPOK", "DPO", "B2-DiffuRL+DPO"))),
-        Part("caption", "Fig. 7a's second reward: B2-DiffuRL trained on the captioning reward", ((CAPTION_METHOD, MAIN_TEMPLATE),)),
+        Part(
+            "fig8",
+            "Fig. 8 and Table 2: PG, DPOK and DPO, vanilla and with B2-DiffuRL",
+            tuple(
+                (label, MAIN_TEMPLATE)
+                for label in ("PG", "B2-DiffuRL+PG", "DPOK", "B2-DiffuRL+DPOK", "DPO", "B2-DiffuRL+DPO")
+            ),
+        ),
+        Part(
+            "caption",
+            "Fig. 7a's second reward: B2-DiffuRL trained on the captioning reward",
+            ((CAPTION_METHOD, MAIN_TEMPLATE),),
+        ),
         Part("f1", "App. F.1: reward stability on near-identical images (the base model; no training)", ()),
     )
 }

@@ -22,7 +22,16 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from b2diffurl.toyworld.world import (
-    COLOURS, COUNTS, SHAPES, all_captions, caption_template1, caption_template2, caption_template3, meaning, parse, render,
+    COLOURS,
+    COUNTS,
+    SHAPES,
+    all_captions,
+    caption_template1,
+    caption_template2,
+    caption_template3,
+    meaning,
+    parse,
+    render,
     sample_scene,
 )
 
@@ -114,7 +123,9 @@ def set_scaling_factor(vae, latent_means):
 
 def token_ids(tokenizer, texts):
     """[len(texts), model_max_length] ids, padded as the pipeline pads prompts."""
-    return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
+    return tokenizer(
+        texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
 
 
 class EMA:
@@ -131,8 +142,21 @@ class EMA:
             ema.lerp_(p, 1 - decay)
 
 
-def train_diffusion(unet, text_encoder, tokenizer, alphas_cumprod, latent_means, latent_stds, caption_index, captions,
-                    steps, scaling_factor, batch_size=64, lr=1e-3, seed=0):
+def train_diffusion(
+    unet,
+    text_encoder,
+    tokenizer,
+    alphas_cumprod,
+    latent_means,
+    latent_stds,
+    caption_index,
+    captions,
+    steps,
+    scaling_factor,
+    batch_size=64,
+    lr=1e-3,
+    seed=0,
+):
     """Train UNet + text encoder together (epsilon prediction, caption dropout); returns the EMA copies
     (unet, text_encoder) and the last 100 steps' mean loss."""
     generator = torch.Generator().manual_seed(seed)
@@ -148,7 +172,9 @@ def train_diffusion(unet, text_encoder, tokenizer, alphas_cumprod, latent_means,
     for step in (bar := tqdm(range(steps), desc="UNet + text encoder")):
         _cosine_lr(optimizer, lr, step, steps, warmup=200)
         batch = torch.randint(len(latent_means), (batch_size,), generator=generator)
-        latents = (latent_means[batch] + latent_stds[batch] * torch.randn(latent_means[batch].shape, generator=generator)) * scaling_factor
+        latents = (
+            latent_means[batch] + latent_stds[batch] * torch.randn(latent_means[batch].shape, generator=generator)
+        ) * scaling_factor
         rows = caption_index[batch].clone()
         rows[torch.rand(batch_size, generator=generator) < CAPTION_DROPOUT] = empty
         t = torch.randint(len(alphas_cumprod), (batch_size,), generator=generator)
@@ -202,9 +228,17 @@ def hard_negative(caption, rng):
         return caption_template3(c2, s2, relation, c1, s1)
     if kind == 2:
         colour = other(colours, c1)
-        return caption_template3(colour, s1, relation, c2, s2) if (colour, s1) != (c2, s2) else caption_template3(c1, s1, flipped, c2, s2)
+        return (
+            caption_template3(colour, s1, relation, c2, s2)
+            if (colour, s1) != (c2, s2)
+            else caption_template3(c1, s1, flipped, c2, s2)
+        )
     shape = other(shapes, s2)
-    return caption_template3(c1, s1, relation, c2, shape) if (c1, s1) != (c2, shape) else caption_template3(c1, s1, flipped, c2, s2)
+    return (
+        caption_template3(c1, s1, relation, c2, shape)
+        if (c1, s1) != (c2, shape)
+        else caption_template3(c1, s1, flipped, c2, s2)
+    )
 
 
 def clip_pixels(model, images):
@@ -228,8 +262,18 @@ def template_of(caption):
     return 1 if caption.startswith("a ") else 2
 
 
-def train_clip(model, tokenize, images, caption_index, captions, steps, batch_size=128, lr=1e-3, seed=0,
-               template_share=CLIP_TEMPLATE_SHARE):
+def train_clip(
+    model,
+    tokenize,
+    images,
+    caption_index,
+    captions,
+    steps,
+    batch_size=128,
+    lr=1e-3,
+    seed=0,
+    template_share=CLIP_TEMPLATE_SHARE,
+):
     """Contrastive training of an open_clip model in place; returns the last 100 steps' mean loss.
 
     Batches draw images by template (``template_share``: template 3's relations are the hardest to
@@ -272,7 +316,10 @@ def train_clip(model, tokenize, images, caption_index, captions, steps, batch_si
         logits = model.logit_scale.exp() * image_features @ text_features.T  # [B', C]
         # image -> text, over the image's template's captions; the captions it is true of are positives
         candidates, positives = same_template[own], same_meaning[own]  # [B', C]
-        image_loss = (logits.masked_fill(~candidates, -torch.inf).logsumexp(1) - logits.masked_fill(~positives, -torch.inf).logsumexp(1)).mean()
+        image_loss = (
+            logits.masked_fill(~candidates, -torch.inf).logsumexp(1)
+            - logits.masked_fill(~positives, -torch.inf).logsumexp(1)
+        ).mean()
         # text -> image, for the batch's own captions: over the batch's images, those it is true of positive
         present = own.unique()  # [P]
         text_logits = logits[:, present].T  # [P, B']

@@ -67,6 +67,7 @@ class Scene:
 
 # ---------------------------------------------------------------- captions
 
+
 def plural(shape):
     return shape + "s"
 
@@ -158,6 +159,7 @@ def prompt_lists(template):
 
 # ---------------------------------------------------------------- scenes
 
+
 def _free_positions(rng, n, radius, xs_order=None, tries=2000):
     """n object centres (x, y) in 0..1 that keep the objects inside the image and apart (a clear gap
     of at least half a radius between any two, so objects never touch)."""
@@ -193,6 +195,7 @@ def sample_scene(caption, rng):
 
 
 # ---------------------------------------------------------------- rendering
+
 
 def _shape_mask(obj, grid_x, grid_y):
     """Boolean mask [N, N] of an object over pixel-centre coordinates in 0..1."""

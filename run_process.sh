@@ -67,8 +67,11 @@ export B2DIFFURL_DRIVER=1
 trap 'echo "stopped (Ctrl-C): rerun the same command to continue where it stopped" >&2; exit 130' INT
 
 # Checks the whole run and sets every variable above, plus ExpDir, Ks (k of every round) and the
-# absolute CONFIG; exits with one line per problem.
-Settings=$(B2DIFFURL_CALLER_DIR="$CallerDir" "$PYTHON" -m b2diffurl.driver prepare)
+# absolute CONFIG; exits with one line per problem. The checked settings also go to $Prepared, which
+# the start and the end of the run read instead of checking everything again.
+Prepared=$(mktemp "${TMPDIR:-/tmp}/b2diffurl-run.XXXXXX")
+trap 'rm -f "$Prepared"' EXIT
+Settings=$(B2DIFFURL_CALLER_DIR="$CallerDir" "$PYTHON" -m b2diffurl.driver prepare "$Prepared")
 eval "$Settings"
 
 if [[ " $ACCELERATE_ARGS " == *" --config_file "* ]]; then
@@ -118,7 +121,7 @@ echo "$Header"
 if main_machine; then
     mkdir -p "$ExpDir"
     exec 9>>"$ExpDir/.run.lock"
-    B2DIFFURL_CALLER_DIR="$CallerDir" "$PYTHON" -m b2diffurl.driver start "$ExpDir" 9
+    "$PYTHON" -m b2diffurl.driver start "$ExpDir" 9 "$Prepared"
     export B2DIFFURL_RUN_LOCK="$ExpDir"
     "$PYTHON" -m b2diffurl.driver catchup "$ExpDir" "$SaveInterval"
 fi
@@ -193,4 +196,4 @@ if [ "$EvalInterval" -gt 0 ]; then
     "$PYTHON" -m b2diffurl.figures "$ExpDir" --out "$Figures" > /dev/null
 fi
 echo "all $StageCnt rounds finished"
-B2DIFFURL_CALLER_DIR="$CallerDir" "$PYTHON" -m b2diffurl.driver report "$ExpDir" "$SaveInterval" "$Figures"
+"$PYTHON" -m b2diffurl.driver report "$ExpDir" "$SaveInterval" "$Prepared" "$Figures"

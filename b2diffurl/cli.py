@@ -13,10 +13,10 @@ from absl import flags
 from ml_collections import config_flags
 
 from b2diffurl import heap
-from b2diffurl.errors import UserError, first_line
+from b2diffurl.configs import DEFAULT_CONFIG_PATH, config_spec_problem
+from b2diffurl.errors import EXIT_LOST_PEER, LOST_PEER, UserError, first_line
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_CONFIG = os.path.join(REPO_ROOT, "config", "stage_process.py")
+DEFAULT_CONFIG = DEFAULT_CONFIG_PATH
 INTERRUPTED = "stopped (Ctrl-C): rerun the same command to continue where it stopped"
 EXIT_INTERRUPTED = 130
 
@@ -41,8 +41,6 @@ def parse_flags(argv):
     if spec is None and "--config" in argv[:-1]:
         spec = argv[argv.index("--config") + 1]
     if spec is not None:
-        from b2diffurl.driver import config_spec_problem
-
         if problem := config_spec_problem(spec):
             fail(f"--config={spec} {problem}")
     try:
@@ -53,15 +51,13 @@ def parse_flags(argv):
     except (KeyError, AttributeError) as err:  # ml_collections: --config.<field> names no field
         given = [a.split("=", 1)[0] for a in argv if a.startswith("--config.")]
         fail(
-            f"unknown config field in {' '.join(given) or 'the flags'} ({first_line(err).strip(chr(34))}): see config/stage_process.py for the fields"
+            f"unknown config field in {' '.join(given) or 'the flags'} ({first_line(err).strip(chr(34))}): "
+            "see config/stage_process.py for the fields"
         )
 
 
 def run(main):
     """Run a stage's ``main(argv)`` with one-line errors and a one-line Ctrl-C."""
-    # The config file imports the package: make the repo importable whatever the working directory.
-    if REPO_ROOT not in sys.path:
-        sys.path.insert(0, REPO_ROOT)
     try:
         argv = parse_flags(sys.argv)
         quiet_libraries()
@@ -83,8 +79,6 @@ def run(main):
                 os.environ["WORLD_SIZE"]
             )
             if several_machines and int(os.environ.get("LOCAL_RANK", "0")) == 0:  # a dead machine printed nothing here
-                from b2diffurl.errors import first_line
-
                 print(f"error: {LOST_PEER} ({first_line(err)})", file=sys.stderr)
             leave(EXIT_LOST_PEER)
         raise
@@ -92,11 +86,10 @@ def run(main):
 
 
 def leave(code):
-    """End a stage process with ``code`` without the interpreter's teardown. Freeing the millions of
-    objects torch, diffusers and transformers leave took 3.4 s a process on the tiny preset (as long as
-    a tiny round's selection and a third of its sampling); the stage's files are closed and its
-    trackers finished by then. The atexit handlers (logging, accelerate) still run, then stdout and
-    stderr are flushed."""
+    """End a stage process with ``code`` without the interpreter's teardown: freeing the millions of
+    objects torch, diffusers and transformers leave costs seconds a process (docs/PERFORMANCE.md, "The three
+    stages"); the stage's files are closed and its trackers finished by then. The atexit
+    handlers (logging, accelerate) still run, then stdout and stderr are flushed."""
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
@@ -104,11 +97,6 @@ def leave(code):
 
 
 DIST_TIMEOUT = 1800  # seconds: torch's default for a process group
-LOST_PEER = (
-    "lost contact with another process of this run mid-stage (another machine stopped, was killed or is "
-    "unreachable; its own output says why): nothing of this stage is marked done; rerun the driver on every machine to continue"
-)
-EXIT_LOST_PEER = 1
 
 
 def _lost_peer(err):

@@ -50,24 +50,30 @@ def scheduler_problem(scheduler_config):
     prediction_type = scheduler_config.get("prediction_type", "epsilon")
     if prediction_type not in PREDICTION_TYPES:
         return (
-            f"has prediction_type={prediction_type!r} in its scheduler config, which the DDIM policy step does not support: "
+            f"has prediction_type={prediction_type!r} in its scheduler config, which the DDIM policy step does not "
+            "support: "
             f"use a checkpoint that predicts one of {', '.join(PREDICTION_TYPES)}"
         )
     if scheduler_config.get("rescale_betas_zero_snr", False) and prediction_type == "epsilon":
         return (
-            "has rescale_betas_zero_snr=True with prediction_type='epsilon' in its scheduler config: at zero SNR the first "
-            "step's x_0 = (x_T - sqrt(1 - alpha) eps) / sqrt(alpha) divides by zero, which the DDIM policy step does not "
+            "has rescale_betas_zero_snr=True with prediction_type='epsilon' in its scheduler config: at zero SNR the "
+            "first "
+            "step's x_0 = (x_T - sqrt(1 - alpha) eps) / sqrt(alpha) divides by zero, which the DDIM policy step does "
+            "not "
             "support: zero-SNR checkpoints predict v (prediction_type 'v_prediction')"
         )
     if scheduler_config.get("timestep_spacing", "leading") == "linspace":
         return (
-            "has timestep_spacing='linspace' in its scheduler config: its last step starts at t = 0 and ends at alpha-bar(0) "
-            "itself, a deterministic step (sigma_t = 0) with no log-prob for the policy, which the DDIM policy step does not "
+            "has timestep_spacing='linspace' in its scheduler config: its last step starts at t = 0 and ends at "
+            "alpha-bar(0) "
+            "itself, a deterministic step (sigma_t = 0) with no log-prob for the policy, which the DDIM policy step "
+            "does not "
             "support: use 'leading' (SD v1.x, SD 2.x) or 'trailing'"
         )
     if scheduler_config.get("thresholding", False):
         return (
-            "has thresholding=True (dynamic thresholding) in its scheduler config, which the DDIM policy step does not support: "
+            "has thresholding=True (dynamic thresholding) in its scheduler config, which the DDIM policy step does not "
+            "support: "
             "use a checkpoint without dynamic thresholding (thresholding false in scheduler/scheduler_config.json)"
         )
     return None
@@ -85,7 +91,8 @@ def check_scheduler_config(scheduler_config, model):
     if problem is None and scheduler_config.get("set_alpha_to_one", False):
         problem = (
             "has set_alpha_to_one=True in its scheduler config: the last DDIM step is then deterministic (sigma_t = 0) "
-            "and has no log-prob for the policy: use set_alpha_to_one false in scheduler/scheduler_config.json (as SD v1.4)"
+            "and has no log-prob for the policy: use set_alpha_to_one false in scheduler/scheduler_config.json (as SD "
+            "v1.4)"
         )
     if problem is not None:
         from b2diffurl.errors import ConfigError

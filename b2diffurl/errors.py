@@ -32,6 +32,14 @@ class ConfigError(UserError, ValueError):
         super().__init__(text if field is None else f"{field}={show(value)} {text}")
 
 
+class Problems(UserError):
+    """Several problems at once (a run's settings, a changed rerun): one line each, all printed."""
+
+    def __init__(self, lines):
+        super().__init__(lines[0])
+        self.problems = lines
+
+
 class RecordError(UserError):
     """A stage file that cannot be trusted."""
 
@@ -53,3 +61,12 @@ def first_line(err, limit=200):
     """The first line of an exception's message (its type when it has none), at most ``limit`` characters."""
     text = str(err).strip()
     return (text.splitlines()[0] if text else type(err).__name__)[:limit]
+
+
+# A process of a multi-process stage lost its peers mid-collective (the stage scripts and the launcher say it)
+LOST_PEER = (
+    "lost contact with another process of this run mid-stage (another machine stopped, was killed or is "
+    "unreachable; its own output says why): nothing of this stage is marked done; rerun the driver on every "
+    "machine to continue"
+)
+EXIT_LOST_PEER = 1

@@ -49,7 +49,7 @@ def unet_step_flops(resolution=512):
     from diffusers import UNet2DConditionModel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from b2diffurl.bench import SD14_UNET
+    from b2diffurl.bench.shapes import SD14_UNET
 
     latent = resolution // 8
     with torch.device("meta"):
@@ -126,10 +126,11 @@ def caption_vs_sampling(steps=20, resolution=512, prompt_tokens=22, new_tokens=6
 def summary(result, steps, resolution, new_tokens):
     c = result["caption"]
     return (
-        f"per image: SD v1.4 sampling {result['sampling'] / 1e12:.1f} TFLOP ({steps} steps x {result['unet_step'] / 1e12:.2f} "
-        f"on the CFG pair at {resolution} px); LLaVA v1.5 7B captioning ({c['params'] / 1e9:.2f}B parameters) "
-        f"{c['total'] / 1e12:.2f} TFLOP (vision {c['vision'] / 1e12:.2f}, prefill of {IMAGE_TOKENS} image + question tokens "
-        f"{c['prefill'] / 1e12:.2f}, {new_tokens} decode steps {c['decode'] / 1e12:.2f}) = {result['ratio']:.0%} of the sampling's; "
+        f"per image: SD v1.4 sampling {result['sampling'] / 1e12:.1f} TFLOP ({steps} steps x "
+        f"{result['unet_step'] / 1e12:.2f} on the CFG pair at {resolution} px); LLaVA v1.5 7B captioning "
+        f"({c['params'] / 1e9:.2f}B parameters) {c['total'] / 1e12:.2f} TFLOP (vision {c['vision'] / 1e12:.2f}, "
+        f"prefill of {IMAGE_TOKENS} image + question tokens {c['prefill'] / 1e12:.2f}, {new_tokens} decode steps "
+        f"{c['decode'] / 1e12:.2f}) = {result['ratio']:.0%} of the sampling's; "
         f"its decode steps each read the {2 * c['params'] / 1e9:.1f} GB of fp16 weights once per batch"
     )
 

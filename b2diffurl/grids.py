@@ -1,6 +1,8 @@
 """Image grids that label themselves: a title band (the policy, the prompt set) and each row's prompt
 written on the image, so a grid copied out of its run folder still says what it shows."""
 
+import io
+
 TEXT = (20, 20, 20)
 BAND = (245, 245, 245)
 
@@ -49,3 +51,12 @@ def titled(image, title):
     draw.text((4, 2), _fit(draw, title, font, width - 8), fill=TEXT, font=font)
     out.paste(Image.fromarray(np.ascontiguousarray(image)), (0, band))
     return np.asarray(out)
+
+
+def png_bytes(image):
+    """uint8 [H, W, 3] -> PNG bytes."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="png")
+    return buffer.getvalue()

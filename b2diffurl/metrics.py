@@ -91,7 +91,10 @@ def per_prompt_inception_score(probs, prompt_ids):
 
 
 def mean_and_sem(values):
-    """(mean, standard error of the mean) of a 1-D float Tensor: sample std (n - 1) / sqrt(n); 0 for n < 2."""
+    """(mean, standard error of the mean) of a 1-D float Tensor: sample std (n - 1) / sqrt(n); 0 for n < 2.
+
+    :func:`b2diffurl.stats.mean_se` is the same rule for plain numbers; this one keeps torch's own
+    reductions (float64 mean and std), whose digits every evaluation JSON records."""
     values = values.double()
     n = values.numel()
     if n == 0:

@@ -12,12 +12,22 @@ import os
 import torch
 
 from b2diffurl import heap
+from b2diffurl.choices import registry
 from b2diffurl.ddim import check_scheduler_config
 from b2diffurl.records import LORA_WEIGHTS_NAME
 
-DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-STORAGE_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}  # sample.latent_dtype (bf16 refused: b2diffurl.checks)
-ATTENTION_PROCESSORS = ("sdpa", "math")  # runtime.attention (see set_attention)
+# mixed_precision (b2diffurl.choices.MIXED_PRECISION) -> dtype of the frozen weights
+DTYPES = registry(
+    {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}, "MIXED_PRECISION", "b2diffurl.models.DTYPES"
+)
+# sample.latent_dtype (b2diffurl.choices.LATENT_DTYPES; bf16 is refused by b2diffurl.checks) -> dtype on disk
+STORAGE_DTYPES = registry(
+    {"fp16": torch.float16, "fp32": torch.float32}, "LATENT_DTYPES", "b2diffurl.models.STORAGE_DTYPES"
+)
+# runtime.attention (b2diffurl.choices.ATTENTIONS) -> diffusers' attention processor (see set_attention)
+ATTENTION_PROCESSORS = registry(
+    {"sdpa": "AttnProcessor2_0", "math": "AttnProcessor"}, "ATTENTIONS", "b2diffurl.models.ATTENTION_PROCESSORS"
+)
 
 
 def inference_dtype(mixed_precision):
@@ -157,11 +167,11 @@ def storage_dtype(name):
 def set_attention(unet, attention):
     """The UNet's attention implementation (``config.runtime.attention``): "sdpa" (torch's
     scaled_dot_product_attention, fused kernels) or "math" (diffusers' plain AttnProcessor)."""
-    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+    from diffusers.models import attention_processor
 
     if attention not in ATTENTION_PROCESSORS:
         raise ValueError(f"runtime.attention={attention!r} is not known; choose from {list(ATTENTION_PROCESSORS)}")
-    unet.set_attn_processor(AttnProcessor2_0() if attention == "sdpa" else AttnProcessor())
+    unet.set_attn_processor(getattr(attention_processor, ATTENTION_PROCESSORS[attention])())
 
 
 def set_channels_last(pipeline):

@@ -6,9 +6,11 @@ algorithms of the paper (Sec. 4.5, App. D.1; docs/CONFIGURATION.md, "Objectives"
 
 - ``ppo``  (default, Eq. 6 with clipping)   mean(max(-A r, -A clip(r, 1 - eps, 1 + eps))), r = p / p_old
 - ``pg``   (App. D.1, no clipping)          mean(-A r)
-- ``dpok`` (Eq. 7)                          reward_weight * mean(-A clamp(r, 1 - c, 1 + c)) + kl_weight * mean(KL(p_theta || p_base))
+- ``dpok`` (Eq. 7)                          reward_weight * mean(-A clamp(r, 1 - c, 1 + c))
+                                              + kl_weight * mean(KL(p_theta || p_base))
                                             (DPOK's release hard-clamps the ratio, c = 1e-4; c = 0: the ppo term)
-- ``dpo``  (Eq. 8, on contrastive pairs)    mean(-log sigmoid(beta * [clamp(log p(w) - log p_ref(w)) - clamp(log p(l) - log p_ref(l))]))
+- ``dpo``  (Eq. 8, on contrastive pairs)    mean(-log sigmoid(beta * [clamp(log p(w) - log p_ref(w))
+                                                                      - clamp(log p(l) - log p_ref(l))]))
                                             (D3PO's release: p_ref the frozen base model, the ratio clamped to 1 +- 0.1)
 
 Value functions are not used: reward normalisation and the branch comparison take their place
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from b2diffurl.choices import DPO_REFERENCES, registry
 
 
 def advantages_from_scores(normalised, adv_clip_max, beta_pos, beta_neg):
@@ -116,9 +120,6 @@ class Objective:
     clip_range: float = 0.1
 
 
-DPO_REFERENCES = ("base", "sampling")  # train.dpo_reference
-
-
 def make_objective(train):
     """The :class:`Objective` for ``train`` (a ``config.train`` ConfigDict): ``train.algorithm`` and its weights."""
     name = train.algorithm
@@ -150,8 +151,12 @@ def make_objective(train):
     raise ValueError(f"train.algorithm={name!r} is not known; choose from {list(OBJECTIVES)}")
 
 
-# train.algorithm -> its pure loss function (b2diffurl.checks.ALGORITHMS is kept in step by a test)
-OBJECTIVES = {"ppo": ppo_loss, "pg": pg_loss, "dpok": dpok_loss, "dpo": dpo_loss}
+# train.algorithm (b2diffurl.choices.ALGORITHMS) -> its pure loss function
+OBJECTIVES = registry(
+    {"ppo": ppo_loss, "pg": pg_loss, "dpok": dpok_loss, "dpo": dpo_loss},
+    "ALGORITHMS",
+    "b2diffurl.objectives.OBJECTIVES",
+)
 
 
 def contrastive_pairs(group_ids, normalised):

@@ -12,9 +12,10 @@ it is a look at the run, not a model selection (that would need a separate valid
 
 import os
 
-from b2diffurl import records
+from b2diffurl import layout, records
+from b2diffurl.layout import BASE
+from b2diffurl.summaries import round_finished, round_row
 
-BASE = "base"
 PROMPT_SET_NAMES = {"train": "training prompts", "test": "held-out prompts"}
 # progress.csv columns taken from a round's eval/<set>.json (empty where the round was not evaluated)
 EVAL_FIELDS = {
@@ -30,7 +31,7 @@ EVAL_COLUMNS = [f"{s}_{c}" for s in EVAL_SETS for c in EVAL_FIELDS]
 
 def evaluation(exp_dir, name, prompt_set):
     """The round's (or base model's) evaluation on ``prompt_set``, or None."""
-    path = os.path.join(exp_dir, name, "eval", f"{prompt_set}.json")
+    path = layout.eval_json(exp_dir, name, prompt_set)
     return records.read_json(path) if os.path.isfile(path) else None
 
 
@@ -104,9 +105,10 @@ def set_lines(exp_dir, rounds, prompt_set):
     any_result = base or evaluated[0][1]
     label, key, percent = headline(any_result)
     lines = [
-        f"{PROMPT_SET_NAMES.get(prompt_set, prompt_set)} ({any_result['num_prompts']} prompts, {any_result['num_images']} images):"
+        f"{PROMPT_SET_NAMES.get(prompt_set, prompt_set)} ({any_result['num_prompts']} prompts, "
+        f"{any_result['num_images']} images):"
     ]
-    picks = [("base", base)]
+    picks = [(BASE, base)]
     if evaluated:
         best = max(evaluated, key=lambda item: item[1][f"{key}_mean"])
         picks += [(f"best {best[0]}", best[1]), (f"last {evaluated[-1][0]}", evaluated[-1][1])]
@@ -118,7 +120,8 @@ def set_lines(exp_dir, rounds, prompt_set):
         if "background_entropy" in result:
             diversity += f", background entropy {result['background_entropy']:.2f} bits"
         lines.append(
-            f"  {title:<16} {label} {value_text(result, key, percent)} | {diversity} | {result['reward_queries']} reward queries"
+            f"  {title:<16} {label} {value_text(result, key, percent)} | {diversity} | {result['reward_queries']} "
+            "reward queries"
         )
     if base is not None and evaluated:
         diff = paired_difference(evaluated[-1][1], base, key)
@@ -127,16 +130,15 @@ def set_lines(exp_dir, rounds, prompt_set):
         by_image = image_paired_difference(evaluated[-1][1], base) if key == "alignment" else None
         if by_image is not None:
             lines.append(
-                f"  {'' if diff is not None else 'last - base':<16} {difference_text(by_image, percent, 'images, same seeds')}"
+                f"  {'' if diff is not None else 'last - base':<16} "
+                f"{difference_text(by_image, percent, 'images, same seeds')}"
             )
     return lines
 
 
 def report(exp_dir, figures_dir=""):
     """The block the driver prints when a run has finished (text, several lines)."""
-    from b2diffurl.driver import round_finished, round_folders, round_row
-
-    rounds = [name for _, name in round_folders(exp_dir) if round_finished(os.path.join(exp_dir, name))]
+    rounds = [name for _, name in layout.round_folders(exp_dir) if round_finished(os.path.join(exp_dir, name))]
     lines = [f"||=========== outcome of {exp_dir} ===========||"]
     if rounds:
         first, last = round_row(exp_dir, rounds[0]), round_row(exp_dir, rounds[-1])
@@ -157,7 +159,7 @@ def report(exp_dir, figures_dir=""):
         )
     else:
         lines.append("best = highest on this evaluation itself (a look at the run, not a model selection)")
-    lines.append(f"per-round table: {os.path.join(exp_dir, 'progress.csv')}")
+    lines.append(f"per-round table: {layout.progress_path(exp_dir)}")
     if figures_dir:
         lines.append(f"figures and tables: {figures_dir}")
     return "\n".join(lines)

@@ -15,234 +15,42 @@ builds its outputs in ``.<stage>.tmp/`` and, when all are complete, moves them i
 exists. The marker lists the sha256 of every file of the stage; a later stage reads those files
 only through :func:`read_verified`, which checks them against it, so a corrupt, truncated or
 missing file is named with its recovery instead of being trained on.
+
+The pieces live in their own modules, re-exported here: atomic writes and fault points
+(:mod:`b2diffurl.atomic`), safetensors files (:mod:`b2diffurl.tensorfiles`), the trajectory tensors
+(:mod:`b2diffurl.trajectories`), the folder names (:mod:`b2diffurl.layout`). This module holds the
+markers and the verified reads.
 """
 
-import hashlib
 import io
 import json
+import math
 import os
-import re
 import shutil
-import signal
-import struct
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
 
+# besides what this module uses, the names that callers read as records.NAME (``x as x``: re-exported)
+from b2diffurl.atomic import FAULT_VARIABLE as FAULT_VARIABLE
+from b2diffurl.atomic import TMP_SUFFIX as TMP_SUFFIX
+from b2diffurl.atomic import fault_point, purge_temporary_files, read_json, sha256, write_json
+from b2diffurl.atomic import file_sha256 as file_sha256
+from b2diffurl.atomic import files_nbytes as files_nbytes
+from b2diffurl.atomic import write_bytes as write_bytes
 from b2diffurl.errors import RecordError
+from b2diffurl.layout import marker_path, stage_tmp_dir
+from b2diffurl.tensorfiles import FORMAT_VERSION, tensors_from_bytes
+from b2diffurl.tensorfiles import safetensors_payload as safetensors_payload
+from b2diffurl.tensorfiles import save_tensors as save_tensors
+from b2diffurl.trajectories import Trajectories, trajectories_from_tensors
+from b2diffurl.trajectories import save_trajectories as save_trajectories
+from b2diffurl.trajectories import trajectory_nbytes as trajectory_nbytes
 
-if TYPE_CHECKING:  # torch is imported where tensors are made: the driver reads markers without it
-    import torch
-
-FORMAT_VERSION = 2
 LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"  # diffusers' name: load_lora_weights(dir) finds it
 OPTIMIZER_NAME = "optimizer.safetensors"  # AdamW state, next to the LoRA of a round
 STAGES = ("sample", "select", "train")
-TMP_SUFFIX = re.compile(r"\.tmp-\d+$")
-
-
-@dataclass
-class Trajectories:
-    """N trajectories over the training interval of k steps (the last k DDIM steps).
-
-    latents:    [N, k+1, C, H, W] in ``sample.latent_dtype`` (fp16 by default); latents[:, j] is x before
-                interval step j, latents[:, j+1] after it (the sampling chain itself ran on these values)
-    log_probs:  [N, k] fp32; log p_old(latents[:, j+1] | latents[:, j]) recorded at sampling
-    timesteps:  [N, k] int64; training timestep of interval step j (e.g. 301, 251, ..., 1)
-    prompt_ids: [N] int64; index into the manifest's prompt_list
-    group_ids:  [N] int64; equal for the branches of one latent (unique within a round)
-    """
-
-    latents: "torch.Tensor"
-    log_probs: "torch.Tensor"
-    timesteps: "torch.Tensor"
-    prompt_ids: "torch.Tensor"
-    group_ids: "torch.Tensor"
-
-    @property
-    def next_latents(self):
-        """[N, k, C, H, W]: the latent after each interval step (latents shifted by one)."""
-        return self.latents[:, 1:]
-
-    def __len__(self):
-        return self.latents.shape[0]
-
-    def tensors(self):
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    def select(self, index):
-        """The trajectories at ``index`` (LongTensor[M])."""
-        return Trajectories(**{name: t[index] for name, t in self.tensors().items()})
-
-    @staticmethod
-    def cat(parts):
-        import torch
-
-        return Trajectories(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Trajectories)})
-
-
-# bytes per trajectory of each tensor besides the latents: log_probs fp32 [k], timesteps int64 [k],
-# prompt_ids and group_ids int64; selected.safetensors adds indices int64, scores and normalised fp32
-TRAJECTORY_FIELD_BYTES = {"log_probs": 4, "timesteps": 8}
-TRAJECTORY_ID_BYTES = 8 + 8
-SELECTED_EXTRA_BYTES = 8 + 4 + 4
-
-
-def trajectory_nbytes(k, latent_shape, latent_itemsize, selected=False):
-    """Tensor bytes of one trajectory in a samples/ batch file (or in selected.safetensors, ``selected``):
-    k+1 latents of ``latent_shape`` [C, H, W] at ``latent_itemsize`` bytes, plus its k log-probs and
-    timesteps and its ids. File headers (a few hundred bytes per file) are not counted."""
-    latent = latent_itemsize
-    for size in latent_shape:
-        latent *= size
-    per_step = sum(TRAJECTORY_FIELD_BYTES.values())
-    return (k + 1) * latent + k * per_step + TRAJECTORY_ID_BYTES + (SELECTED_EXTRA_BYTES if selected else 0)
-
-
-def safetensors_payload(path):
-    """Tensor bytes of a safetensors file: its size less the 8-byte header length and the JSON header."""
-    with open(path, "rb") as f:
-        (header,) = struct.unpack("<Q", f.read(8))
-    return os.path.getsize(path) - 8 - header
-
-
-def files_nbytes(folder, files):
-    """Total size of ``files`` (paths relative to ``folder``): a stage summary's ``bytes_written``."""
-    return sum(os.path.getsize(os.path.join(folder, name)) for name in files)
-
-
-# ---------------------------------------------------------------- fault injection (tests)
-
-FAULT_VARIABLE = "B2DIFFURL_FAULT"
-
-
-def fault_point(label):
-    """Stop this process's whole group when ``$B2DIFFURL_FAULT`` is ``KILL:<label>`` (SIGKILL, as a
-    power cut or ``kill -9``) or ``INT:<label>`` (SIGINT, as Ctrl-C in a terminal).
-
-    The crash-safety tests name the points (``round_000/train.done``, ``write batch_00001.safetensors``,
-    ...) where a stop would hurt most; unset (always, outside the tests) it costs a dictionary lookup.
-    """
-    fault = os.environ.get(FAULT_VARIABLE)
-    if fault and fault.partition(":")[2] == label:
-        os.killpg(os.getpgrp(), signal.SIGINT if fault.startswith("INT:") else signal.SIGKILL)
-
-
-# ---------------------------------------------------------------- writing
-
-
-def sha256(data):
-    return hashlib.sha256(data).hexdigest()
-
-
-def file_sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def write_bytes(path, data):
-    """Write ``data`` atomically (temporary name, then rename); returns its sha256."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    fault_point(f"write {os.path.basename(path)}")
-    os.replace(tmp, path)
-    return sha256(data)
-
-
-def write_json(path, obj):
-    """Write JSON atomically; returns its sha256. NaN/inf are refused (they are not JSON)."""
-    return write_bytes(path, (json.dumps(obj, indent=1, allow_nan=False) + "\n").encode())
-
-
-def read_json(path):
-    """A JSON file the user may have edited or broken: a problem is a one-line RecordError."""
-    try:
-        with open(path, "rb") as f:
-            return json.loads(f.read())
-    except FileNotFoundError:
-        raise RecordError(f"{path} is missing") from None
-    except (OSError, ValueError) as err:
-        raise RecordError(f"{path} is not valid JSON ({err})") from None
-
-
-def save_tensors(path, tensors, metadata=None):
-    """Dict of tensors -> one safetensors file (atomically), ``format_version`` in its metadata; returns its sha256."""
-    from safetensors.torch import save as save_safetensors_bytes
-
-    meta = {"format_version": str(FORMAT_VERSION), **{k: str(v) for k, v in (metadata or {}).items()}}
-    data = save_safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=meta)
-    return write_bytes(path, _canonical_header(data))
-
-
-def _canonical_header(data):
-    """The same safetensors file with its JSON header's keys sorted.
-
-    safetensors writes the metadata in hash-map order, which changes from process to process, so
-    identical tensors would give different bytes (and checksums) in a rerun. Data offsets are
-    relative to the end of the header, so only the header is rewritten (space-padded to 8 bytes).
-    """
-    (size,) = struct.unpack("<Q", data[:8])
-    header = json.dumps(json.loads(data[8 : 8 + size]), sort_keys=True, separators=(",", ":")).encode()
-    header += b" " * (-len(header) % 8)
-    return struct.pack("<Q", len(header)) + header + data[8 + size :]
-
-
-def tensors_from_bytes(data, name):
-    """(tensors, metadata) of a safetensors file's bytes written by :func:`save_tensors`."""
-    from safetensors.torch import load as load_safetensors_bytes
-
-    try:
-        (header_size,) = struct.unpack("<Q", data[:8])
-        metadata = json.loads(data[8 : 8 + header_size]).get("__metadata__") or {}
-        tensors = load_safetensors_bytes(data)
-    except Exception as err:  # noqa: BLE001 - any parse failure of a corrupt file
-        raise RecordError(f"{name} is not a readable safetensors file ({type(err).__name__})") from None
-    if metadata.get("format_version") != str(FORMAT_VERSION):
-        raise RecordError(
-            f"{name} has format_version={metadata.get('format_version')}, this code reads {FORMAT_VERSION}: "
-            "redo the stage that wrote it with this version"
-        )
-    return tensors, metadata
-
-
-def save_trajectories(path, trajectories, metadata=None, extra=None):
-    """Trajectories (and ``extra`` per-trajectory tensors, e.g. scores) -> one safetensors file; returns its sha256."""
-    return save_tensors(path, {**trajectories.tensors(), **(extra or {})}, metadata)
-
-
-def trajectories_from_tensors(tensors):
-    """(Trajectories, dict of the other tensors) from a dict read from a :func:`save_trajectories` file."""
-    names = [f.name for f in fields(Trajectories)]
-    return Trajectories(**{n: tensors.pop(n) for n in names}), tensors
-
-
-def purge_temporary_files(folder, recursive=True):
-    """Delete ``*.tmp-PID`` files (writes that a stop interrupted before their rename) under ``folder``."""
-    walk = os.walk(folder) if recursive else [(folder, [], os.listdir(folder))]
-    for dirpath, _, names in walk:
-        for name in names:
-            if TMP_SUFFIX.search(name):
-                os.remove(os.path.join(dirpath, name))
-
-
-# ---------------------------------------------------------------- round folders and markers
-
-
-def round_dir(config):
-    """<save_path>/<exp_name>/<run_name>: the folder of the round a stage works on."""
-    return os.path.join(config.save_path, config.exp_name, config.run_name)
-
-
-def marker_path(round_dir, stage):
-    return os.path.join(round_dir, f"{stage}.done")
 
 
 def is_done(round_dir, stage):
     return os.path.isfile(marker_path(round_dir, stage))
-
-
-def stage_tmp_dir(round_dir, stage):
-    return os.path.join(round_dir, f".{stage}.tmp")
 
 
 def _complete_path(round_dir, stage):
@@ -252,7 +60,10 @@ def _complete_path(round_dir, stage):
 def redo_hint(round_dir, stage):
     """The recovery for a bad file of ``stage`` in ``round_dir``: delete its marker and rerun."""
     name = os.path.basename(os.path.normpath(round_dir))
-    return f"delete {marker_path(round_dir, stage)} and rerun: {name} is redone from its {stage} stage (deterministic, same seeds)"
+    return (
+        f"delete {marker_path(round_dir, stage)} and rerun: {name} is redone from its {stage} stage "
+        "(deterministic, same seeds)"
+    )
 
 
 def read_marker(round_dir, stage):
@@ -307,8 +118,6 @@ def stage_pending(round_dir, stage):
 def json_safe(obj):
     """``obj`` with every non-finite float written as the string "inf", "-inf" or "nan" (JSON has no
     such numbers; configs use them, e.g. thresholds of -inf/inf that keep every pair)."""
-    import math
-
     if isinstance(obj, float) and not math.isfinite(obj):
         return str(obj)
     if isinstance(obj, dict):

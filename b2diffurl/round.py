@@ -12,7 +12,7 @@ uses it with ``OneProcess=1`` (config ``process.one_process``).
 
 import gc
 
-from b2diffurl import cli
+from b2diffurl import cli, layout
 
 FLAGS = cli.define_config_flag("The round's configuration (as for run_sample.py, run_select.py and run_train.py).")
 
@@ -22,7 +22,7 @@ def main(_):
 
     config = FLAGS.config
     accelerator = cli.make_accelerator(config)
-    round_dir = records.round_dir(config)
+    round_dir = layout.round_dir(config)
     # decided once by every rank, and no rank starts a stage before all have decided (the barrier), so
     # that all run the same stages: a rank that looked later could find a marker another rank has just
     # written, skip that stage and meet the others in the wrong collective. A finished stage is

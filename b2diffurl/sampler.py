@@ -10,7 +10,6 @@ Randomness is drawn from a generator seeded by (seed, batch index), and the driv
 seed + r for round r, so the batches are the same whichever process samples them.
 """
 
-import io
 import json
 import os
 import shutil
@@ -18,16 +17,17 @@ import time
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
-from b2diffurl import records
+from b2diffurl import layout, records
 from b2diffurl.backbones import decode_images, encode_prompts, latent_shape, negative_conditioning, predict_noise
 from b2diffurl.ddim import ddim_step_with_logprob
 from b2diffurl.errors import NonFiniteError
+from b2diffurl.grids import png_bytes
 from b2diffurl.models import storage_dtype
 from b2diffurl.perf import stage_memory
 from b2diffurl.schedule import branch_step
+from b2diffurl.summaries import SampleSummary, read_summary
 
 STAGE = "sample"
 
@@ -65,7 +65,8 @@ def sample_branches(
     rounded to it after every step and each log-prob is that of the rounded latent, so the stored
     latents reproduce the recorded log-probs exactly.
     Returns a dict with
-      latents [N, k+1, C, H, W] (latent_dtype), log_probs [N, k] fp32, timesteps [N, k], final_latents [N, C, H, W] fp32,
+      latents [N, k+1, C, H, W] (latent_dtype), log_probs [N, k] fp32, timesteps [N, k],
+      final_latents [N, C, H, W] fp32,
     where N = B * split_time and row b * split_time + j is branch j of prompt b.
     """
     unet, scheduler = pipeline.unet, pipeline.scheduler
@@ -152,7 +153,8 @@ def _verified_batch(tmp, batch_idx):
                 raise ValueError(relpath)
     except (records.RecordError, OSError, ValueError, KeyError, TypeError) as err:
         print(
-            f"sampling: batch {batch_idx} of the interrupted run does not verify ({type(err).__name__}: {err}); sampling it again"
+            f"sampling: batch {batch_idx} of the interrupted run does not verify ({type(err).__name__}: {err}); "
+            "sampling it again"
         )
         os.remove(path)
         return None
@@ -179,12 +181,12 @@ def _prepare_tmp(tmp, fingerprint, accelerator):
 def finished_summary(config, accelerator):
     """The summary of this round's sampling if it already finished (completing an interrupted
     finish first), else None. Cheap: call it before loading any model."""
-    out = records.round_dir(config)
+    out = layout.round_dir(config)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         records.finished(out, STAGE)
     accelerator.wait_for_everyone()
-    return records.read_marker(out, STAGE) if records.is_done(out, STAGE) else None
+    return read_summary(records.read_marker(out, STAGE), STAGE) if records.is_done(out, STAGE) else None
 
 
 def _check_finite(result, config, batch_idx):
@@ -201,13 +203,6 @@ def _check_finite(result, config, batch_idx):
             )
 
 
-def _png_bytes(image):
-    """uint8 [H, W, 3] -> PNG bytes."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="png")
-    return buffer.getvalue()
-
-
 def sample_round(config, accelerator, pipeline, load_seconds=0.0):
     """Stage 1: sample this process's share of the round's batches into the round folder.
 
@@ -217,10 +212,10 @@ def sample_round(config, accelerator, pipeline, load_seconds=0.0):
     again. Call :func:`finished_summary` first. ``load_seconds`` (the model load the caller timed) goes
     into the summary. Returns the stage's marker (dict).
     """
-    out = records.round_dir(config)
+    out = layout.round_dir(config)
     started = time.time()
     prompt_list = load_prompt_list(config)
-    tmp = records.stage_tmp_dir(out, STAGE)
+    tmp = layout.stage_tmp_dir(out, STAGE)
     _prepare_tmp(tmp, json.loads(json.dumps(_fingerprint(config, prompt_list))), accelerator)
 
     sample = config.sample
@@ -255,7 +250,7 @@ def sample_round(config, accelerator, pipeline, load_seconds=0.0):
             files = {}
             for row, image in enumerate(images.numpy()):
                 name = records.image_name(first + row)
-                files[name] = records.write_bytes(os.path.join(tmp, name), _png_bytes(image))
+                files[name] = records.write_bytes(os.path.join(tmp, name), png_bytes(image))
             trajectories = records.Trajectories(
                 latents=result["latents"],
                 log_probs=result["log_probs"],
@@ -287,20 +282,20 @@ def sample_round(config, accelerator, pipeline, load_seconds=0.0):
         batch_records = [records.read_json(_batch_record(tmp, b)) for b in range(sample.num_batches_per_epoch)]
         files = {name: digest for record in batch_records for name, digest in record["files"].items()}
         files.update(_write_manifest(config, tmp, prompt_list, accelerator.num_processes, batch_records))
-        summary = {
-            "trajectories": sample.num_batches_per_epoch * per_batch,
-            "split_step": config.split_step,
-            "split_time": config.split_time,
-            "images": sum(name.startswith("images/") for name in files),
-            "bytes_written": records.files_nbytes(tmp, files),
-            "seconds": round(time.time() - started, 2),
-            "load_seconds": round(load_seconds, 2),
-            "num_processes": accelerator.num_processes,
-            **stage_memory(),
-        }
-        records.finish_stage(out, STAGE, summary, files, config)
+        summary = SampleSummary(
+            trajectories=sample.num_batches_per_epoch * per_batch,
+            split_step=config.split_step,
+            split_time=config.split_time,
+            images=sum(name.startswith("images/") for name in files),
+            bytes_written=records.files_nbytes(tmp, files),
+            seconds=round(time.time() - started, 2),
+            load_seconds=round(load_seconds, 2),
+            num_processes=accelerator.num_processes,
+            extra=stage_memory(),
+        )
+        records.finish_stage(out, STAGE, summary.record(), files, config)
     accelerator.wait_for_everyone()
-    return records.read_marker(out, STAGE)
+    return read_summary(records.read_marker(out, STAGE), STAGE)
 
 
 def _portable(path, round_dir):
@@ -340,7 +335,7 @@ def _write_manifest(config, tmp, prompt_list, num_processes, batch_records):
         "eta": sample.eta,
         "seed": config.seed,
         "model": config.pretrained.model,
-        "resume_from": _portable(config.resume_from, records.round_dir(config)),
+        "resume_from": _portable(config.resume_from, layout.round_dir(config)),
         "num_processes": num_processes,
         "prompt_list": prompt_list,
         "batches": batches,

@@ -1,20 +1,5 @@
 """Backward progressive training (BPT): which final denoising steps a round trains on (paper App. D.1)."""
 
-import re
-
-# Round folders are named <prefix><number>: round_000, round_001, ... (or the official stage0, stage1, ...).
-ROUND_NAME = re.compile(r"(.*?)(\d+)")
-
-
-def round_index(run_name):
-    """(prefix, r) of a round folder name such as round_003 or stage3."""
-    match = ROUND_NAME.fullmatch(run_name)
-    if match is None:
-        raise ValueError(
-            f"run_name={run_name!r} must end with the round number (e.g. round_003) to find earlier rounds"
-        )
-    return match.group(1), int(match.group(2))
-
 
 def interval_length(round_idx, n_rounds, k_start, k_end):
     """k_r, the training interval length of round r: k_start + floor(r * (k_end - k_start + 1) / n_rounds).

@@ -14,10 +14,11 @@ import time
 
 import torch
 
-from b2diffurl import records
+from b2diffurl import layout, records
 from b2diffurl.errors import NonFiniteError, RecordError
+from b2diffurl.layout import earlier_round_names, round_index
 from b2diffurl.perf import stage_memory
-from b2diffurl.schedule import ROUND_NAME, round_index
+from b2diffurl.summaries import SelectSummary, read_summary
 
 STAGE = "select"
 STD_EPS = 1e-8
@@ -83,20 +84,15 @@ def history_rounds(exp_dir, run_name, history_cnt):
     Every one of them must have finished its selection: a missing one would silently shorten the
     history and change this round's normalisation, so it is an error naming the round and the fix.
     """
-    prefix, r = round_index(run_name)
-    siblings = {}
-    for name in os.listdir(exp_dir) if os.path.isdir(exp_dir) else []:
-        match = ROUND_NAME.fullmatch(name)
-        if match and match.group(1) == prefix:
-            siblings[int(match.group(2))] = name
-    width = len(run_name) - len(prefix)
-    wanted = [siblings.get(i, f"{prefix}{i:0{width}d}") for i in range(max(0, r - history_cnt), r)]
+    _, r = round_index(run_name)
+    wanted = earlier_round_names(exp_dir, run_name, history_cnt)
     for i, name in zip(range(max(0, r - history_cnt), r), wanted):
         folder = os.path.join(exp_dir, name)
         if not records.is_done(folder, STAGE):
             raise RecordError(
-                f"{records.marker_path(folder, STAGE)} is missing, so {run_name}'s normalisation would use a shorter "
-                f"history than eval.history_cnt={history_cnt}: finish {name} first (run_process.sh does; or run_select.py "
+                f"{layout.marker_path(folder, STAGE)} is missing, so {run_name}'s normalisation would use a shorter "
+                f"history than eval.history_cnt={history_cnt}: finish {name} first (run_process.sh does; or "
+                "run_select.py "
                 f"--config.run_name {name}), or lower eval.history_cnt (History_Cnt) to {r - 1 - i}"
             )
     return [os.path.join(exp_dir, name) for name in wanted]
@@ -118,7 +114,8 @@ def check_rewards(scores, config, round_dir):
             f" and {len(bad) - 5} more" if len(bad) > 5 else ""
         )
         raise NonFiniteError(
-            f"select {config.run_name}: reward {config.reward.name!r} gave NaN/inf for {len(bad)} of {len(scores)} images "
+            f"select {config.run_name}: reward {config.reward.name!r} gave NaN/inf for {len(bad)} of {len(scores)} "
+            "images "
             f"({names} in {round_dir}); nothing was saved: check the reward model and those images"
         )
 
@@ -140,7 +137,7 @@ def select_round(config, reward, round_dir, exp_dir, load_seconds=0.0):
     normalised = normalize_scores(scores, prompts, history)
     keep = select_pairs(normalised, trajectories.group_ids, config.eval.pos_threshold, config.eval.neg_threshold)
 
-    tmp = records.stage_tmp_dir(round_dir, STAGE)
+    tmp = layout.stage_tmp_dir(round_dir, STAGE)
     os.makedirs(tmp, exist_ok=True)
     files = {
         "scores.json": records.write_json(
@@ -164,17 +161,17 @@ def select_round(config, reward, round_dir, exp_dir, load_seconds=0.0):
             extra={"indices": keep, "scores": scores[keep], "normalised": normalised[keep]},
         ),
     }
-    summary = {
-        "trajectories": len(prompts),
-        "selected": len(keep),
-        "reward_mean": scores.mean().item(),
-        "reward_std": scores.std().item() if len(scores) > 1 else 0.0,
+    summary = SelectSummary(
+        trajectories=len(prompts),
+        selected=len(keep),
+        reward_mean=scores.mean().item(),
+        reward_std=scores.std().item() if len(scores) > 1 else 0.0,
         # a combined reward (clipscore+bertscore): each component's mean raw score
-        **({"reward_components": reward.component_means()} if hasattr(reward, "component_means") else {}),
-        "history_rounds": len(history_dirs),
-        "seconds": round(time.time() - started, 2),
-        "load_seconds": round(load_seconds, 2),
-        "bytes_written": records.files_nbytes(tmp, files),
-        **stage_memory(),
-    }
-    return records.finish_stage(round_dir, STAGE, summary, files, config)
+        reward_components=reward.component_means() if hasattr(reward, "component_means") else None,
+        history_rounds=len(history_dirs),
+        seconds=round(time.time() - started, 2),
+        load_seconds=round(load_seconds, 2),
+        bytes_written=records.files_nbytes(tmp, files),
+        extra=stage_memory(),
+    )
+    return read_summary(records.finish_stage(round_dir, STAGE, summary.record(), files, config), STAGE)

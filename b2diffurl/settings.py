@@ -13,16 +13,23 @@ goes on with the new settings and records the change (``changes``: from which ro
 A changed code version or commit is reported in a note line and recorded, never refused. The
 record is written before round 0 of a new run and when a change is allowed; a free change reaches it
 at the end of the run (:func:`finish`), so a rerun that stops early leaves the record as it was.
+
+The settings are those the driver has already checked (``python -m b2diffurl.driver prepare``): it
+writes them once, with the record they make, to a file (:func:`write_prepared`) that the start and
+the end of the run read (:func:`read_prepared`); neither loads or checks the config again.
 """
 
 import os
 import subprocess
 import sys
 
-from b2diffurl import records
-from b2diffurl.errors import UserError, show
+from b2diffurl import layout, records, runlock
+from b2diffurl.backbones import checkpoint_record
+from b2diffurl.configs import REPO_ROOT, flatten
+from b2diffurl.errors import Problems, show
+from b2diffurl.variables import DRIVER_VARIABLES, field_name
 
-SETTINGS_NAME = "settings.json"
+SETTINGS_NAME = layout.SETTINGS_NAME
 # fields a rerun may change freely: they do not alter what a finished round is, or they are meant to
 # change between reruns (the number of rounds, the evaluation, logging, kept latents, processes per round)
 FREE_FIELDS = (
@@ -37,24 +44,6 @@ FREE_FIELDS = (
 # the per-round fields the driver sets for every round (not run settings), and where the run lives
 ROUND_FIELDS = ("run_name", "split_step", "resume_from", "save_path", "train.fresh_optimizer")
 PACKAGES = ("torch", "diffusers", "transformers", "peft", "accelerate", "open_clip_torch", "safetensors", "numpy")
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class SettingsChanged(UserError):
-    def __init__(self, lines):
-        super().__init__(lines[0])
-        self.problems = lines
-
-
-def flatten(tree, prefix=""):
-    """{"train": {"learning_rate": 1e-3}} -> {"train.learning_rate": 1e-3}."""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def versions():
@@ -88,31 +77,21 @@ def git_commit():
 
 def run_settings(config, values):
     """The record of a run: {config, variables, versions, commit}. ``values``: the driver's prepared variables."""
-    from b2diffurl.driver import DRIVER_VARIABLES
-
     config_fields = {k: v for k, v in flatten(config.to_dict()).items() if not k.startswith(ROUND_FIELDS)}
     variables = {name: values[name] for name in (*DRIVER_VARIABLES, "NUM_PROCESSES", "FreshOptimizer", "CONFIG")}
-    variables["NUM_MACHINES"] = values.get(
-        "NUM_MACHINES", 1
-    )  # for the record: 2 x 1 processes run as 1 x 2 (not compared)
+    # for the record: 2 x 1 processes run as 1 x 2 (not compared)
+    variables["NUM_MACHINES"] = values.get("NUM_MACHINES", 1)
     variables.pop("SavePath")  # where the run lives is not a setting of it
-    from b2diffurl.backbones import checkpoint_record
-
-    record = {
-        "config": config_fields,
-        "variables": variables,
-        "versions": versions(),
-        "commit": git_commit(),
-        "model": checkpoint_record(config.pretrained.model, config.pretrained.revision),
-    }
+    record = {"config": config_fields, "variables": variables, **environment_record(config_fields)}
     return records.json_safe(record)  # as it reads back from the file (tuples are lists, inf is "inf")
 
 
-def field_name(field):
-    """A config field as the user sets it: its driver variable where it has one."""
-    from b2diffurl.driver import DRIVER_VARIABLES
-
-    return next((v for v, f in DRIVER_VARIABLES.items() if f == field), field)
+def environment_record(config_fields):
+    """What the run's record reads off this machine now rather than from its settings: the package
+    versions, the commit, and what the model resolves to (a tiny model built by the first stage has
+    no model_index.json before it). ``config_fields``: the record's flat config."""
+    model = checkpoint_record(config_fields["pretrained.model"], config_fields["pretrained.revision"])
+    return {"versions": versions(), "commit": git_commit(), "model": model}
 
 
 def compared(old, new):
@@ -132,11 +111,9 @@ def compared(old, new):
 
 def finished_stages(exp_dir):
     """[(round name, stage)] of every finished stage of the run."""
-    from b2diffurl.driver import round_folders
-
     return [
         (name, stage)
-        for _, name in round_folders(exp_dir)
+        for _, name in layout.round_folders(exp_dir)
         for stage in records.STAGES
         if records.is_done(os.path.join(exp_dir, name), stage)
     ]
@@ -144,31 +121,38 @@ def finished_stages(exp_dir):
 
 def schedule_notes(exp_dir, ks):
     """Notes on finished rounds whose k differs from the new schedule (a changed StageCnt)."""
-    from b2diffurl.driver import round_folders
-
     notes = []
-    for r, name in round_folders(exp_dir):
+    for r, name in layout.round_folders(exp_dir):
         round_dir = os.path.join(exp_dir, name)
         if r < len(ks) and records.is_done(round_dir, "sample"):
             k = records.read_marker(round_dir, "sample")["split_step"]
             if k != ks[r]:
                 notes.append(
-                    f"note: {name} was sampled with k {k}; the new schedule gives it k {ks[r]} (finished rounds are kept as they are)"
+                    f"note: {name} was sampled with k {k}; the new schedule gives it k {ks[r]} (finished rounds are "
+                    "kept as they are)"
                 )
     return notes
 
 
-def start(exp_dir, fd, environ):
-    """The driver's start: lock the run folder (on the shell's descriptor ``fd``), compare this run's
-    settings with the recorded ones, and write ``settings.json``. Prints notes; raises on a change
-    that needs ``AllowChanges=1``."""
-    from b2diffurl import runlock
-    from b2diffurl.driver import checked_run
+def write_prepared(path, values, config):
+    """Hand the checked run on: its driver values and the settings record they make, as JSON (an infinite
+    threshold reads back as "inf", as in settings.json: start reads only ``AllowChanges`` and ``Ks``)."""
+    records.write_json(path, records.json_safe({"values": values, "record": run_settings(config, values)}))
 
+
+def read_prepared(path):
+    """({driver variable: value}, the run's settings record) that :func:`write_prepared` wrote."""
+    prepared = records.read_json(path)
+    return prepared["values"], prepared["record"]
+
+
+def start(exp_dir, fd, prepared):
+    """The driver's start: lock the run folder (on the shell's descriptor ``fd``), compare this run's
+    settings (``prepared``: :func:`read_prepared`'s values and record) with the recorded ones, and write
+    ``settings.json``. Prints notes; raises on a change that needs ``AllowChanges=1``."""
     runlock.acquire(exp_dir, fd=fd, command="driver")
-    values, config = checked_run(environ)
-    new = run_settings(config, values)
-    path = os.path.join(exp_dir, SETTINGS_NAME)
+    values, new = prepared[0], dict(prepared[1])
+    path = layout.settings_path(exp_dir)
     old = records.read_json(path) if os.path.isfile(path) else None
     done = finished_stages(exp_dir)
     changes = list(old.get("changes", [])) if old else []
@@ -186,7 +170,7 @@ def start(exp_dir, fd, environ):
                 f"{exp_dir} was run with other settings (above): rerun with its settings, choose another ExpName, "
                 f"or set AllowChanges=1 to continue with the new ones (recorded in {SETTINGS_NAME})"
             )
-            raise SettingsChanged(lines)
+            raise Problems(lines)
         if "process.stage_cnt" in diff:
             notes += schedule_notes(exp_dir, values["Ks"])
         code = {k: (old.get(k), new[k]) for k in ("commit", "versions") if old.get(k) != new[k]}
@@ -199,18 +183,20 @@ def start(exp_dir, fd, environ):
                     + ", ".join(f"{p} {a.get(p)} -> {b.get(p)}" for p in b if (a or {}).get(p) != b.get(p))
                 )
         if refused or code:
+            rounds = layout.round_folders(exp_dir)
             first_open = next(
-                (r for r, name in _rounds(exp_dir) if not records.is_done(os.path.join(exp_dir, name), "train")), None
+                (r for r, name in rounds if not records.is_done(os.path.join(exp_dir, name), "train")), None
             )
             changes.append(
                 {
-                    "from_round": first_open if first_open is not None else len(_rounds(exp_dir)),
+                    "from_round": first_open if first_open is not None else len(rounds),
                     "fields": {field_name(k): [a, b] for k, (a, b) in {**refused, **code}.items()},
                 }
             )
             if refused:
                 notes += [
-                    f"note: AllowChanges=1: {field_name(k)} {show(a)} -> {show(b)} from round {changes[-1]['from_round']} on"
+                    f"note: AllowChanges=1: {field_name(k)} {show(a)} -> {show(b)} from round "
+                    f"{changes[-1]['from_round']} on"
                     for k, (a, b) in refused.items()
                 ]
     for line in notes:
@@ -220,21 +206,13 @@ def start(exp_dir, fd, environ):
         records.write_json(path, new)  # a new run, or a change the user allowed (or new code): recorded now
 
 
-def finish(exp_dir, environ):
+def finish(exp_dir, prepared):
     """At the end of a run: record its settings as they are now. Free changes (more rounds, another
     evaluation) reach settings.json here, once the run has used them; a run that stopped on the way
     (a damaged file, Ctrl-C) leaves the record as its finished stages knew it."""
-    from b2diffurl.driver import checked_run
-
-    path = os.path.join(exp_dir, SETTINGS_NAME)
+    path = layout.settings_path(exp_dir)
     old = records.read_json(path) if os.path.isfile(path) else {}
-    values, config = checked_run(environ)
-    new = {**run_settings(config, values), "changes": old.get("changes", [])}
+    record = prepared[1]
+    new = {**record, **records.json_safe(environment_record(record["config"])), "changes": old.get("changes", [])}
     if new != old:
         records.write_json(path, new)
-
-
-def _rounds(exp_dir):
-    from b2diffurl.driver import round_folders
-
-    return round_folders(exp_dir)

@@ -22,7 +22,7 @@ reward.
 import math
 import os
 
-from b2diffurl import cli
+from b2diffurl import cli, layout
 
 FLAGS = None  # defined when run as a command (define_flags), so that importing the pure functions defines no flags
 
@@ -165,7 +165,7 @@ def main(_):
         return
     from b2diffurl.rewards import REWARDS
 
-    round_dir = records.round_dir(config)
+    round_dir = layout.round_dir(config)
     marker = records.read_marker(round_dir, "sample")
     prompts = records.read_verified_json(round_dir, "sample", "prompts.json", marker)
     _, trajectories = records.load_samples(round_dir, marker)

@@ -10,8 +10,9 @@ finished stage, and prints the stage's one summary line on the main process.
 import os
 import time
 
-from b2diffurl import cli, records
+from b2diffurl import cli, layout, records
 from b2diffurl.checks import check_stage
+from b2diffurl.summaries import read_summary
 
 
 def sample(config, accelerator):
@@ -28,11 +29,11 @@ def sample(config, accelerator):
         pipeline = load_policy(config, accelerator.device)
         pipeline.unet.eval()
         summary = sample_round(config, accelerator, pipeline, load_seconds=time.perf_counter() - started)
-        state = f"{summary['seconds']:.1f} s"
+        state = f"{summary.seconds:.1f} s"
     if accelerator.is_main_process:
         print(
-            f"sample {config.run_name}: {summary['trajectories']} trajectories, {summary['images']} images, "
-            f"{summary['bytes_written'] / 2**20:.1f} MiB written to {records.round_dir(config)} ({state})"
+            f"sample {config.run_name}: {summary.trajectories} trajectories, {summary.images} images, "
+            f"{summary.bytes_written / 2**20:.1f} MiB written to {layout.round_dir(config)} ({state})"
         )
 
 
@@ -40,10 +41,11 @@ def select(config, accelerator):
     """Stage 2: score, normalise per prompt, select the contrastive pairs (main process; the others wait)."""
     check_stage(config, "select")
     cli.lock_run_folder(config)
-    round_dir = records.round_dir(config)
+    round_dir = layout.round_dir(config)
     summary, state = None, "already done, skipped"
     if accelerator.is_main_process:
-        summary = records.finished(round_dir, "select")
+        marker = records.finished(round_dir, "select")
+        summary = None if marker is None else read_summary(marker, "select")
         if summary is None:
             from b2diffurl.rewards import build_reward
             from b2diffurl.selection import select_round
@@ -53,15 +55,14 @@ def select(config, accelerator):
             summary = select_round(
                 config, reward, round_dir, os.path.dirname(round_dir), load_seconds=time.perf_counter() - started
             )
-            state = f"{summary['seconds']:.1f} s"
+            state = f"{summary.seconds:.1f} s"
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        components = "".join(f", {name} {mean:.4f}" for name, mean in (summary.reward_components or {}).items())
         print(
-            f"select {config.run_name}: reward {summary['reward_mean']:.4f} +- {summary['reward_std']:.4f}"
-            + "".join(f", {name} {mean:.4f}" for name, mean in summary.get("reward_components", {}).items())
-            + " over "
-            f"{summary['trajectories']} images, {summary['selected']} trajectories selected, "
-            f"history of {summary['history_rounds']} rounds ({state})"
+            f"select {config.run_name}: reward {summary.reward_mean:.4f} +- {summary.reward_std:.4f}{components} "
+            f"over {summary.trajectories} images, {summary.selected} trajectories selected, "
+            f"history of {summary.history_rounds} rounds ({state})"
         )
 
 
@@ -69,12 +70,12 @@ def train(config, accelerator):
     """Stage 3: PPO (or the configured objective) on the LoRA over the interval's timesteps."""
     check_stage(config, "train", accelerator.num_processes)
     cli.lock_run_folder(config)
-    round_dir = records.round_dir(config)
+    round_dir = layout.round_dir(config)
     if accelerator.is_main_process:
         records.finished(round_dir, "train")  # completes a finish that a stop interrupted
     accelerator.wait_for_everyone()
     if records.is_done(round_dir, "train"):
-        metrics, state = records.read_marker(round_dir, "train"), "already done, skipped"
+        metrics, state = read_summary(records.read_marker(round_dir, "train"), "train"), "already done, skipped"
     else:
         from b2diffurl.models import load_policy
         from b2diffurl.trainer import train_round
@@ -82,16 +83,16 @@ def train(config, accelerator):
         started = time.perf_counter()
         pipeline = load_policy(config, accelerator.device)
         metrics = train_round(config, accelerator, pipeline, round_dir, load_seconds=time.perf_counter() - started)
-        state = f"{metrics['seconds']:.1f} s"
+        state = f"{metrics.seconds:.1f} s"
         if accelerator.is_main_process:  # once per round: a rerun that finds train.done logs nothing
-            from b2diffurl import schedule, tracking
+            from b2diffurl import tracking
 
-            tracking.log_round(config, schedule.round_index(config.run_name)[1], round_dir)
+            tracking.log_round(config, layout.round_index(config.run_name)[1], round_dir)
     if accelerator.is_main_process:
         print(
-            f"train {config.run_name}: loss {metrics['loss']:.4f}, approx KL {metrics['approx_kl']:.2e}, "
-            f"clip fraction {metrics['clipfrac']:.3f}, grad norm {metrics['grad_norm']:.3f}, "
-            f"{metrics['optimizer_steps']} optimizer steps on {metrics['trajectories_selected']} trajectories ({state})"
+            f"train {config.run_name}: loss {metrics.loss:.4f}, approx KL {metrics.approx_kl:.2e}, "
+            f"clip fraction {metrics.clipfrac:.3f}, grad norm {metrics.grad_norm:.3f}, "
+            f"{metrics.optimizer_steps} optimizer steps on {metrics.trajectories_selected} trajectories ({state})"
         )
 
 

@@ -13,9 +13,11 @@ import os
 import shutil
 import tempfile
 
+from b2diffurl.configs import REPO_ROOT
+from b2diffurl.textenc import END_TOKEN, START_TOKEN, random_text_encoder
+
 # Bump when the architecture below changes, so stale folders are not reused.
 TINY_VERSION = 2
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TINY_DIR = os.path.join(REPO_ROOT, "model", f"tiny-sd-v{TINY_VERSION}")
 TINY_CLIP_NAME = "b2diffurl-tiny-clip"
 TINY_CLIP_WEIGHTS = "open_clip_model.safetensors"
@@ -56,7 +58,7 @@ def _byte_alphabet():
 def tiny_tokenizer_vocab():
     """Character-level CLIP vocabulary: every byte character, alone and word-final, plus specials."""
     chars = _byte_alphabet()
-    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    tokens = chars + [c + "</w>" for c in chars] + [START_TOKEN, END_TOKEN]
     return {tok: i for i, tok in enumerate(tokens)}
 
 
@@ -69,21 +71,17 @@ TINY_DIRS = {
 }
 
 
-def _text_config(vocab, hidden_act, projection_dim=32):
-    from transformers import CLIPTextConfig
-
-    return CLIPTextConfig(
+def _text_shape(vocab, hidden_act):
+    """The tiny text encoders' CLIPTextConfig fields (``hidden_act``: quick-GELU as CLIP's, GELU as OpenCLIP's)."""
+    return dict(
         vocab_size=len(vocab),
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
         max_position_embeddings=64,
-        projection_dim=projection_dim,
+        projection_dim=32,
         hidden_act=hidden_act,
-        bos_token_id=vocab["<|startoftext|>"],
-        eos_token_id=vocab["<|endoftext|>"],
-        pad_token_id=vocab["<|endoftext|>"],
     )
 
 
@@ -99,7 +97,7 @@ def _build_components(seed, variant="sd14"):
     """
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+    from transformers import CLIPTokenizer
 
     if variant not in TINY_VARIANTS:
         raise ValueError(f"tiny variant {variant!r} is not one of {', '.join(TINY_VARIANTS)}")
@@ -149,7 +147,7 @@ def _build_components(seed, variant="sd14"):
         sample_size=32,
         **(dict(scaling_factor=0.13025, force_upcast=True) if xl else {}),
     )
-    text_encoder = CLIPTextModel(_text_config(vocab, "quick_gelu" if variant != "sd21" else "gelu"))
+    text_encoder = random_text_encoder(_text_shape(vocab, "quick_gelu" if variant != "sd21" else "gelu"), vocab)
     parts = dict(
         unet=unet,
         vae=vae,
@@ -158,7 +156,8 @@ def _build_components(seed, variant="sd14"):
         scheduler={"sd14": sd14_scheduler, "sd21": sd2_scheduler, "sdxl": sdxl_scheduler}[variant](),
     )
     if xl:
-        parts.update(text_encoder_2=CLIPTextModelWithProjection(_text_config(vocab, "gelu")), tokenizer_2=tokenizer)
+        text_encoder_2 = random_text_encoder(_text_shape(vocab, "gelu"), vocab, projection=True)
+        parts.update(text_encoder_2=text_encoder_2, tokenizer_2=tokenizer)
     return parts
 
 

@@ -10,8 +10,9 @@ import json
 import os
 import re
 
+from b2diffurl.configs import REPO_ROOT
+
 TINY_TEXT_VERSION = 1
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TINY_TEXT_DIR = os.path.join(REPO_ROOT, "model", f"tiny-text-v{TINY_TEXT_VERSION}")
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "<s>", "</s>", "<image>"]
 EXTRA_WORDS = "the image contains a an of in on with and is this picture shows what going answer concisely".split()
@@ -82,7 +83,8 @@ def _build_deberta(out_dir, seed):
 # LLaVA v1.5's conversation format ("USER: <image>\n<question> ASSISTANT:"), as its processor's chat template gives it
 LLAVA_CHAT_TEMPLATE = (
     "{% for message in messages %}{% if message['role'] == 'user' %}USER: {% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}<image>\n{% else %}{{ part['text'] }}{% endif %}{% endfor %} {% endif %}{% endfor %}"
+    "{% if part['type'] == 'image' %}<image>\n{% else %}{{ part['text'] }}{% endif %}{% endfor %} {% endif %}{% endfor "
+    "%}"
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
 

@@ -23,17 +23,11 @@ import os
 import re
 
 from b2diffurl import records
+from b2diffurl.choices import tracker_names
+from b2diffurl.summaries import read_summary
 
-TRACKERS = ("tensorboard", "wandb")
-# tracker -> the modules it can write with (any one will do) and the package to install
-TRACKER_MODULES = {"tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"), "wandb": (("wandb",), "wandb")}
 # train.done keys that are bookkeeping, not training curves
-NOT_LOGGED = ("format_version", "seconds", "num_processes")
-
-
-def tracker_names(log_with):
-    """["tensorboard", "wandb"] of a ``log_with`` string such as "tensorboard,wandb" ("" -> [])."""
-    return [name.strip() for name in log_with.split(",") if name.strip()]
+NOT_LOGGED = ("seconds", "num_processes")  # of a stage summary's numbers
 
 
 def logging_dir(config):
@@ -58,8 +52,10 @@ def round_summary(round_dir):
     time/<stage>_seconds per stage and time/round_seconds for their sum.
     """
     summary = {}
-    markers = {
-        stage: records.read_marker(round_dir, stage) for stage in records.STAGES if records.is_done(round_dir, stage)
+    stages = {
+        stage: read_summary(records.read_marker(round_dir, stage), stage).record()
+        for stage in records.STAGES
+        if records.is_done(round_dir, stage)
     }
     picks = {
         "sample": {"split_step": "sample/k", "split_time": "sample/split_time", "trajectories": "sample/trajectories"},
@@ -73,15 +69,15 @@ def round_summary(round_dir):
     }
     for stage, names in picks.items():
         for key, tag in names.items():
-            if _is_scalar(markers.get(stage, {}).get(key)):
-                summary[tag] = float(markers[stage][key])
-    for name, value in markers.get("select", {}).get("reward_components", {}).items():
+            if _is_scalar(stages.get(stage, {}).get(key)):
+                summary[tag] = float(stages[stage][key])
+    for name, value in stages.get("select", {}).get("reward_components", {}).items():
         if _is_scalar(value):
             summary[f"reward/{name}"] = float(value)
-    for key, value in markers.get("train", {}).items():
+    for key, value in stages.get("train", {}).items():
         if key not in NOT_LOGGED and _is_scalar(value):
             summary[f"train/{key}"] = float(value)
-    seconds = {stage: m["seconds"] for stage, m in markers.items() if _is_scalar(m.get("seconds"))}
+    seconds = {stage: m["seconds"] for stage, m in stages.items() if _is_scalar(m.get("seconds"))}
     for stage, value in seconds.items():
         summary[f"time/{stage}_seconds"] = float(value)
     if seconds:
@@ -169,7 +165,8 @@ def _log(config, step, scalars, grid=None, image_tag="samples"):
         from b2diffurl.errors import first_line
 
         print(
-            f"warning: experiment log ({config.log_with}) failed at round {step}: {type(err).__name__}: {first_line(err)}; "
+            f"warning: experiment log ({config.log_with}) failed at round {step}: "
+            f"{type(err).__name__}: {first_line(err)}; "
             "the run's files are saved, only this log point is missing",
             file=sys.stderr,
         )

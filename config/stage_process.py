@@ -16,7 +16,7 @@ import os
 
 import ml_collections
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from b2diffurl.configs import REPO_ROOT  # noqa: F401 - the repository this config belongs to (tests use it)
 
 
 def base_config():
@@ -97,8 +97,8 @@ def base_config():
     # dtype of the interval latents on disk: "fp16" (default), "bf16" or "fp32". From the branch point on
     # the sampling chain itself is rounded to this dtype after every step, and each recorded log-prob is
     # that of the rounded latent, so training recomputes it exactly (ratio 1 at the first step) while
-    # the files are half the size of fp32. fp16 moves a latent by 1.4e-4 on average (at most 1.9e-3):
-    # 0.7% (at most 9%) of the last DDIM step's std; bf16's 8-bit mantissa rounds 8x coarser.
+    # the files are half the size of fp32. How far the rounding moves a latent: docs/PERFORMANCE.md,
+    # "Disk per round"; bf16's 8-bit mantissa rounds 8x coarser than fp16.
     sample.latent_dtype = "fp16"
     # final latents decoded by the VAE per call, on the sampling device (0: all of a batch at once).
     sample.decode_batch_size = 8
@@ -154,8 +154,7 @@ def base_config():
     # --ratio_clip 1e-4, the "clipping" App. D.1 keeps; no gradient once a ratio has left the range);
     # dpok_ratio_clip 0 uses clipped PPO with train.eps instead. The KL here is the Gaussian KL of the two
     # DDIM steps; the release's is the squared difference of the noise predictions, which is this KL
-    # divided by c_t^2 / (2 sigma_t^2): on SD v1.4's schedule with 20 steps 0.36 at t = 951, 0.19 at
-    # t = 451 (the minimum), 0.65 at t = 101, 14.7 at t = 51, 0.50 at t = 1.
+    # divided by c_t^2 / (2 sigma_t^2) (its values on SD v1.4's schedule: docs/CONFIGURATION.md, "Objectives").
     train.dpok_reward_weight = 1000.0
     train.dpok_kl_weight = 0.1
     train.dpok_ratio_clip = 1e-4
@@ -174,27 +173,27 @@ def base_config():
     # silent reset. run_process.sh sets it for one round with FreshOptimizer=<round>.
     train.fresh_optimizer = False
     # (trajectory, timestep) pairs per UNet forward/backward (x2 rows with CFG). Memory only: the
-    # gradient is the same for any value. Measured at 512 x 512 in half precision, one pair adds 3.0 GiB
-    # of activations (docs/PERFORMANCE.md): 4 pairs (12 GiB + 2.2 GiB of fp16 weights) fit a 24 GB card
-    # with room to spare, 8 would not.
+    # gradient is the same for any value. 4 fits a 24 GB card at 512 x 512 in half precision with room
+    # to spare, 8 would not (the activations per pair: docs/PERFORMANCE.md, "Memory").
     train.forward_chunk = 4
     # recompute each UNet block's activations in the backward pass instead of storing them (diffusers'
-    # enable_gradient_checkpointing): measured 1.5 instead of 3.0 GiB per pair at 512 x 512, for 1.3x the
-    # time per pair. The gradient is the same (tests/test_performance.py). For cards under 16 GB.
+    # enable_gradient_checkpointing): about half the activations per pair for about a third more time
+    # (docs/PERFORMANCE.md, "Memory"). The gradient is the same (tests/test_performance.py). For cards
+    # under 16 GB.
     train.gradient_checkpointing = False
 
     ###### How the UNet runs (speed only: same math, no effect on resuming) ######
     config.runtime = runtime = ml_collections.ConfigDict()
     # UNet (and VAE) weights and activations in channels-last memory layout (often faster convolutions
-    # with fp16/bf16 on recent GPUs; measured 0.85x the speed on the CPU, docs/PERFORMANCE.md).
+    # with fp16/bf16 on recent GPUs; slower on the CPU: docs/PERFORMANCE.md, "Speed levers").
     runtime.channels_last = False
-    # torch.compile the UNet (nn.Module.compile, in place). Measured on the CPU: 75 s (sampling) and
-    # 175 s (training) of compiling per stage and batch shape, then 0.44x / 0.65x the speed; unmeasured
-    # on a GPU (docs/PERFORMANCE.md says how to measure it).
+    # torch.compile the UNet (nn.Module.compile, in place). On the CPU it compiles for minutes per stage
+    # and batch shape and then runs slower; unmeasured on a GPU (docs/PERFORMANCE.md, "Speed levers",
+    # has the numbers and says how to measure it).
     runtime.compile_unet = False
     # attention implementation of the UNet: "sdpa" (torch's scaled_dot_product_attention: flash /
     # memory-efficient kernels) or "math" (diffusers' plain AttnProcessor: materialises the attention
-    # matrix; measured at 512 x 512: 2.2x the training memory and 1.6x the time of sdpa).
+    # matrix: more training memory and time than sdpa, docs/PERFORMANCE.md, "Speed levers").
     runtime.attention = "sdpa"
     # seconds a process waits in a collective (gather, barrier, gradient all-reduce) for the others
     # before it stops with one line: how soon a machine that died without closing its connections
@@ -449,7 +448,8 @@ def _template(number):
     return _setting(
         "prompt_file",
         f"prompts/template{number}_train.json",
-        f"prompt template {number} (paper Sec. 4.1, App. H): train on template{number}_train.json, evaluate on its _test list.",
+        f"prompt template {number} (paper Sec. 4.1, App. H): train on template{number}_train.json, evaluate on its "
+        "_test list.",
     )
 
 
@@ -483,19 +483,19 @@ def _backbone(name, model_id, doc):
             config.reward.clip_model, config.reward.clip_pretrained = tiny_clip_paths(TINY_DIRS[name])
             return config
         config.pretrained.model = model_id
-        # the UNet's training activations grow with the pixels; measured per (trajectory, timestep) pair
-        # in half precision (docs/PERFORMANCE.md, "Other backbones"), sized for a 24 GB card:
+        # the UNet's training activations grow with the pixels; sized for a 24 GB card from the activations
+        # per (trajectory, timestep) pair in half precision (docs/PERFORMANCE.md, "Other backbones"):
         if name == "sdxl":
-            # 1024 px: 22 GiB a pair (4.8 with checkpointing) beside 6.5 GiB of weights: checkpointing on,
-            # 2 pairs per call (16 GiB). Sampling: 2 prompts x 3 branches x 2 CFG rows per UNet call;
-            # 4x the batches keep a round's 256 prompts (the default's reward queries).
+            # 1024 px: checkpointing on, 2 pairs per call. Sampling: 2 prompts x 3 branches x 2 CFG rows per
+            # UNet call; 4x the batches keep a round's 256 prompts (the default's reward queries).
             config.train.gradient_checkpointing = True
             config.train.forward_chunk = 2
             config.sample.batch_size = 2
             config.sample.num_batches_per_epoch = 128
-            config.sample.decode_batch_size = 2  # the VAE decodes in fp32 (force_upcast): 1 GiB maps at 1024 px
+            # the VAE decodes in fp32 (force_upcast): its feature maps are large at 1024 px
+            config.sample.decode_batch_size = 2
         else:
-            # 768 px: 6.6 GiB a pair beside 2.4 GiB of weights: 2 pairs per call (16 GiB), no checkpointing
+            # 768 px: 2 pairs per call, no checkpointing
             config.train.forward_chunk = 2
             config.sample.decode_batch_size = 4
         return config

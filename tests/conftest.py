@@ -7,7 +7,6 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     # pytest -n N: the cores are shared out, one share per worker, and the stage processes a test
@@ -51,8 +50,8 @@ def run_round(config, accelerator, r, resume_from=""):
     metrics, the pipeline it sampled and trained with)."""
     import copy
 
+    from b2diffurl.layout import round_dir
     from b2diffurl.models import load_policy
-    from b2diffurl.records import round_dir
     from b2diffurl.rewards import build_reward
     from b2diffurl.sampler import sample_round
     from b2diffurl.selection import select_round

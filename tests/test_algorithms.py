@@ -10,20 +10,16 @@ import torch
 
 from b2diffurl import records
 from b2diffurl.backbones import encode_prompts
+from b2diffurl.layout import round_dir
 from b2diffurl.models import load_lora, load_policy
 from b2diffurl.objectives import contrastive_pairs, make_objective
-from b2diffurl.records import round_dir
+from b2diffurl.optimizer_state import make_optimizer, trainable_parameters
+from b2diffurl.policy import Policy, backward_batch
 from b2diffurl.rewards import build_reward
 from b2diffurl.sampler import sample_round
 from b2diffurl.selection import select_round
-from b2diffurl.trainer import (
-    Policy,
-    backward_batch,
-    interval_pairs,
-    make_optimizer,
-    train_round,
-    trainable_parameters,
-)
+from b2diffurl.train_batches import interval_pairs
+from b2diffurl.trainer import train_round
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +74,9 @@ def selected_of(out):
 def test_dpo_step_raises_the_winners_log_prob_margin(sampled_round):
     config, out = sampled_round
     selected, extra = selected_of(out)
-    w, l = contrastive_pairs(selected.group_ids, extra["normalised"])
+    w, lose = contrastive_pairs(selected.group_ids, extra["normalised"])
     assert len(w) >= 2, "the round has contrastive pairs"
-    rows = torch.stack([w[:2], l[:2]], dim=1).flatten()  # [w0, l0, w1, l1]
+    rows = torch.stack([w[:2], lose[:2]], dim=1).flatten()  # [w0, l0, w1, l1]
     batch = selected.select(rows)
     pipeline = load_policy(config, "cpu")
     policy = policy_for(config, pipeline)
@@ -90,7 +86,7 @@ def test_dpo_step_raises_the_winners_log_prob_margin(sampled_round):
 
     def margin():
         with torch.no_grad():
-            lp = policy.log_probs(pairs[0], pairs[1], pairs[2], embeds[pairs[4]])
+            lp = policy.step(pairs[0], pairs[1], pairs[2], embeds[pairs[4]])[0]
         return (lp[0::2] - lp[1::2]).sum().item()
 
     train = copy.deepcopy(config.train)
@@ -115,8 +111,8 @@ def test_dpo_against_the_base_model_has_zero_margin_at_a_zero_lora(sampled_round
 
     config, out = sampled_round
     selected, extra = selected_of(out)
-    w, l = contrastive_pairs(selected.group_ids, extra["normalised"])
-    batch = selected.select(torch.stack([w[:2], l[:2]], dim=1).flatten())
+    w, lose = contrastive_pairs(selected.group_ids, extra["normalised"])
+    batch = selected.select(torch.stack([w[:2], lose[:2]], dim=1).flatten())
     pipeline = load_policy(config, "cpu")
     policy = policy_for(config, pipeline)
     manifest = records.read_json(os.path.join(out, "samples", "manifest.json"))
@@ -172,17 +168,53 @@ def test_dpo_round_trains_on_pairs_and_reports_the_unpaired(sampled_round, accel
     selected, extra = selected_of(out)
     w, _ = contrastive_pairs(selected.group_ids, extra["normalised"])
     metrics = train_round(config, accelerator, load_policy(config, "cpu"), out)
-    assert metrics["dpo_pairs"] == len(w) > 0
-    assert metrics["dpo_unpaired"] == len(selected) - 2 * len(w)
-    assert metrics["trajectories_used"] == 2 * len(w) * config.train.num_epochs
-    assert metrics["optimizer_steps"] > 0 and metrics["first_step_max_ratio_deviation"] < 1e-5
+    assert metrics.extra["dpo_pairs"] == len(w) > 0
+    assert metrics.extra["dpo_unpaired"] == len(selected) - 2 * len(w)
+    assert metrics.trajectories_used == 2 * len(w) * config.train.num_epochs
+    assert metrics.optimizer_steps > 0 and metrics.first_step_max_ratio_deviation < 1e-5
 
 
 def test_dpok_round_reports_its_kl(sampled_round, accelerator):
+    """kl_reference is the mean over every trained (trajectory, step) pair of ||mu_theta - mu_base||^2 /
+    (2 sigma^2), at the LoRA of the moment. Crafted so that one optimizer step comes after all batches but
+    the last (2 epochs, gradient_accumulation_steps = 2 B - 1) and the last, partial one is dropped: every
+    pair before the step has the zero LoRA (KL 0), and the last batch's pairs have the round's final
+    LoRA, so the reported value is recomputed from the saved LoRA on that batch's trajectories alone."""
+    from b2diffurl.backbones import negative_conditioning
+    from b2diffurl.objectives import gaussian_kl
+    from b2diffurl.train_batches import batch_starts, epoch_share
+
     config, out = fresh_copy(*sampled_round, "dpok_round")
-    config.train.algorithm = "dpok"
+    selected, _ = selected_of(out)
+    n, k = selected.log_probs.shape
+    starts = batch_starts(n, config.train.batch_size, config.train.partial_batch)
+    assert len(starts) >= 2, "the crafted round has several batches per epoch"
+    config.train.algorithm, config.train.num_epochs, config.train.partial_step = "dpok", 2, "drop"
+    config.train.gradient_accumulation_steps = 2 * len(starts) - 1
     metrics = train_round(config, accelerator, load_policy(config, "cpu"), out)
-    assert metrics["optimizer_steps"] > 0 and metrics["kl_reference"] > 0, "the LoRA moved away from the base model"
+    assert metrics.optimizer_steps == 1 and metrics.dropped_batches == 1 and metrics.pairs == 2 * n * k
+
+    pipeline = load_policy(config, "cpu")
+    load_lora(pipeline.unet, os.path.join(out, "lora"))
+    pipeline.scheduler.set_timesteps(config.sample.num_steps)
+    policy = Policy(
+        pipeline.unet,
+        pipeline.scheduler,
+        negative_conditioning(pipeline),
+        config.sample.guidance_scale,
+        config.sample.eta,
+    )
+    last = epoch_share(n, 1, 0, config.seed, 1)[starts[-1] : starts[-1] + config.train.batch_size]
+    batch = selected.select(last)  # the round's last batch: trained on at the final LoRA
+    manifest = records.read_json(os.path.join(out, "samples", "manifest.json"))
+    embeds = encode_prompts(pipeline, manifest["prompt_list"])[batch.prompt_ids]
+    x, x_next, t, _, rows = interval_pairs(batch, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        _, mean, std = policy.step(x, x_next, t, embeds[rows])
+        kl = gaussian_kl(mean, policy.reference_mean(x, t, embeds[rows]), std)
+    expected = kl.double().sum().item() / metrics.pairs
+    assert expected > 0, "the step moved the LoRA away from the base model"
+    assert metrics.extra["kl_reference"] == pytest.approx(expected, rel=1e-4)
 
 
 @pytest.mark.parametrize("partial_step", ["scale", "drop"])
@@ -196,16 +228,16 @@ def test_partial_step_choice(sampled_round, accelerator, partial_step):
     assert remainder, "the crafted round ends in a partial accumulation"
     metrics = train_round(config, accelerator, load_policy(config, "cpu"), out)
     if partial_step == "scale":
-        assert metrics["optimizer_steps"] == full + 1 and metrics["dropped_batches"] == 0
+        assert metrics.optimizer_steps == full + 1 and metrics.dropped_batches == 0
     else:
-        assert metrics["optimizer_steps"] == full and metrics["dropped_batches"] == remainder
+        assert metrics.optimizer_steps == full and metrics.dropped_batches == remainder
 
 
 def test_drop_makes_no_update_when_a_round_has_less_than_one_step(sampled_round, accelerator):
     config, out = fresh_copy(*sampled_round, "partial_none")
     config.train.partial_step, config.train.gradient_accumulation_steps = "drop", 10_000
     metrics = train_round(config, accelerator, load_policy(config, "cpu"), out)
-    assert metrics["optimizer_steps"] == 0
+    assert metrics.optimizer_steps == 0
     pipeline = load_policy(config, "cpu")
     load_lora(pipeline.unet, os.path.join(out, "lora"))
     assert all(p.abs().sum() == 0 for n, p in trainable_parameters(pipeline.unet) if "lora_B" in n), "no update at all"
@@ -217,7 +249,7 @@ def test_a_short_last_batch_counts_for_its_size(sampled_round, accelerator, part
     mean over the pairs of every trajectory it used (a short batch weighs r / b of a full one, not 1), or,
     with "drop" (the official trainer), over the full batches only. Compared by its norm (metrics
     grad_norm: before clipping) with one backward over those trajectories at once."""
-    from b2diffurl.trainer import epoch_share
+    from b2diffurl.train_batches import epoch_share
 
     config, out = fresh_copy(*sampled_round, f"short_{partial_batch}")
     selected, extra = selected_of(out)
@@ -228,7 +260,7 @@ def test_a_short_last_batch_counts_for_its_size(sampled_round, accelerator, part
     config.train.partial_batch = partial_batch
     metrics = train_round(config, accelerator, load_policy(config, "cpu"), out)
     used = n if partial_batch == "weight" else n - n % config.train.batch_size
-    assert metrics["optimizer_steps"] == 1 and metrics["trajectories_used"] == used
+    assert metrics.optimizer_steps == 1 and metrics.trajectories_used == used
 
     rows = epoch_share(n, 1, 0, config.seed, 0)[:used]  # the trajectories the epoch trained on
     pipeline = load_policy(config, "cpu")
@@ -255,4 +287,4 @@ def test_a_short_last_batch_counts_for_its_size(sampled_round, accelerator, part
         lambda loss: loss.backward(),
     )
     expected = torch.cat([p.grad.flatten() for p in params]).norm().item()
-    assert metrics["grad_norm"] == pytest.approx(expected, rel=1e-4)
+    assert metrics.grad_norm == pytest.approx(expected, rel=1e-4)

@@ -198,7 +198,7 @@ def test_sdxl_gradient_is_the_same_chunked_and_checkpointed(sdxl_dir):
     from b2diffurl import backbones
     from b2diffurl.models import attach_lora, load_pipeline
     from b2diffurl.objectives import make_objective
-    from b2diffurl.trainer import Policy, backward_batch
+    from b2diffurl.policy import Policy, backward_batch
     from config.stage_process import get_config
 
     config = get_config("tiny")

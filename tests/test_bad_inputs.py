@@ -147,6 +147,10 @@ DRIVER_CASES = [
         {"CONFIG": "{dir}/bf16_latents.py"},
         ["sample.latent_dtype='bf16' rounds a stored latent by up to 73%", "use fp16", "set in CONFIG"],
     ),
+    ({"OneProcess": "2"}, ["OneProcess=2 is outside 0..1", "one process per stage"]),
+    ({"EvalImages": "0"}, ["EvalImages=0 must be >= 1"]),
+    ({"EvalSets": "train,val"}, ["EvalSets=train,val must name train and/or test"]),
+    ({"AllowChanges": "2"}, ["AllowChanges=2 must be 0 or 1"]),
 ]
 
 
@@ -173,22 +177,48 @@ def _scratch(folder):
         (folder / f"{name}_model").mkdir()
         (folder / f"{name}_model" / "model_index.json").write_text(json.dumps(index))
     (folder / "encoder" / "config.json").write_text("{}")
-    for name, body in {
-        "hub_model": "config.pretrained.model = 'someone/not-cached-model'\nconfig.pretrained.build_tiny = False",
-        "clip_tag": "config.reward.name = 'clipscore'\nconfig.reward.clip_model = 'ViT-B-32'\nconfig.reward.clip_pretrained = 'openai'",
-        "model_folder": f"config.pretrained.model = {str(folder / 'empty_model')!r}\nconfig.pretrained.build_tiny = False",
-        "reward_name": "config.reward.name = 'bertscor'",
-        "reward_weight": "config.reward.name = 'colour+-0.5*clipscore'",
-        "other_pipeline": f"config.pretrained.model = {str(folder / 'other_pipeline_model')!r}\nconfig.pretrained.build_tiny = False",
-        "sdxl_one_encoder": f"config.pretrained.model = {str(folder / 'sdxl_one_encoder_model')!r}\nconfig.pretrained.build_tiny = False",
-        "bertscore_reference": "config.reward.name = 'bertscore'\nconfig.reward.build_tiny_text = True\nconfig.reward.caption_reference = 'The image contains'",
-        "bertscore_hub": f"config.reward.name = 'bertscore'\nconfig.reward.build_tiny_text = False\nconfig.reward.captioner = 'someone/not-cached-llava'\nconfig.reward.bertscore_model = {str(folder / 'encoder')!r}",
-        "bertscore_folder": f"config.reward.name = 'bertscore'\nconfig.reward.build_tiny_text = False\nconfig.reward.captioner = {str(folder / 'encoder')!r}\nconfig.reward.bertscore_model = {str(folder / 'empty_model')!r}",
-        "eval_metric": "config.evaluate.metrics = 'bertscore,bleu'",
-        "eval_metric_hub": f"config.evaluate.metrics = 'bertscore'\nconfig.reward.build_tiny_text = False\nconfig.reward.captioner = 'someone/not-cached-llava'\nconfig.reward.bertscore_model = {str(folder / 'encoder')!r}",
-        "eta": "config.sample.eta = 0.0",
-        "bf16_latents": "config.sample.latent_dtype = 'bf16'",
+    tiny_model = "config.pretrained.build_tiny = False"
+    encoder, empty_model = str(folder / "encoder"), str(folder / "empty_model")
+    for name, lines in {
+        "hub_model": ("config.pretrained.model = 'someone/not-cached-model'", tiny_model),
+        "clip_tag": (
+            "config.reward.name = 'clipscore'",
+            "config.reward.clip_model = 'ViT-B-32'",
+            "config.reward.clip_pretrained = 'openai'",
+        ),
+        "model_folder": (f"config.pretrained.model = {empty_model!r}", tiny_model),
+        "reward_name": ("config.reward.name = 'bertscor'",),
+        "reward_weight": ("config.reward.name = 'colour+-0.5*clipscore'",),
+        "other_pipeline": (f"config.pretrained.model = {str(folder / 'other_pipeline_model')!r}", tiny_model),
+        "sdxl_one_encoder": (f"config.pretrained.model = {str(folder / 'sdxl_one_encoder_model')!r}", tiny_model),
+        "bertscore_reference": (
+            "config.reward.name = 'bertscore'",
+            "config.reward.build_tiny_text = True",
+            "config.reward.caption_reference = 'The image contains'",
+        ),
+        "bertscore_hub": (
+            "config.reward.name = 'bertscore'",
+            "config.reward.build_tiny_text = False",
+            "config.reward.captioner = 'someone/not-cached-llava'",
+            f"config.reward.bertscore_model = {encoder!r}",
+        ),
+        "bertscore_folder": (
+            "config.reward.name = 'bertscore'",
+            "config.reward.build_tiny_text = False",
+            f"config.reward.captioner = {encoder!r}",
+            f"config.reward.bertscore_model = {empty_model!r}",
+        ),
+        "eval_metric": ("config.evaluate.metrics = 'bertscore,bleu'",),
+        "eval_metric_hub": (
+            "config.evaluate.metrics = 'bertscore'",
+            "config.reward.build_tiny_text = False",
+            "config.reward.captioner = 'someone/not-cached-llava'",
+            f"config.reward.bertscore_model = {encoder!r}",
+        ),
+        "eta": ("config.sample.eta = 0.0",),
+        "bf16_latents": ("config.sample.latent_dtype = 'bf16'",),
     }.items():
+        body = "\n".join(lines)
         os.replace(_config_file(folder, body), folder / f"{name}.py")
 
 
@@ -216,8 +246,8 @@ def prepare_in_process(save_path, config, variables, monkeypatch, capfd):
     folder the repository), in this process; a CompletedProcess-like result."""
     import types
 
-    from b2diffurl import driver
-    from b2diffurl.driver import KNOWN_VARIABLES
+    from b2diffurl.driver.commands import main
+    from b2diffurl.variables import KNOWN_VARIABLES
 
     for name in KNOWN_VARIABLES:
         monkeypatch.delenv(name, raising=False)
@@ -231,7 +261,7 @@ def prepare_in_process(save_path, config, variables, monkeypatch, capfd):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     capfd.readouterr()
-    code = driver.main(["prepare"])
+    code = main(["prepare"])
     out, err = capfd.readouterr()
     return types.SimpleNamespace(returncode=code, stdout=out, stderr=err)
 
@@ -286,7 +316,7 @@ def test_default_config_on_a_cpu_says_how_to_run_anyway(tmp_path):
 
 def test_relative_paths_are_taken_from_the_callers_folder(tmp_path):
     """A relative PromptFile and SavePath are the caller's, not the repository's."""
-    from b2diffurl.driver import prepare
+    from b2diffurl.driver.prepare import prepare
 
     (tmp_path / "mine.json").write_text(json.dumps(["red apple"]))
     values = prepare(
@@ -429,8 +459,31 @@ def test_stage_scripts_refuse_bad_flags_in_one_line(flags, fragments, tmp_path):
     assert not os.listdir(tmp_path)
 
 
-def test_there_are_at_least_40_bad_inputs():
-    assert len(DRIVER_CASES) + len(DAMAGE_CASES) + len(STAGE_CASES) >= 40
+def test_every_variable_has_a_bad_input_refused_in_a_line_naming_it(tmp_path, monkeypatch, capfd):
+    """Each variable a user sets has a case above, and one of its cases is refused by prepare with
+    the case's line, which names that variable (here on a fresh SavePath, in this process); a case
+    that sets a variable and is not refused with its line fails too."""
+    from b2diffurl.variables import DRIVER_VARIABLES, OTHER_VARIABLES
+
+    _scratch(tmp_path)
+    save_path = tmp_path / "runs"
+    for variable in (*DRIVER_VARIABLES, *OTHER_VARIABLES):
+        cases = [case for case in DRIVER_CASES if variable in case[0] or any(variable in f for f in case[1])]
+        assert cases, f"no bad-input case names {variable}"
+        for variables, fragments in cases:
+            variables = {k: v.format(dir=tmp_path) for k, v in variables.items()}
+            fragments = [f.format(dir=tmp_path) for f in fragments]
+            config = variables.pop("CONFIG", "config/stage_process.py:tiny")
+            variables.setdefault("SavePath", str(save_path))
+            proc = prepare_in_process(
+                variables.pop("SavePath"), config, {**REFERENCE_RUN, **variables}, monkeypatch, capfd
+            )
+            _assert_one_line(proc, fragments)
+            if any(variable in line for line in error_lines(proc.stderr)):
+                break
+        else:
+            raise AssertionError(f"no case of {variable} is refused in a line naming it")
+    assert not save_path.exists(), "nothing was written"
 
 
 @pytest.mark.slow
@@ -447,7 +500,7 @@ def test_fresh_optimizer_is_a_deliberate_flag(reference_run, tmp_path):
 
 
 def test_ports_in_the_ephemeral_range_get_a_warning(tmp_path):
-    from b2diffurl.driver import ephemeral_ports, port_warning
+    from b2diffurl.driver.machines import ephemeral_ports, port_warning
 
     range_file = tmp_path / "ip_local_port_range"
     range_file.write_text("32768\t60999\n")
@@ -468,9 +521,9 @@ def test_ports_in_the_ephemeral_range_get_a_warning(tmp_path):
 
 
 def test_the_driver_prints_the_port_warning_and_goes_on(tmp_path, monkeypatch, capfd):
-    from b2diffurl import driver
+    from b2diffurl.driver import machines as driver_machines
 
-    monkeypatch.setattr(driver, "ephemeral_ports", lambda: (32768, 60999))
+    monkeypatch.setattr(driver_machines, "ephemeral_ports", lambda: (32768, 60999))
     machines = {"NUM_MACHINES": 2, "MAIN_PROCESS_IP": "10.0.0.1", "NUM_PROCESSES": 2}
     proc = prepare_in_process(
         tmp_path, "config/stage_process.py:tiny", {**machines, "MAIN_PROCESS_PORT": 50000}, monkeypatch, capfd

@@ -14,7 +14,8 @@ from conftest import REPO
 
 
 def method_config(method):
-    from b2diffurl.driver import DRIVER_VARIABLES, load_config, set_field
+    from b2diffurl.configs import load_config, set_field
+    from b2diffurl.variables import DRIVER_VARIABLES
 
     config = load_config(f"{REPO}/config/stage_process.py:toy{method.presets}")
     for variable, value in method.variables.items():
@@ -25,7 +26,7 @@ def method_config(method):
 def test_every_method_scores_the_same_images_per_round():
     """Equal rounds are equal reward queries: batch size x batches x branches = 96 for every method,
     and each method is the algorithm and the schedule its label says."""
-    from b2diffurl.toyworld.protocol import METHODS, QUERIES_PER_ROUND
+    from b2diffurl.toylab.protocol import METHODS, QUERIES_PER_ROUND
 
     for label, method in METHODS.items():
         config = method_config(method)
@@ -42,7 +43,7 @@ def test_every_method_scores_the_same_images_per_round():
 
 
 def test_the_protocol_keeps_selection_and_final_seeds_apart():
-    from b2diffurl.toyworld import protocol
+    from b2diffurl.toylab import protocol
 
     assert not set(protocol.SELECTION_SEEDS) & set(protocol.FINAL_SEEDS)
     assert len(protocol.FINAL_SEEDS) >= 5 and protocol.FINAL_ROUNDS > 6
@@ -67,8 +68,8 @@ def test_every_final_run_evaluates_what_its_claims_read_with_two_images_a_prompt
     """Each planned final run evaluates the prompt sets its template's claims read (the held-out set
     only on the main template), on enough images that every prompt gets the 2 the per-prompt
     Inception Score needs; the driver's own check accepts each plan's variables before round 0."""
-    from b2diffurl.driver import checked_run
-    from b2diffurl.toyworld import benchmark, protocol
+    from b2diffurl.driver.prepare import checked_run
+    from b2diffurl.toylab import benchmark, protocol
 
     read = {(c.template, c.prompt_set) for c in protocol.claims()}
     assert read <= {(t, s) for t in protocol.FIG5_TEMPLATES for s in protocol.eval_sets(t).split(",")}
@@ -80,7 +81,7 @@ def test_every_final_run_evaluates_what_its_claims_read_with_two_images_a_prompt
     for part in protocol.FINAL_PARTS:
         if part in ("caption", "f1"):
             continue
-        for what, run_dir, env, variables in benchmark.planned(str(tmp_path), part, (1,), picks):
+        for what, _, env, variables in benchmark.planned(str(tmp_path), part, (1,), picks):
             template = next(t for t in protocol.FIG5_TEMPLATES if variables["PromptFile"] == protocol.prompt_file(t))
             for split in variables["EvalSets"].split(","):
                 prompts = json.loads((pathlib.Path(REPO) / protocol.prompt_file(template, split)).read_text())
@@ -90,8 +91,8 @@ def test_every_final_run_evaluates_what_its_claims_read_with_two_images_a_prompt
 
 
 def test_paired_differences_and_verdicts():
-    from b2diffurl.toyworld.protocol import verdict
-    from b2diffurl.toyworld.verdicts import paired
+    from b2diffurl.toylab.protocol import verdict
+    from b2diffurl.toylab.verdicts import paired
 
     mean, se, n, seeds = paired({1: 0.80, 2: 0.84, 3: 0.90, 9: 0.5}, {1: 0.70, 2: 0.72, 3: 0.74})
     assert seeds == [1, 2, 3] and n == 3, "only the seeds both methods have"
@@ -103,12 +104,12 @@ def test_paired_differences_and_verdicts():
     assert verdict(-0.1, 0.04, 5) == "not reproduced" and verdict(-0.1, 0.04, 5, sign=-1) == "reproduced"
     assert verdict(0.1, None, 1).startswith("inconclusive")
     # a part still running: its claims say how many of the planned seeds they rest on
-    from b2diffurl.toyworld.protocol import verdict_so_far
+    from b2diffurl.toylab.protocol import verdict_so_far
 
     assert verdict_so_far(0.1, 0.04, 2, 5) == "reproduced so far (2 of 5 seeds)"
     assert verdict_so_far(0.1, None, 1, 5) == "inconclusive so far (1 of 5 seeds)"
     assert verdict_so_far(0.1, 0.04, 5, 5) == "reproduced"
-    from b2diffurl.toyworld.results import summary_line
+    from b2diffurl.toylab.claims import summary_line
 
     assert summary_line(
         [
@@ -119,15 +120,17 @@ def test_paired_differences_and_verdicts():
             "reproduced so far (2 of 5 seeds)",
         ]
     ) == (
-        "Verdicts over every claim tested: inconclusive 1, reproduced 2; claims of parts still running, so far: inconclusive 1, reproduced 1."
+        "Verdicts over every claim tested: inconclusive 1, reproduced 2; claims of parts still running, so far: "
+        "inconclusive 1, reproduced 1."
     )
     assert summary_line(["reproduced so far (2 of 5 seeds)"]) == (
-        "Verdicts over every claim tested: none on all their seeds yet; claims of parts still running, so far: reproduced 1."
+        "Verdicts over every claim tested: none on all their seeds yet; claims of parts still running, so far: "
+        "reproduced 1."
     )
 
 
 def test_the_learning_rate_pick():
-    from b2diffurl.toyworld.verdicts import pick_learning_rate
+    from b2diffurl.toylab.verdicts import pick_learning_rate
 
     assert pick_learning_rate({5e-4: [0.7, 0.8], 1e-3: [0.8, 0.9], 2e-3: [0.95, 0.5]}) == 1e-3
     assert pick_learning_rate({5e-4: [0.8], 1e-3: [0.8], 2e-3: []}) == 5e-4, (
@@ -164,7 +167,7 @@ def test_the_report_states_pairs_verdicts_and_what_is_not_run(tmp_path, monkeypa
     """RESULTS.md from a grid and the fig5 part: the grid with its pick in bold, per claim both means,
     the paired difference with its SE and the verdict, stability shares, and the parts not run named
     with their command."""
-    from b2diffurl.toyworld import benchmark, protocol, results
+    from b2diffurl.toylab import benchmark, ledger, protocol, results
 
     # each figure set's notes are named by its folder (toy3 evaluates its training prompts only)
     monkeypatch.setattr(
@@ -178,7 +181,7 @@ def test_the_report_states_pairs_verdicts_and_what_is_not_run(tmp_path, monkeypa
             for seed in protocol.SELECTION_SEEDS:
                 score = 0.75 + (0.1 if lr == 1e-3 else 0) + (0.05 if label == "DDPO" and lr == 5e-3 else 0)
                 write_run(
-                    tmp_path / benchmark.grid_dir(str(save), label, lr, seed),
+                    tmp_path / ledger.grid_dir(str(save), label, lr, seed),
                     protocol.GRID_ROUNDS,
                     score,
                     kl=0.5 if lr == 5e-3 else 0.001,
@@ -199,11 +202,11 @@ def test_the_report_states_pairs_verdicts_and_what_is_not_run(tmp_path, monkeypa
     caption = {1: 0.78, 2: 0.80, 3: 0.79, 4: 0.83, 5: 0.80}  # base 0.7: gains 0.08 .. 0.13
     for seed in protocol.FINAL_SEEDS:
         write_run(
-            tmp_path / benchmark.final_dir(str(save), protocol.CAPTION_METHOD, protocol.MAIN_TEMPLATE, seed),
+            tmp_path / ledger.final_dir(str(save), protocol.CAPTION_METHOD, protocol.MAIN_TEMPLATE, seed),
             protocol.FINAL_ROUNDS,
             caption[seed],
         )
-    f1 = tmp_path / benchmark.f1_dir(str(save))
+    f1 = tmp_path / ledger.f1_dir(str(save))
     f1.mkdir(parents=True)
     (f1 / "stability.json").write_text(
         json.dumps(
@@ -268,7 +271,7 @@ def test_the_report_states_pairs_verdicts_and_what_is_not_run(tmp_path, monkeypa
 def test_an_item_without_runs_names_every_part_it_waits_for():
     """A paper item none of whose claims has a run at the budget names the parts that run its methods:
     Fig. 7b (B2-DiffuRL vs DDPO) waits for fig5 even when fig7's own BPT-only runs are there."""
-    from b2diffurl.toyworld import results
+    from b2diffurl.toylab import claims
 
     class Finals:
         kind, budget = "final", 960
@@ -281,12 +284,12 @@ def test_an_item_without_runs_names_every_part_it_waits_for():
 
     command = "`python -m b2diffurl.toyworld benchmark --part"
     bpt_only = Finals({("BPT-only", "toy2")})
-    assert results.waiting_line(bpt_only, "Fig. 7b") == f"Not run yet: {command} fig5`."
-    assert results.waiting_line(Finals(set()), "Fig. 7a") == f"Not run yet: {command} fig5` and {command} fig7`."
-    assert results.waiting_line(bpt_only, "Fig. 7a") == (
+    assert claims.waiting_line(bpt_only, "Fig. 7b") == f"Not run yet: {command} fig5`."
+    assert claims.waiting_line(Finals(set()), "Fig. 7a") == f"Not run yet: {command} fig5` and {command} fig7`."
+    assert claims.waiting_line(bpt_only, "Fig. 7a") == (
         f"Runs started, none at 960 reward queries yet: rerun {command} fig5` and {command} fig7` to finish them."
     )
-    assert results.waiting_line(Finals(set()), "Fig. 8") == f"Not run yet: {command} fig8`."
+    assert claims.waiting_line(Finals(set()), "Fig. 8") == f"Not run yet: {command} fig8`."
 
 
 def test_final_parts_wait_for_the_grid(tmp_path):
@@ -327,37 +330,38 @@ def test_runs_at_once_share_the_cores_and_a_failed_run_is_named(tmp_path, monkey
     """benchmark --jobs 2: two run folders at once, each with half the cores' threads, each's output in
     its own log, its wall time in timings.json; after a failure nothing new starts, the running one
     finishes, and the error names the failed run and its log."""
-    from b2diffurl.toyworld import benchmark, results
+    from b2diffurl.toylab import ledger, restated, runner
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     threads = max(1, (os.cpu_count() or 1) // 2)
-    assert benchmark.threads_per_run(2) == threads
+    assert runner.threads_per_run(2) == threads
     fake = (
         tmp_path / "fake_driver.sh"
     )  # stands in for run_process.sh: records its threads, takes 2 s ("bad" fails at once)
     fake.write_text(
-        f'echo "$ExpName $OMP_NUM_THREADS" >> "{tmp_path}/seen.txt"; echo "output of $ExpName"; [ "$ExpName" != bad ] || exit 1; sleep 2\n'
+        f'echo "$ExpName $OMP_NUM_THREADS" >> "{tmp_path}/seen.txt"; echo "output of $ExpName"; '
+        '[ "$ExpName" != bad ] || exit 1; sleep 2\n'
     )
     save = tmp_path / "bench"
     save.mkdir()
 
     def plan(names):
-        return [benchmark.planned_run(f"run {n}", str(save / "part" / n), {"ExpName": n}) for n in names]
+        return [runner.planned_run(f"run {n}", str(save / "part" / n), {"ExpName": n}) for n in names]
 
-    wall, worked, left = benchmark.run_plan(str(save), plan("abc"), jobs=2, command=("bash", str(fake)))
+    wall, worked, left = runner.run_plan(str(save), plan("abc"), jobs=2, command=("bash", str(fake)))
     assert 4 <= wall < 6, f"3 runs of 2 s, 2 at a time (one after another: 6 s or more): {wall:.1f} s"
     assert not worked, "no run took over 20 s"
     assert left == 0
     assert sorted((tmp_path / "seen.txt").read_text().split("\n")[:-1]) == [f"{n} {threads}" for n in "abc"]
-    timings = benchmark.read_timings(str(save))
+    timings = ledger.read_timings(str(save))
     assert sorted(timings["runs"]) == [os.path.join("part", n) for n in "abc"] and all(
         2 <= t < 4 for t in timings["runs"].values()
     )
     assert "output of b" in (save / "logs" / "part" / "b.log").read_text()
 
     (tmp_path / "seen.txt").unlink()
-    with pytest.raises(benchmark.BenchmarkError) as err:
-        benchmark.run_plan(str(save), plan(["a", "bad", "c"]), jobs=2, command=("bash", str(fake)))
+    with pytest.raises(runner.BenchmarkError) as err:
+        runner.run_plan(str(save), plan(["a", "bad", "c"]), jobs=2, command=("bash", str(fake)))
     assert (
         str(err.value)
         == f"failed: run bad (exit 1; its output: {save / 'logs' / 'part' / 'bad.log'}); 1 run(s) not finished"
@@ -369,10 +373,11 @@ def test_runs_at_once_share_the_cores_and_a_failed_run_is_named(tmp_path, monkey
     timings["parts"]["part"] = {"wall_seconds": 7200.0, "jobs": 2, "threads": threads}
     timings["runs"] = {os.path.join("part", n): 5400.0 for n in "abc"}
     (save / "timings.json").write_text(json.dumps(timings))
-    line = results.timings_lines(str(save))[1]
+    line = restated.timings_lines(str(save))[1]
     assert (
         line
-        == f"- Wall time (runs and their evaluations): part 2.00 h (3 runs, 2 at a time, {threads} thread(s) each; 4.50 h of run time); total 2.00 h."
+        == f"- Wall time (runs and their evaluations): part 2.00 h (3 runs, 2 at a time, {threads} thread(s) each; "
+        "4.50 h of run time); total 2.00 h."
     ), line
 
 
@@ -381,7 +386,7 @@ def test_finished_runs_are_recorded_and_never_run_again(tmp_path, monkeypatch):
     copied there with record.json; a second plan skips recorded runs without starting them; a record
     whose protocol variables differ stops the plan before anything starts, naming the variable; the
     report's wall times and machine come from the records."""
-    from b2diffurl.toyworld import benchmark, ledger, results
+    from b2diffurl.toylab import benchmark, ledger, restated, results, runner
 
     fake = (
         tmp_path / "fake_driver.sh"
@@ -389,17 +394,19 @@ def test_finished_runs_are_recorded_and_never_run_again(tmp_path, monkeypatch):
     fake.write_text(
         f'set -e; d="$SavePath/$ExpName"; echo "$ExpName" >> "{tmp_path}/seen.txt"\n'
         'mkdir -p "$d/base/eval" "$d/round_000/eval" "$d/round_000/samples"\n'
-        'echo "round,reward_queries,approx_kl,seconds" > "$d/progress.csv"; echo "0,96,0.001,900" >> "$d/progress.csv"\n'
-        'echo "{}" > "$d/settings.json"; echo "{\\"reward_queries\\": 0, \\"seconds\\": 450}" > "$d/base/eval/train.json"\n'
+        'echo "round,reward_queries,approx_kl,seconds" > "$d/progress.csv"; '
+        'echo "0,96,0.001,900" >> "$d/progress.csv"\n'
+        'echo "{}" > "$d/settings.json"; '
+        'echo "{\\"reward_queries\\": 0, \\"seconds\\": 450}" > "$d/base/eval/train.json"\n'
         'echo "{\\"reward_queries\\": 96, \\"seconds\\": 450, \\"lr\\": \\"$LR\\"}" > "$d/round_000/eval/train.json"\n'
         'echo x > "$d/round_000/samples/0.bin"\n'
     )
     save, record = tmp_path / "work", tmp_path / "record"
 
     def plan(lr):
-        return [benchmark.planned_run(f"run {n}", str(save / "grid" / n), {"ExpName": n, "LR": lr}) for n in "ab"]
+        return [runner.planned_run(f"run {n}", str(save / "grid" / n), {"ExpName": n, "LR": lr}) for n in "ab"]
 
-    benchmark.run_plan(str(save), plan("1e-3"), jobs=2, command=("bash", str(fake)), record_root=str(record))
+    runner.run_plan(str(save), plan("1e-3"), jobs=2, command=("bash", str(fake)), record_root=str(record))
     files = sorted(str(p.relative_to(record / "grid" / "a")) for p in (record / "grid" / "a").rglob("*") if p.is_file())
     assert files == [
         "base/eval/train.json",
@@ -413,10 +420,10 @@ def test_finished_runs_are_recorded_and_never_run_again(tmp_path, monkeypatch):
     assert json.loads((record / "grid" / "b" / "round_000" / "eval" / "train.json").read_text())["lr"] == "1e-3"
     assert not list(record.rglob("*.partial"))
 
-    benchmark.run_plan(str(save), plan("1e-3"), jobs=2, command=("bash", str(fake)), record_root=str(record))
+    runner.run_plan(str(save), plan("1e-3"), jobs=2, command=("bash", str(fake)), record_root=str(record))
     assert sorted((tmp_path / "seen.txt").read_text().split()) == ["a", "b"], "recorded runs are not started again"
-    with pytest.raises(benchmark.BenchmarkError) as err:
-        benchmark.run_plan(str(save), plan("2e-3"), jobs=2, command=("bash", str(fake)), record_root=str(record))
+    with pytest.raises(runner.BenchmarkError) as err:
+        runner.run_plan(str(save), plan("2e-3"), jobs=2, command=("bash", str(fake)), record_root=str(record))
     assert "LR recorded 1e-3, planned 2e-3" in str(err.value) and str(record / "grid" / "a") in str(err.value)
     assert sorted((tmp_path / "seen.txt").read_text().split()) == ["a", "b"], "nothing started"
 
@@ -434,12 +441,12 @@ def test_finished_runs_are_recorded_and_never_run_again(tmp_path, monkeypatch):
 
     ledger.add_part_time(str(record), "grid", 3600.0, 2, 1)
     assert ledger.work_seconds(str(record / "grid" / "a")) == 1800.0, "900 s of rounds and 2 evaluations of 450 s"
-    line = results.timings_lines(str(record))
+    line = restated.timings_lines(str(record))
     assert line[0] == f"- Machine: {ledger.machine()}."
     assert "grid 1.00 h (2 runs, 2 at a time, 1 thread(s) each; 1.00 h of run time" in line[1], line
 
     # --report --record elsewhere writes that record's report beside it (the writer itself is tested above)
-    from b2diffurl.toyworld.__main__ import main
+    from b2diffurl.toylab.cli import main
 
     written = []
     monkeypatch.setattr(results, "write", lambda *args, **kwargs: written.append(args))
@@ -451,7 +458,7 @@ def test_records_name_the_cpu_model(tmp_path):
     """A record names the CPU's model (two models train the same seeds into different runs): read from
     cpuinfo's "model name", the platform's processor where there is none."""
     from b2diffurl.perf import cpu_name
-    from b2diffurl.toyworld import ledger
+    from b2diffurl.toylab import ledger
 
     info = tmp_path / "cpuinfo"
     info.write_text(
@@ -468,7 +475,7 @@ def test_stop_after_lets_the_running_runs_finish_and_the_same_command_goes_on(tm
     """--stop-after: no run starts after the deadline; the one running when it passes finishes and is
     recorded; the rest are left for the same plan later, which skips the recorded run. A deadline
     that is not more than 0 minutes is refused with one line."""
-    from b2diffurl.toyworld import benchmark, ledger
+    from b2diffurl.toylab import ledger, runner
 
     fake = tmp_path / "fake_driver.sh"  # a run of 1 s that leaves an evaluation
     fake.write_text(
@@ -476,16 +483,16 @@ def test_stop_after_lets_the_running_runs_finish_and_the_same_command_goes_on(tm
         'mkdir -p "$d/base/eval"; echo "{\\"reward_queries\\": 0}" > "$d/base/eval/train.json"\n'
     )
     save, record = tmp_path / "work", tmp_path / "record"
-    plan = [benchmark.planned_run(f"run {n}", str(save / "final" / n), {"ExpName": n}) for n in "abc"]
+    plan = [runner.planned_run(f"run {n}", str(save / "final" / n), {"ExpName": n}) for n in "abc"]
 
-    wall, _, left = benchmark.run_plan(
+    wall, _, left = runner.run_plan(
         str(save), plan, jobs=1, command=("bash", str(fake)), record_root=str(record), deadline=time.time() + 0.5
     )
     assert left == 2 and wall >= 1, "a runs past the deadline and finishes; b and c never start"
     assert (tmp_path / "seen.txt").read_text().split() == ["a"]
     assert sorted(ledger.recorded_runs(str(record))) == [os.path.join("final", "a")]
 
-    _, _, left = benchmark.run_plan(str(save), plan, jobs=1, command=("bash", str(fake)), record_root=str(record))
+    _, _, left = runner.run_plan(str(save), plan, jobs=1, command=("bash", str(fake)), record_root=str(record))
     assert left == 0 and (tmp_path / "seen.txt").read_text().split() == ["a", "b", "c"], "a is not run again"
     assert sorted(ledger.recorded_runs(str(record))) == [os.path.join("final", n) for n in "abc"]
 

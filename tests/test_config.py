@@ -159,15 +159,17 @@ def test_missing_clip_files(tiny_config, tmp_path):
     _expect(tiny_config, "reward.clip_model=", "missing.json")
 
 
-def test_the_checks_know_every_registered_objective_and_reward():
-    """checks.py stays torch-free, so it names the registries' keys itself: they must agree."""
-    from b2diffurl.checks import ALGORITHMS, DPO_REFERENCES, REWARD_NAMES
-    from b2diffurl.objectives import DPO_REFERENCES as OBJECTIVE_DPO_REFERENCES
-    from b2diffurl.objectives import OBJECTIVES
-    from b2diffurl.rewards import REWARDS
+def test_every_algorithm_the_checks_accept_builds_its_objective(tiny_config):
+    """What the checks let through, the trainer can build: every algorithm with every DPO reference."""
+    from b2diffurl.choices import ALGORITHMS, DPO_REFERENCES
+    from b2diffurl.objectives import make_objective
 
-    assert set(ALGORITHMS) == set(OBJECTIVES) and set(REWARD_NAMES) == set(REWARDS)
-    assert DPO_REFERENCES == OBJECTIVE_DPO_REFERENCES
+    tiny_config.split_time = 2  # (DPO compares branches)
+    for algorithm in ALGORITHMS:
+        for reference in DPO_REFERENCES:
+            tiny_config.train.algorithm, tiny_config.train.dpo_reference = algorithm, reference
+            check_common(tiny_config)
+            assert make_objective(tiny_config.train).name == algorithm
 
 
 def test_every_problem_is_reported_at_once(tiny_config):
@@ -203,7 +205,7 @@ def test_experiment_presets_combine():
 
 
 def test_driver_reads_the_official_preset(tmp_path):
-    from b2diffurl.driver import prepare
+    from b2diffurl.driver.prepare import prepare
 
     values = prepare(
         {
@@ -252,8 +254,8 @@ def test_evaluation_prompt_sets_and_sizes_are_checked(tiny_config):
     problems = [str(p) for p in check_config(tiny_config, eval_prompts=True)[0].problems]
     assert problems == [  # one line each, not one per prompt set
         "evaluate.is_splits=100 exceeds the 60 images of a prompt set: use at most 60",
-        "evaluate.num_images=60 gives fewer than 2 images to some of the 40 train prompts (the per-prompt Inception Score "
-        "needs 2): use at least 80",
+        "evaluate.num_images=60 gives fewer than 2 images to some of the 40 train prompts "
+        "(the per-prompt Inception Score needs 2): use at least 80",
     ]
     # a stage does not evaluate: the evaluation's sizes are the driver's and the evaluation's checks (a
     # stage started by hand may carry the preset's evaluate.num_images while the run's EvalImages is larger)

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO, _default_sigint, error_lines, run_driver
 
 from b2diffurl import records
-from b2diffurl.driver import ephemeral_ports
+from b2diffurl.driver.machines import ephemeral_ports
 
 RUN = {"StageCnt": 2, "BatchCnt": 2, "EvalInterval": 2, "SaveInterval": 1, "Seed": 9, "NUM_PROCESSES": 2}
 TIMING_KEYS = {"seconds", "load_seconds", "peak_memory_bytes", "wall_seconds"}  # how long and how big, not what
@@ -99,8 +99,8 @@ def stripped(value):
 
 def contents(exp_dir):
     """{relative path: what the file says}: tensors, images and scores byte for byte; JSON without its
-    timing and memory fields (and markers without their checksums of JSON files); progress.csv without its seconds column; settings.json left out (it
-    records the machines and paths)."""
+    timing and memory fields (and markers without their checksums of JSON files); progress.csv without its
+    seconds column; settings.json left out (it records the machines and paths)."""
     out = {}
     for folder, _, files in os.walk(exp_dir):
         for name in files:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import REFERENCE_RUN, error_lines, run_driver, run_state
 
-from b2diffurl import records
+from b2diffurl import layout, records
 from b2diffurl.errors import NonFiniteError, RecordError
 from b2diffurl.models import load_policy
 from b2diffurl.rewards import build_reward
@@ -27,7 +27,7 @@ def accelerator():
 def sampled(tiny_config, accelerator):
     """(config, round folder) of a sampled round_000."""
     sample_round(tiny_config, accelerator, load_policy(tiny_config, "cpu"))
-    return tiny_config, records.round_dir(tiny_config)
+    return tiny_config, layout.round_dir(tiny_config)
 
 
 def _listing(folder):
@@ -63,20 +63,20 @@ def test_a_corrupted_batch_is_named_with_its_recovery(sampled):
         select_round(config, build_reward(config.reward, "cpu"), out, os.path.dirname(out))
     message = str(err.value)
     assert "batch_00001.safetensors does not match its checksum" in message
-    assert f"delete {records.marker_path(out, 'sample')} and rerun" in message
+    assert f"delete {layout.marker_path(out, 'sample')} and rerun" in message
     assert _listing(out) == before
 
 
 def test_an_exploding_policy_stops_sampling_before_a_batch_is_saved(tiny_config, accelerator):
     pipeline = load_policy(tiny_config, "cpu")
-    for name, p in pipeline.unet.named_parameters():
+    for p in pipeline.unet.parameters():
         if p.requires_grad:
             p.data.fill_(1e30)  # finite weights, non-finite activations
     with pytest.raises(NonFiniteError, match=r"sample round_000 batch 0: .* NaN/inf .* nothing of the batch was saved"):
         sample_round(tiny_config, accelerator, pipeline)
-    out = records.round_dir(tiny_config)
+    out = layout.round_dir(tiny_config)
     assert not records.is_done(out, "sample") and not os.path.exists(os.path.join(out, "samples"))
-    tmp = records.stage_tmp_dir(out, "sample")
+    tmp = layout.stage_tmp_dir(out, "sample")
     assert not any(n.endswith(".safetensors") for n in os.listdir(os.path.join(tmp, "samples")))
 
 
@@ -126,7 +126,7 @@ def test_trainer_checks_every_optimizer_step(tiny_config, accelerator):
     config = copy.deepcopy(tiny_config)
     pipeline = load_policy(config, "cpu")
     sample_round(config, accelerator, pipeline)
-    out = records.round_dir(config)
+    out = layout.round_dir(config)
     select_round(config, build_reward(config.reward, "cpu"), out, os.path.dirname(out))
     config.train.beta1 = config.train.beta2 = float("nan")
     with pytest.raises(NonFiniteError, match="advantages are NaN/inf"):

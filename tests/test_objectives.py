@@ -195,9 +195,9 @@ def test_contrastive_pairs():
 
     groups = torch.tensor([5, 5, 2, 7, 2, 2, 9, 9, 9, 9])
     scores = torch.tensor([0.1, 0.9, 1.0, 0.0, -1.0, 3.0, 1.0, 2.0, 3.0, -3.0])
-    w, l = contrastive_pairs(groups, scores)
+    winners, losers = contrastive_pairs(groups, scores)
     # group 2: (2, 4) paired in index order, 5 left over; group 5: 1 beats 0; group 7: one member, no pair;
     # group 9: (6, 7) and (8, 9)
-    assert list(zip(w.tolist(), l.tolist())) == [(2, 4), (1, 0), (7, 6), (8, 9)]
-    w, l = contrastive_pairs(torch.tensor([1, 1]), torch.tensor([0.5, 0.5]))
-    assert (w.item(), l.item()) == (0, 1), "a tie goes to the lower index"
+    assert list(zip(winners.tolist(), losers.tolist())) == [(2, 4), (1, 0), (7, 6), (8, 9)]
+    winners, losers = contrastive_pairs(torch.tensor([1, 1]), torch.tensor([0.5, 0.5]))
+    assert (winners.item(), losers.item()) == (0, 1), "a tie goes to the lower index"

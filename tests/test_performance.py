@@ -8,9 +8,12 @@ import conftest
 import pytest
 import torch
 
-from b2diffurl import records
+from b2diffurl import layout, records
 from b2diffurl.models import load_lora, load_policy, set_attention, set_channels_last
-from b2diffurl.trainer import OPTIMIZER_NAME, Policy, backward_batch, interval_pairs, train_round, trainable_parameters
+from b2diffurl.optimizer_state import OPTIMIZER_NAME, trainable_parameters
+from b2diffurl.policy import Policy, backward_batch
+from b2diffurl.train_batches import interval_pairs
+from b2diffurl.trainer import train_round
 
 # The stated bf16 tolerance of the on-policy ratio at the first step: the sampler and the trainer run
 # the same bf16 UNet on the same stored latents, but in batches of another composition, and a GPU may
@@ -52,7 +55,7 @@ def test_latents_are_stored_in_fp16_and_their_log_probs_are_exact(tiny_config):
     )
     assert selected.latents.dtype == torch.float16
     # the chain ran on the rounded values, so training recomputes the recorded log-probs exactly
-    assert metrics["first_step_max_ratio_deviation"] < 1e-5
+    assert metrics.first_step_max_ratio_deviation < 1e-5
 
     # the bytes on disk are what records.trajectory_nbytes computes from the shapes
     k, shape = tiny_config.split_step, manifest["latent_shape"][1:]
@@ -68,25 +71,26 @@ def test_latents_are_stored_in_fp16_and_their_log_probs_are_exact(tiny_config):
 
 
 def test_performance_settings_are_checked_in_one_line_each(tiny_config):
-    from b2diffurl.checks import ATTENTIONS, LATENT_DTYPES, check_config
-    from b2diffurl.models import ATTENTION_PROCESSORS, STORAGE_DTYPES
+    from b2diffurl.checks import check_config
 
-    assert set(LATENT_DTYPES) == set(STORAGE_DTYPES) and set(ATTENTIONS) == set(ATTENTION_PROCESSORS)
     assert not check_config(tiny_config)[0].problems
     tiny_config.sample.latent_dtype = "fp8"
     tiny_config.sample.decode_batch_size = -1
     tiny_config.runtime.attention = "flash"
     assert [str(p) for p in check_config(tiny_config)[0].problems] == [
         "sample.decode_batch_size=-1 must be >= 0 (0 decodes a whole batch at once)",
-        "sample.latent_dtype='fp8' must be one of fp16, fp32 (fp16 halves the interval latents on disk, exactly recomputable)",
-        "runtime.attention='flash' must be one of sdpa, math (sdpa: torch's fused attention; math: the plain reference)",
+        "sample.latent_dtype='fp8' must be one of fp16, fp32 (fp16 halves the interval latents on disk, "
+        "exactly recomputable)",
+        "runtime.attention='flash' must be one of sdpa, math (sdpa: torch's fused attention; "
+        "math: the plain reference)",
     ]
 
 
 def test_the_benchmark_refuses_what_it_cannot_run(capsys):
     import torch
 
-    from b2diffurl import bench
+    from b2diffurl.bench import cli as bench
+    from b2diffurl.bench.shapes import BACKBONES
 
     with pytest.raises(SystemExit):
         bench.parse_args(["--resolution", "100"])
@@ -109,7 +113,7 @@ def test_the_benchmark_refuses_what_it_cannot_run(capsys):
         bench.parse_args(["--backbone", "sd3"])
     assert "--backbone: invalid choice: 'sd3'" in capsys.readouterr().err
     # each backbone's full setting is at its own resolution unless --resolution says otherwise
-    assert [bench.parse_args(["--backbone", b])[0].resolution for b in bench.BACKBONES] == [512, 768, 1024]
+    assert [bench.parse_args(["--backbone", b])[0].resolution for b in BACKBONES] == [512, 768, 1024]
     assert bench.parse_args(["--backbone", "sdxl", "--resolution", "512"])[0].resolution == 512
     if not torch.cuda.is_available():  # the full setting is fp16: one line saying how to run on a CPU
         assert bench.main([]) == 2
@@ -119,7 +123,7 @@ def test_the_benchmark_refuses_what_it_cannot_run(capsys):
 def test_a_trained_round_without_its_latents_names_the_way_back(tiny_config):
     from accelerate import Accelerator
 
-    from b2diffurl.driver import catch_up
+    from b2diffurl.driver.books import catch_up
     from b2diffurl.errors import RecordError
 
     out, pipeline, _ = run_round(tiny_config, Accelerator(cpu=True), 0)
@@ -128,7 +132,7 @@ def test_a_trained_round_without_its_latents_names_the_way_back(tiny_config):
         os.path.join(out, "selected.safetensors")
     )
     assert os.path.isfile(os.path.join(out, "scores.json")) and os.path.isfile(os.path.join(out, "images", "00000.png"))
-    os.remove(records.marker_path(out, "train"))
+    os.remove(layout.marker_path(out, "train"))
     config = copy.deepcopy(tiny_config)
     with pytest.raises(RecordError, match=r"holds no interval latents .* delete .*sample.done and rerun"):
         train_round(config, Accelerator(cpu=True), pipeline, out)
@@ -220,14 +224,14 @@ def test_bf16_end_to_end_on_the_cpu(tiny_config, fresh_accelerator):
     assert pipeline.unet.conv_in.weight.dtype == torch.bfloat16 and pipeline.vae.dtype == torch.bfloat16
     lora = [p for _, p in trainable_parameters(pipeline.unet)]
     assert lora and all(p.dtype == torch.float32 for p in lora), "the LoRA stays fp32"
-    assert m0["optimizer_steps"] > 0
-    assert m0["first_step_max_ratio_deviation"] < BF16_RATIO_TOLERANCE
+    assert m0.optimizer_steps > 0
+    assert m0.first_step_max_ratio_deviation < BF16_RATIO_TOLERANCE
     saved = load_file(os.path.join(out0, "lora", "pytorch_lora_weights.safetensors"))
     assert saved and all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in saved.values())
     state = load_file(os.path.join(out0, "lora", OPTIMIZER_NAME))
     assert all(v.dtype in (torch.float32, torch.int64) for k, v in state.items() if not k.endswith(".step"))
     _, _, m1 = run_round(tiny_config, accelerator, 1, resume_from=os.path.join(out0, "lora"))
-    assert m1["optimizer_steps"] > 0 and m1["first_step_max_ratio_deviation"] < BF16_RATIO_TOLERANCE
+    assert m1.optimizer_steps > 0 and m1.first_step_max_ratio_deviation < BF16_RATIO_TOLERANCE
 
 
 def test_fp16_gradient_scaler_continues_across_rounds(tiny_config, fresh_accelerator):
@@ -243,14 +247,14 @@ def test_fp16_gradient_scaler_continues_across_rounds(tiny_config, fresh_acceler
     tiny_config.mixed_precision = "no"  # fp32 weights (fp16 kernels are GPU work); the scaler path is what is tested
     first = fp16_accelerator()
     out0, _, m0 = run_round(tiny_config, first, 0)
-    assert m0["optimizer_steps"] > 0 and m0["grad_scaler_resumed"] is False
+    assert m0.optimizer_steps > 0 and m0.extra["grad_scaler_resumed"] is False
     # growth_interval 1: every finite step doubles the scale
-    assert m0["grad_scale"] == 2.0**10 * 2 ** m0["optimizer_steps"]
+    assert m0.extra["grad_scale"] == 2.0**10 * 2**m0.optimizer_steps
     second = fp16_accelerator()
     _, _, m1 = run_round(tiny_config, second, 1, resume_from=os.path.join(out0, "lora"))
-    assert m1["grad_scaler_resumed"] is True
-    assert m1["grad_scale"] == m0["grad_scale"] * 2 ** m1["optimizer_steps"], "round 1 continued round 0's scale"
-    assert m1["first_step_max_ratio_deviation"] < 1e-5
+    assert m1.extra["grad_scaler_resumed"] is True
+    assert m1.extra["grad_scale"] == m0.extra["grad_scale"] * 2**m1.optimizer_steps, "round 1 continued round 0's scale"
+    assert m1.first_step_max_ratio_deviation < 1e-5
 
 
 @pytest.mark.slow
@@ -307,7 +311,7 @@ def test_tf32_is_off_while_scoring_and_on_for_the_unet(tiny_config):
     Inception Score, run with it off; the flags are read where each model runs."""
     from b2diffurl import cli, metrics, tf32
     from b2diffurl.evaluate import Judge
-    from b2diffurl.records import round_dir
+    from b2diffurl.layout import round_dir
     from b2diffurl.rewards import build_reward
     from b2diffurl.sampler import sample_round
     from b2diffurl.selection import select_round

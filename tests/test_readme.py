@@ -62,7 +62,8 @@ def _checkout_copy(dest):
 @pytest.mark.slow
 def test_readme_commands_run_verbatim(tmp_path):
     """The README's demo commands, in its order, each as written (one round of 2 batches each and
-    smaller evaluations: StageCnt=1 BatchCnt=2 EvalImages=70 in the environment); their outputs are where the README says."""
+    smaller evaluations: StageCnt=1 BatchCnt=2 EvalImages=70 in the environment); their outputs are where
+    the README says."""
     if not os.path.isfile(os.path.join(os.path.dirname(sys.executable), "accelerate")):
         pytest.skip("needs the project's venv")
     copy = tmp_path / "checkout"

@@ -249,18 +249,22 @@ def test_bad_precision_is_one_line_naming_the_field(tiny_config, clip_paths):
     tiny_config.reward.precision = "fp8"
     problems = check_config(tiny_config)[0].problems
     assert [str(p) for p in problems] == [
-        "reward.precision='fp8' must be one of fp32, fp16, bf16 (fp32 keeps close branch scores apart; fp16 is faster on a GPU)"
+        "reward.precision='fp8' must be one of fp32, fp16, bf16 "
+        "(fp32 keeps close branch scores apart; fp16 is faster on a GPU)"
     ]
     with pytest.raises(ValueError, match="reward.precision='fp8'"):
         ClipScore(*clip_paths, precision="fp8")
 
 
-def test_the_checks_know_every_clipscore_precision():
-    """checks.py stays torch-free, so it names the precisions itself: they must agree."""
-    from b2diffurl.checks import REWARD_PRECISIONS
+def test_every_precision_the_checks_accept_is_a_torch_dtype():
+    """reward.precision and reward.caption_precision: each value the checks accept names a torch dtype."""
+    from b2diffurl.choices import REWARD_PRECISIONS
     from b2diffurl.rewards import PRECISIONS
+    from b2diffurl.rewards.bertscore import caption_dtype
 
-    assert set(REWARD_PRECISIONS) == set(PRECISIONS)
+    for precision in REWARD_PRECISIONS:
+        assert isinstance(getattr(torch, PRECISIONS[precision]), torch.dtype)
+        assert caption_dtype(precision, "cpu") == PRECISIONS[precision]
 
 
 # ---------------------------------------------------------------- registry
@@ -277,8 +281,8 @@ def test_unknown_reward_one_line_error():
         build_reward(reward_config("foo"), "cpu")
     message = str(err.value)
     assert (
-        message
-        == f"reward.name='foo' is not a known reward: choose from {list(REWARDS)}, or a sum such as 'clipscore+0.5*bertscore'"
+        message == f"reward.name='foo' is not a known reward: choose from {list(REWARDS)}, "
+        "or a sum such as 'clipscore+0.5*bertscore'"
     )
     assert "\n" not in message
 
@@ -299,7 +303,8 @@ def test_a_combined_reward_keeps_its_parts_and_selection_follows_the_sum(tiny_co
     from accelerate import Accelerator
     from conftest import run_round
 
-    from b2diffurl import driver, records
+    from b2diffurl import records
+    from b2diffurl.driver.books import progress_table
     from b2diffurl.selection import normalize_scores, select_pairs
 
     tiny_config.reward.name = "colour+5*clipscore"
@@ -326,7 +331,7 @@ def test_a_combined_reward_keeps_its_parts_and_selection_follows_the_sum(tiny_co
         "the sum decides, not one part"
     )
     assert summary["reward_components"] == pytest.approx({k: sum(v) / len(v) for k, v in parts.items()}, abs=1e-6)
-    header, row = driver.progress_table(os.path.dirname(out)).splitlines()[:2]
+    header, row = progress_table(os.path.dirname(out)).splitlines()[:2]
     assert header.startswith(
         "round,run_name,k,split_time,trajectories,reward_queries,reward_mean,reward_std,reward_colour_mean,reward_clipscore_mean,selected"
     )

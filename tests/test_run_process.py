@@ -110,7 +110,8 @@ def test_stages_refuse_to_run_out_of_order(tiny_dir, tmp_path):
 
 
 def test_driver_defaults_come_from_the_config(tmp_path):
-    from b2diffurl.driver import DRIVER_VARIABLES, prepare
+    from b2diffurl.driver.prepare import prepare
+    from b2diffurl.variables import DRIVER_VARIABLES
     from config.stage_process import get_config
 
     values = prepare(

@@ -12,6 +12,8 @@ import time
 import pytest
 from conftest import REFERENCE_RUN, REPO, error_lines, run_driver, run_state
 
+from b2diffurl.records import STAGES
+
 
 def _copy_run(reference_run, tmp_path):
     save_path = tmp_path / "runs"
@@ -143,7 +145,8 @@ def test_a_misspelt_variable_stops_before_round_0(name, meant, tmp_path):
     proc = run_driver(tmp_path, check=False, **{name: "1e-3"})
     lines = error_lines(proc.stderr)
     assert proc.returncode == 2 and lines == [
-        f"error: {name}=1e-3 is not a variable of run_process.sh: did you mean {meant}? (names are case-sensitive; unset it)"
+        f"error: {name}=1e-3 is not a variable of run_process.sh: did you mean {meant}? "
+        "(names are case-sensitive; unset it)"
     ]
     assert not os.listdir(tmp_path)
 
@@ -157,31 +160,60 @@ def test_every_bad_value_is_reported_at_once(tmp_path):
     ]
 
 
-def test_the_header_names_the_hyperparameters():
-    from b2diffurl.driver import prepare
+@pytest.mark.slow
+def test_the_header_states_what_the_rounds_ran_with(tmp_path):
+    """The run's first line claims where it runs, how long, and the hyperparameters that decide what it
+    learns. With each of them set away from its default, every figure it states is what the finished
+    rounds' markers record that their stages ran with (round r with seed Seed + r)."""
+    variables = {
+        "ExpName": "header",
+        "StageCnt": 2,
+        "BatchCnt": 1,
+        "SplitTime": 2,
+        "Algorithm": "dpok",
+        "LR": "2e-3",
+        "AccStep": 3,
+        "TrainEpoch": 1,
+        "PosThreshold": 0.4,
+        "NegThreshold": -0.3,
+        "Seed": 300,
+        "EvalInterval": 0,
+        "OneProcess": 1,
+    }
+    header = run_driver(tmp_path, **variables).stdout.splitlines()[0]
 
-    values = prepare(
-        {
-            "CONFIG": "config/stage_process.py:tiny",
-            "LR": "2e-3",
-            "AccStep": "4",
-            "EvalInterval": "2",
-            "SavePath": "/tmp/x",
-        }
-    )
-    header = values["Header"]
-    for fragment in (
-        "Algorithm ppo",
-        "LR 0.002",
-        "AccStep 4",
-        "3 branches",
-        "PosThreshold 0.5",
-        "NegThreshold -0.5",
-        "k 2..",
-        "evaluation every 2 round(s) on train,test",
-        "Seed 300",
-    ):
-        assert fragment in header, (fragment, header)
+    def stated(pattern):
+        match = re.search(pattern, header)
+        assert match, (pattern, header)
+        return match.group(1) if len(match.groups()) == 1 else match.groups()
+
+    exp = tmp_path / "header"
+    rounds = sorted(path.name for path in exp.iterdir() if path.name.startswith("round_"))
+    ran = {  # round -> stage -> the config that stage ran with
+        name: {stage: json.loads((exp / name / f"{stage}.done").read_text())["config"] for stage in STAGES}
+        for name in rounds
+    }
+    assert stated(r"^experiment (.+?): ") == str(exp)
+    assert int(stated(r"(\d+) rounds,")) == len(rounds) == 2
+    k_first, k_last = (ran[name]["sample"]["split_step"] for name in (rounds[0], rounds[-1]))
+    assert stated(r"\bk (\d+)\.\.(\d+) ") == (str(k_first), str(k_last))
+    assert stated(r"evaluation (\w+) \|") == "off" and not any((exp / name / "eval").exists() for name in rounds)
+    for r, name in enumerate(rounds):
+        for stage, config in ran[name].items():
+            where = (name, stage)
+            assert config["seed"] == int(stated(r"Seed (\d+)")) + r, where
+            assert config["split_time"] == int(stated(r"(\d+) branches")), where
+            assert config["sample"]["num_batches_per_epoch"] == int(stated(r"(\d+) prompt batch")), where
+            assert config["train"]["algorithm"] == stated(r"Algorithm (\w+),"), where
+            assert config["train"]["learning_rate"] == float(stated(r"LR ([^,]+),")), where
+            assert config["train"]["gradient_accumulation_steps"] == int(stated(r"AccStep (\d+),")), where
+            assert config["train"]["num_epochs"] == int(stated(r"TrainEpoch (\d+),")), where
+            assert config["eval"]["pos_threshold"] == float(stated(r"PosThreshold ([^,]+),")), where
+            assert config["eval"]["neg_threshold"] == float(stated(r"NegThreshold ([^,]+),")), where
+            assert config["mixed_precision"] == stated(r"MixedPrecision (\w+),"), where
+    # and the figures are the variables given, not the preset's defaults
+    train = ran[rounds[0]]["train"]["train"]  # round 0's train stage: its config's train fields
+    assert (train["algorithm"], train["learning_rate"], train["gradient_accumulation_steps"]) == ("dpok", 2e-3, 3)
 
 
 def test_outcome_reports_base_best_last_with_paired_se(tmp_path):
@@ -236,8 +268,8 @@ def test_outcome_reports_base_best_last_with_paired_se(tmp_path):
     text = report(str(exp), str(exp / "figures"))
     assert "2 rounds trained, 192 reward queries" in text
     assert (
-        "  base             alignment 60.0% ± 1.0% | IS per prompt 1.500, background entropy 2.00 bits | 0 reward queries"
-        in text
+        "  base             alignment 60.0% ± 1.0% | IS per prompt 1.500, background entropy 2.00 bits "
+        "| 0 reward queries" in text
     )
     assert "  best round_000   alignment 76.7% ± 1.0%" in text and "  last round_001   alignment 73.3% ± 1.0%" in text
     assert "  last - base      +13.3 points ± 3.3 (paired over 3 prompts = +4.0 SE)" in text

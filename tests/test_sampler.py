@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from b2diffurl import records
+from b2diffurl import layout, records
 from b2diffurl.backbones import encode_prompts, predict_noise
 from b2diffurl.ddim import ddim_step_with_logprob
+from b2diffurl.layout import round_dir
 from b2diffurl.models import attach_lora, load_lora, load_policy, lora_state_dict, save_lora
-from b2diffurl.records import round_dir
 from b2diffurl.sampler import finished_summary, sample_round
 
 
@@ -62,7 +62,7 @@ def test_branch_structure_and_counts(tiny_config, accelerator):
     assert prompts == [manifest["prompt_list"][i] for i in traj.prompt_ids.tolist()]
     assert len(glob.glob(os.path.join(out, "images", "*.png"))) == b * nb * n
     assert not glob.glob(os.path.join(out, "**", "*.pkl"), recursive=True)
-    assert not os.path.exists(records.stage_tmp_dir(out, "sample"))
+    assert not os.path.exists(layout.stage_tmp_dir(out, "sample"))
 
 
 def test_recorded_log_probs_are_recomputed_exactly(tiny_config, accelerator):
@@ -153,7 +153,7 @@ def test_interrupted_round_resumes_with_identical_results(tiny_config, accelerat
         sample_round(tiny_config, accelerator, pipeline)
     resumed = round_dir(tiny_config)
     assert not records.is_done(resumed, "sample")
-    kept = os.path.join(records.stage_tmp_dir(resumed, "sample"), "samples", "batch_00000.safetensors")
+    kept = os.path.join(layout.stage_tmp_dir(resumed, "sample"), "samples", "batch_00000.safetensors")
     assert os.path.isfile(kept)
     assert finished_summary(tiny_config, accelerator) is None
 

@@ -11,15 +11,17 @@ import pytest
 import torch
 from conftest import run_driver
 
-from b2diffurl.toyworld import build, models
+from b2diffurl.toylab import build, checksums
+from b2diffurl.toylab import quality as toy_quality
+from b2diffurl.toylab.training import hard_negative, render_dataset, world_captions
+from b2diffurl.toyworld import models
 from b2diffurl.toyworld.score import background_of, entropy_bits, toy_metrics
-from b2diffurl.toyworld.training import hard_negative, render_dataset, world_captions
 from b2diffurl.toyworld.world import BACKGROUNDS, all_captions, meaning, parse, render, sample_scene, shows
 
 
 @pytest.fixture(scope="module")
 def quality():
-    with open(os.path.join(models.MODEL_DIR, build.QUALITY_FILE)) as f:
+    with open(os.path.join(models.MODEL_DIR, toy_quality.QUALITY_FILE)) as f:
         return json.load(f)
 
 
@@ -72,7 +74,7 @@ def test_background_and_metrics_on_rendered_images():
 
 
 def test_committed_model_matches_its_checksums(quality):
-    assert build.verify() == []
+    assert checksums.verify() == []
     size = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(models.MODEL_DIR) for f in files)
     assert size <= 25 * 2**20, f"committed toy model is {size / 2**20:.1f} MB"
     assert quality["settings"]["seed"] == 0
@@ -83,10 +85,10 @@ def test_checksum_mismatch_is_reported(tmp_path):
 
     copy = tmp_path / "model"
     shutil.copytree(models.MODEL_DIR, copy)
-    assert build.verify(str(copy)) == []
+    assert checksums.verify(str(copy)) == []
     with open(copy / "vae" / "config.json", "a") as f:
         f.write(" ")
-    (problem,) = build.verify(str(copy))
+    (problem,) = checksums.verify(str(copy))
     assert "vae/config.json does not match" in problem
 
 
@@ -140,7 +142,7 @@ def test_clip_reward_ranks_the_right_caption_first(quality):
 
     scorer = ClipScore(*models.clip_paths(), batch_size=256)
     images, index = render_dataset(300, seed=123)
-    top1 = build.clip_top1(scorer, images, index, world_captions())
+    top1 = toy_quality.clip_top1(scorer, images, index, world_captions())
     for template, stated in quality["clip_top1_rendered"].items():
         assert top1[template] > stated - 0.12, (template, top1[template], stated)
     # far above chance (1/15, 1/45, 2/420: template 3 says each scene two ways, both right)
@@ -164,17 +166,17 @@ def test_base_alignment_is_what_quality_json_states(quality):
     from b2diffurl.models import load_pipeline
 
     pipeline = load_pipeline(models.MODEL_DIR)
-    config = build.toy_config()
+    config = toy_quality.toy_config()
     for template in ("template1", "template2"):
         stated = quality["base_alignment"][template]
-        measured = build.base_alignment(pipeline, config, int(template[-1]))
+        measured = toy_quality.base_alignment(pipeline, config, int(template[-1]))
         assert measured["alignment_mean"] == pytest.approx(stated["alignment_mean"], abs=0.03), template
         assert measured["background_entropy"] == pytest.approx(stated["background_entropy"], abs=0.1), template
 
 
 def test_toy_preset_is_valid_and_combines():
     from b2diffurl.checks import check_config
-    from b2diffurl.driver import REPO_ROOT, load_config
+    from b2diffurl.configs import REPO_ROOT, load_config
 
     for presets in ("toy", "toy,ddpo", "toy,bpt_only", "toy,dpok"):
         config = load_config(os.path.join(REPO_ROOT, "config", "stage_process.py") + f":{presets}")
@@ -190,7 +192,7 @@ def test_toyworld_alignment_needs_toy_prompts():
         check_evaluation(checker, with_prompts=True)
         return [str(p) for p in checker.problems]
 
-    config = build.toy_config()
+    config = toy_quality.toy_config()
     assert problems(config) == []
     config.evaluate.alignment = "detector"
     (message,) = problems(config)
@@ -221,7 +223,7 @@ def test_the_quick_start_ends_above_the_base_model(tmp_path):
     with torch's 2 threads the README's +7.2 points, 3.7 SE (the float sums differ)."""
     from b2diffurl.toyworld.score import paired_gain
 
-    rounds = build.toy_config().process.stage_cnt
+    rounds = toy_quality.toy_config().process.stage_cnt
     last_round = f"round_{rounds - 1:03d}"
     proc = run_driver(
         tmp_path,
@@ -236,7 +238,8 @@ def test_the_quick_start_ends_above_the_base_model(tmp_path):
     tail = proc.stdout[proc.stdout.index("||=========== outcome of") :].splitlines()
     assert tail[2] == "held-out prompts (10 prompts, 320 images):" and "training prompts" not in "\n".join(tail)
     assert re.fullmatch(
-        r"  base {13}alignment \d+\.\d% ± \d\.\d% \| IS per prompt \d\.\d{3}, background entropy \d\.\d\d bits \| 0 reward queries",
+        r"  base {13}alignment \d+\.\d% ± \d\.\d% \| IS per prompt \d\.\d{3}, "
+        r"background entropy \d\.\d\d bits \| 0 reward queries",
         tail[3],
     ), tail
     assert tail[4].startswith(f"  best {last_round} ") and tail[5].startswith(f"  last {last_round}   alignment ")
@@ -284,7 +287,7 @@ def test_retraining_the_reward_sees_the_images_a_full_build_gives_it(tmp_path):
 
 
 def test_retraining_the_reward_needs_a_built_model(tmp_path, capsys):
-    from b2diffurl.toyworld.__main__ import main
+    from b2diffurl.toylab.cli import main
 
     assert main(["build", "--only", "clip", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -302,7 +305,7 @@ def test_the_captioning_reward_trains(tmp_path):
     two-valued and most branch groups tie (docs/TOYWORLD.md)."""
     from b2diffurl.toyworld.score import paired_gain
 
-    rounds = build.toy_config().process.stage_cnt
+    rounds = toy_quality.toy_config().process.stage_cnt
     last_round = f"round_{rounds - 1:03d}"
     run_driver(
         tmp_path,

@@ -11,8 +11,8 @@ import pytest
 from conftest import REPO
 from PIL import Image
 
-from b2diffurl import checks, records, tracking
-from b2diffurl.checks import check_config
+from b2diffurl import layout, records, tracking
+from b2diffurl.checks import check_config, trackers
 from config.stage_process import get_config
 
 SAMPLE = {
@@ -65,7 +65,7 @@ def fake_round(folder, n_images=5, size=8):
     os.makedirs(os.path.join(folder, "images"), exist_ok=True)
     for stage, summary in zip(records.STAGES, (SAMPLE, SELECT, TRAIN)):
         records.write_json(
-            records.marker_path(folder, stage), {"format_version": records.FORMAT_VERSION, **summary, "files": {}}
+            layout.marker_path(folder, stage), {"format_version": records.FORMAT_VERSION, **summary, "files": {}}
         )
     for i in range(n_images):
         Image.new("RGB", (size, size), COLOURS[i % len(COLOURS)]).save(os.path.join(folder, records.image_name(i)))
@@ -120,7 +120,7 @@ def test_round_summary_reads_the_markers(tmp_path):
 
 def test_round_summary_skips_unfinished_stages(tmp_path):
     folder = fake_round(str(tmp_path / "round_000"))
-    os.remove(records.marker_path(folder, "train"))
+    os.remove(layout.marker_path(folder, "train"))
     summary = tracking.round_summary(folder)
     assert "reward/mean" in summary and not any(tag.startswith("train/") for tag in summary)
     assert summary["time/round_seconds"] == 2.0
@@ -183,7 +183,8 @@ def test_nothing_is_written_or_imported_when_off(tmp_path):
     before = sorted(os.listdir(tmp_path / "runs" / "tiny"))
     code = (
         "import sys, types; from b2diffurl import tracking; "
-        f"config = types.SimpleNamespace(log_with='', logging_dir='', save_path={str(tmp_path / 'runs')!r}, exp_name='tiny'); "
+        "config = types.SimpleNamespace(log_with='', logging_dir='', "
+        f"save_path={str(tmp_path / 'runs')!r}, exp_name='tiny'); "
         f"tracking.log_round(config, 0, {folder!r}); tracking.log_evaluation(config, 0, {{'clipscore_mean': 0.3}}); "
         "print(sorted(m for m in ('torch', 'accelerate', 'tensorboard', 'wandb') if m in sys.modules))"
     )
@@ -218,7 +219,7 @@ def test_unknown_tracker_is_one_line(tmp_path, value):
     assert problem.startswith(f"log_with={value!r} must be ") and "\n" not in problem
 
 
-@pytest.mark.skipif(checks._installed("wandb"), reason="wandb is installed here")
+@pytest.mark.skipif(trackers._installed("wandb"), reason="wandb is installed here")
 @pytest.mark.parametrize("value", ["wandb", "tensorboard,wandb"])
 def test_wandb_not_installed_is_one_line(tmp_path, value):
     (problem,) = _problems(logging_config(tmp_path, value))
@@ -231,7 +232,7 @@ def test_wandb_not_installed_is_one_line(tmp_path, value):
 
 
 def test_tensorboard_not_installed_is_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(checks, "_installed", lambda module: module not in ("tensorboard", "tensorboardX"))
+    monkeypatch.setattr(trackers, "_installed", lambda module: module not in ("tensorboard", "tensorboardX"))
     (problem,) = _problems(logging_config(tmp_path, "tensorboard"))
     assert problem.startswith("log_with='tensorboard'") and "pip install tensorboard" in problem and "\n" not in problem
 
@@ -257,11 +258,11 @@ def test_wandb_run_id_is_stable_and_per_experiment(tmp_path):
 def test_marker_layout_matches_finish_stage(tmp_path):
     """fake_round writes markers the way finish_stage does (summary keys at the top, files last)."""
     folder = str(tmp_path / "round_000")
-    os.makedirs(records.stage_tmp_dir(folder, "select"))
+    os.makedirs(layout.stage_tmp_dir(folder, "select"))
     records.finish_stage(folder, "select", SELECT, {})
     real = records.read_marker(folder, "select")
     fake = fake_round(str(tmp_path / "round_001"))
-    with open(records.marker_path(fake, "select")) as f:
+    with open(layout.marker_path(fake, "select")) as f:
         assert json.load(f) == real
 
 

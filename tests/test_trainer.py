@@ -8,20 +8,19 @@ import pytest
 import torch
 
 from b2diffurl import records
+from b2diffurl.layout import marker_path, round_dir
 from b2diffurl.models import load_pipeline, load_policy, lora_state_dict
-from b2diffurl.records import round_dir
-from b2diffurl.rewards import build_reward
-from b2diffurl.sampler import sample_round
-from b2diffurl.selection import select_round
-from b2diffurl.trainer import (
+from b2diffurl.optimizer_state import (
     OPTIMIZER_NAME,
-    epoch_share,
-    interval_pairs,
     load_optimizer,
     make_optimizer,
     save_optimizer,
     trainable_parameters,
 )
+from b2diffurl.rewards import build_reward
+from b2diffurl.sampler import sample_round
+from b2diffurl.selection import select_round
+from b2diffurl.train_batches import epoch_share, interval_pairs
 
 
 @pytest.fixture(scope="module")
@@ -38,27 +37,27 @@ def run_round(config, accelerator, r, resume_from=""):
 
 def test_two_rounds_on_policy_and_continuous(tiny_config, accelerator):
     out0, sel0, m0 = run_round(tiny_config, accelerator, 0)
-    assert sel0["selected"] > 0 and m0["optimizer_steps"] > 0
+    assert sel0.selected > 0 and m0.optimizer_steps > 0
     # The trainer recomputes exactly the log-probs the sampler recorded: every ratio is 1 at step 1.
-    assert m0["first_step_max_ratio_deviation"] < 1e-5
+    assert m0.first_step_max_ratio_deviation < 1e-5
     lora0 = os.path.join(out0, "lora")
     assert os.path.isfile(os.path.join(lora0, "pytorch_lora_weights.safetensors"))
     assert os.path.isfile(os.path.join(lora0, OPTIMIZER_NAME))
     metrics_file = records.read_json(os.path.join(out0, "metrics.json"))
-    assert metrics_file["optimizer_steps"] == m0["optimizer_steps"]
+    assert metrics_file["optimizer_steps"] == m0.optimizer_steps
     for key in ("loss", "approx_kl", "clipfrac", "grad_norm", "trajectories_selected", "seconds"):
         assert key in metrics_file
 
     # Round 1 samples with round 0's LoRA, and still recomputes its own log-probs exactly.
     out1, _, m1 = run_round(tiny_config, accelerator, 1, resume_from=lora0)
-    assert m1["first_step_max_ratio_deviation"] < 1e-5
+    assert m1.first_step_max_ratio_deviation < 1e-5
     # The AdamW state continued: its step count is the sum of both rounds' steps.
     from safetensors.torch import load_file
 
     steps = {
         k: v.item() for k, v in load_file(os.path.join(out1, "lora", OPTIMIZER_NAME)).items() if k.endswith(".step")
     }
-    assert steps and set(steps.values()) == {m0["optimizer_steps"] + m1["optimizer_steps"]}
+    assert steps and set(steps.values()) == {m0.optimizer_steps + m1.optimizer_steps}
 
 
 def test_lora_loads_into_a_stock_pipeline(tiny_config, tiny_dir, accelerator):
@@ -86,7 +85,7 @@ def test_lora_loads_into_a_stock_pipeline(tiny_config, tiny_dir, accelerator):
 def test_forward_chunking_gives_the_same_gradient(tiny_config, accelerator):
     from b2diffurl.backbones import encode_prompts
     from b2diffurl.objectives import make_objective
-    from b2diffurl.trainer import Policy, backward_batch
+    from b2diffurl.policy import Policy, backward_batch
 
     out, _, _ = run_round(tiny_config, accelerator, 0)
     pipeline = load_policy(tiny_config, "cpu")
@@ -129,7 +128,7 @@ def test_forward_chunking_gives_the_same_gradient(tiny_config, accelerator):
 def test_no_selected_trajectory_keeps_the_policy(tiny_config, accelerator):
     tiny_config.eval.pos_threshold, tiny_config.eval.neg_threshold = 100.0, -100.0
     out, sel, metrics = run_round(tiny_config, accelerator, 0)
-    assert sel["selected"] == 0 and metrics["optimizer_steps"] == 0
+    assert sel.selected == 0 and metrics.optimizer_steps == 0
     from safetensors.torch import load_file
 
     weights = load_file(os.path.join(out, "lora", "pytorch_lora_weights.safetensors"))
@@ -137,7 +136,7 @@ def test_no_selected_trajectory_keeps_the_policy(tiny_config, accelerator):
     # The next round resumes from it (an empty optimizer state means a fresh AdamW) and trains.
     tiny_config.eval.pos_threshold, tiny_config.eval.neg_threshold = 0.5, -0.5
     _, _, next_metrics = run_round(tiny_config, accelerator, 1, resume_from=os.path.join(out, "lora"))
-    assert next_metrics["optimizer_steps"] > 0 and next_metrics["first_step_max_ratio_deviation"] < 1e-5
+    assert next_metrics.optimizer_steps > 0 and next_metrics.first_step_max_ratio_deviation < 1e-5
 
 
 def test_selection_history_is_read_from_disk_and_never_doubled(tiny_config, accelerator):
@@ -149,9 +148,9 @@ def test_selection_history_is_read_from_disk_and_never_doubled(tiny_config, acce
     reward = build_reward(config.reward, "cpu")
     first = select_round(config, reward, out1, os.path.dirname(out1))
     scores1 = records.read_json(os.path.join(out1, "scores.json"))
-    assert first["history_rounds"] == 1 and scores1["history_rounds"] == ["round_000"]
+    assert first.history_rounds == 1 and scores1["history_rounds"] == ["round_000"]
     # Rerun the selection of round 1 from scratch: same result, round 1 is not in its own history.
-    os.remove(records.marker_path(out1, "select"))
+    os.remove(marker_path(out1, "select"))
     select_round(config, reward, out1, os.path.dirname(out1))
     assert records.read_json(os.path.join(out1, "scores.json")) == scores1
     selected, extra = records.trajectories_from_tensors(
@@ -190,7 +189,7 @@ def test_optimizer_state_round_trip(pipeline, tiny_config, tmp_path):
 
 def test_grad_scaler_state_round_trip(pipeline, tiny_config, tmp_path):
     """The fp16 loss scale travels with the AdamW state (no restart at 65536 every round)."""
-    from b2diffurl.trainer import load_scaler
+    from b2diffurl.optimizer_state import load_scaler
 
     names, params, optimizer = stepped_optimizer(pipeline, tiny_config)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
@@ -242,7 +241,7 @@ def test_ddpo_preset_trains_every_trajectory_on_the_whole_trajectory(tiny_config
     out, selected, metrics = run_round(config, accelerator, 0)
     manifest, trajectories = records.load_samples(out)
     n = config.sample.batch_size * config.sample.num_batches_per_epoch
-    assert len(trajectories) == selected["selected"] == metrics["trajectories_selected"] == n
+    assert len(trajectories) == selected.selected == metrics.trajectories_selected == n
     assert trajectories.latents.shape[1] == config.sample.num_steps + 1, "k = T: the whole trajectory"
     assert len(trajectories.group_ids.unique()) == n, "no branching: groups of one"
-    assert metrics["first_step_max_ratio_deviation"] < 1e-5
+    assert metrics.first_step_max_ratio_deviation < 1e-5

@@ -75,7 +75,8 @@ rss = lambda: int(next(l for l in open("/proc/self/status") if l.startswith("VmR
 before = rss()
 model = ClipScore("ViT-H-14", sys.argv[1]).model
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"before": before, "peak": peak, "weights": sum(v.numel() * v.element_size() for v in model.state_dict().values())}))
+weights = sum(v.numel() * v.element_size() for v in model.state_dict().values())
+print(json.dumps({"before": before, "peak": peak, "weights": weights}))
 """
 
 
@@ -85,7 +86,7 @@ def test_a_vit_h_14_reward_loads_in_at_most_1_2x_its_weights(tmp_path):
     benchmark builds it), loaded by ClipScore in fp32 on the CPU: the process's peak RSS grows by at
     most 1.2x the model's bytes (open_clip's own load: about 1.5x with this file, the random model and
     the whole checkpoint at once)."""
-    from b2diffurl.bench import write_random_open_clip
+    from b2diffurl.bench.models import write_random_open_clip
 
     path = str(tmp_path / "vit_h_14.safetensors")
     assert write_random_open_clip(path) == os.path.getsize(path) - 8 - int.from_bytes(

@@ -26,9 +26,10 @@ The budget rule (``--queries N``, default 25600; :func:`b2diffurl.figures.budget
 table cell and table CSV row stands for, per run and prompt set, the trained-round evaluation
 (round_index >= 0) with the largest ``reward_queries`` <= N (on equal queries the later round),
 so methods that score different numbers of images per round are compared at equal reward queries.
-The base model is the "<checkpoint> (base)" bar and row, e.g. "SD v1.4 (base)" (0 queries). A run without a trained evaluation at
-or below N on a set (none at all, or all above N) is named in a ``note:`` line with what it has and
-what it is left out of; a group whose runs all lack one is named too, its bars and cells empty ("-").
+The base model is the "<checkpoint> (base)" bar and row, e.g. "SD v1.4 (base)" (0 queries). A run
+without a trained evaluation at or below N on a set (none at all, or all above N) is named in a
+``note:`` line with what it has and what it is left out of; a group whose runs all lack one is named
+too, its bars and cells empty ("-").
 Each table cell shows the reward queries it stands for, ``0.3500 ± 0.0100 (25,344 q)`` or
 ``(25,088–25,344 q)`` when its runs differ; each bar is labelled with value and queries
 (``0.350`` / ``25.3k q``); curves show every evaluated point with a dashed line at N.

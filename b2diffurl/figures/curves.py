@@ -133,7 +133,7 @@ def plan_curves(groups, colors, budget):
     }
     for prompt_set, (title, ylabel) in titles.items():
         name = f"curve_{prompt_set}"
-        curves, dropped = group_curves(groups, lambda run: eval_curve(run, prompt_set, CLIPSCORE), "eval", name)
+        curves, dropped = group_curves(groups, lambda run, s=prompt_set: eval_curve(run, s, CLIPSCORE), "eval", name)
         if curves:
             notes += dropped
             outputs += _curve(name, curves, colors, title, ylabel, own, budget)
@@ -142,7 +142,9 @@ def plan_curves(groups, colors, budget):
     for prompt_set in titles:
         for metric in TOY_METRICS:
             name = f"curve_{prompt_set}_{metric.key}"
-            curves, dropped = group_curves(groups, lambda run: eval_curve(run, prompt_set, metric), "eval", name)
+            curves, dropped = group_curves(
+                groups, lambda run, s=prompt_set, m=metric: eval_curve(run, s, m), "eval", name
+            )
             if curves:  # only toy-world evaluations have these keys
                 notes += dropped
                 what = f"{metric.name[0].upper()}{metric.name[1:]}, {prompts_name(prompt_set)}"
@@ -150,11 +152,13 @@ def plan_curves(groups, colors, budget):
     for prompt_set in titles:  # Fig. 7a: CLIPScore and BERTScore (or its toy stand-in) side by side
         name = f"fig7a_{prompt_set}"
         for metric in CAPTION_METRICS:
-            second, dropped = group_curves(groups, lambda run, m=metric: eval_curve(run, prompt_set, m), "eval", name)
+            second, dropped = group_curves(
+                groups, lambda run, s=prompt_set, m=metric: eval_curve(run, s, m), "eval", name
+            )
             if second:
                 break
         if second:
-            clip, _ = group_curves(groups, lambda run: eval_curve(run, prompt_set, CLIPSCORE), "eval", name)
+            clip, _ = group_curves(groups, lambda run, s=prompt_set: eval_curve(run, s, CLIPSCORE), "eval", name)
             notes += dropped
             where = prompts_name(prompt_set)
             note = se_note((max(s.n for _, s in points) for points in second.values()), own)

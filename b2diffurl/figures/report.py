@@ -46,7 +46,8 @@ PER_PROMPT_LEADS = (
     "IS follows in its own table."
 )
 POOLED = (
-    "The pooled IS (one IS over all images of the prompt set; one run's own SE = inception_score_std / sqrt(is_splits)) "
+    "The pooled IS (one IS over all images of the prompt set; one run's own SE = inception_score_std / "
+    "sqrt(is_splits)) "
     "mixes dozens of different subjects, so it is far larger than the paper's values; compare those with the "
     "per-prompt IS table."
 )

@@ -7,10 +7,11 @@ import os
 import re
 from dataclasses import dataclass, field
 
-PROGRESS = "progress.csv"
-BASE_DIR = "base"
+from b2diffurl import layout
+from b2diffurl.layout import BASE
+
+PROGRESS = layout.PROGRESS_NAME
 PROMPT_SETS = ("train", "test")  # eval/<set>.json: the template's training list, its held-out list
-ROUND_DIR = re.compile(r"^round_(\d+)$")
 SEED_SUFFIX = re.compile(r"[_-](?:seed|s)\d+$", re.IGNORECASE)
 TEMPLATE = re.compile(r"^template(\d+)$", re.IGNORECASE)
 
@@ -86,13 +87,12 @@ def split_spec(spec):
 def eval_files(run_dir, prompt_set):
     """``base/eval/<prompt_set>.json`` and ``round_NNN/eval/<prompt_set>.json`` of a run folder:
     list[tuple[str, int, str]] of (round name, index, path), base (-1) first, then by round."""
-    found = []
-    for name in os.listdir(run_dir):
-        match = ROUND_DIR.match(name)
-        path = os.path.join(run_dir, name, "eval", f"{prompt_set}.json")
-        if (name == BASE_DIR or match) and os.path.isfile(path):
-            found.append((name, int(match.group(1)) if match else -1, path))
-    return sorted(found, key=lambda item: item[1])
+    named = [(BASE, -1)] + [(name, r) for r, name in layout.round_folders(run_dir)]
+    return [
+        (name, r, layout.eval_json(run_dir, name, prompt_set))
+        for name, r in named
+        if os.path.isfile(layout.eval_json(run_dir, name, prompt_set))
+    ]
 
 
 def number(value, where, name, required=False):
@@ -250,7 +250,8 @@ def load_runs(specs):
         files = {s: eval_files(path, s) for s in PROMPT_SETS}
         if not os.path.isfile(progress_path) and not any(files.values()):
             raise FiguresError(
-                f"{path}: neither {PROGRESS} nor any base/eval/{{train,test}}.json or round_NNN/eval/{{train,test}}.json: "
+                f"{path}: neither {PROGRESS} nor any base/eval/{{train,test}}.json or "
+                f"round_NNN/eval/{{train,test}}.json: "
                 "not a run folder (evaluate it with python -m b2diffurl.evaluate, or give <save_path>/<exp_name>)"
             )
         run = Run(label=label, path=os.path.abspath(path))

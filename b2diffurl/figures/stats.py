@@ -1,8 +1,8 @@
 """Averaging over seeds: a group's mean and standard error, per point of a curve or per table cell."""
 
-import math
-import statistics
 from dataclasses import dataclass
+
+from b2diffurl import stats
 
 
 @dataclass(frozen=True)
@@ -24,16 +24,15 @@ def mean_se(values):
 
     values: list[tuple[float, float | None]], one ``(value, own_se)`` per seed, len >= 1; ``own_se`` is
     the run's own standard error, used only when there is a single seed.
-    Returns Stat; n >= 2: se = stdev (ddof 1) / sqrt(n), source "seeds"; n == 1: se = own_se, source
-    "eval" (or "" when own_se is None).
+    Returns Stat; n >= 2: se = stdev (ddof 1) / sqrt(n) (:func:`b2diffurl.stats.mean_se`), source
+    "seeds"; n == 1: se = own_se, source "eval" (or "" when own_se is None).
     """
     if not values:
         raise ValueError("mean_se needs at least one value")
-    numbers = [v for v, _ in values]
-    if len(numbers) == 1:
-        own = values[0][1]
-        return Stat(numbers[0], own, 1, "eval" if own is not None else "")
-    return Stat(statistics.fmean(numbers), statistics.stdev(numbers) / math.sqrt(len(numbers)), len(numbers), "seeds")
+    if len(values) == 1:
+        value, own = values[0]
+        return Stat(value, own, 1, "eval" if own is not None else "")
+    return Stat(*stats.mean_se(v for v, _ in values), "seeds")
 
 
 def average_curves(curves, own_source="eval"):

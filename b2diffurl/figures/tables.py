@@ -31,7 +31,8 @@ def template_cells(groups, prompt_set, budget):
 
     Rows: the base model (when any run has a base evaluation on the set) then every group label, also those
     without a pick (their cells stay empty); columns: the templates of the evaluations used. Each
-    distinct base evaluation goes to the base row ("<checkpoint> (base)", runs.base_label), each run's pick (budget.pick) to its group.
+    distinct base evaluation goes to the base row ("<checkpoint> (base)", runs.base_label), each run's pick
+    (budget.pick) to its group.
     """
     bases = distinct(b for runs in groups.values() for run in runs if (b := run.base(prompt_set)) is not None)
     base_row = base_label(bases)

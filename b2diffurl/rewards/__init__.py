@@ -21,6 +21,7 @@ Each factory imports its module's heavy libraries only when its reward is built.
 """
 
 from b2diffurl import heap
+from b2diffurl.choices import registry
 from b2diffurl.rewards.base import check_inputs
 from b2diffurl.rewards.clipscore import PRECISIONS, ClipScore
 from b2diffurl.rewards.colour import COLOURS, ColourScore, prompt_colour
@@ -36,14 +37,19 @@ __all__ = [
     "prompt_colour",
 ]
 
-REWARDS = {
-    "clipscore": lambda cfg, device: ClipScore(
-        cfg.clip_model, cfg.clip_pretrained, cfg.batch_size, device, cfg.get("precision", "fp32")
-    ),
-    "colour": lambda cfg, device: ColourScore(cfg.batch_size),
-    "bertscore": lambda cfg, device: _bertscore(cfg, device),
-    "toycaption": lambda cfg, device: _toycaption(cfg, device),
-}
+# reward.name (b2diffurl.choices.REWARD_NAMES) -> its factory
+REWARDS = registry(
+    {
+        "clipscore": lambda cfg, device: ClipScore(
+            cfg.clip_model, cfg.clip_pretrained, cfg.batch_size, device, cfg.get("precision", "fp32")
+        ),
+        "colour": lambda cfg, device: ColourScore(cfg.batch_size),
+        "bertscore": lambda cfg, device: _bertscore(cfg, device),
+        "toycaption": lambda cfg, device: _toycaption(cfg, device),
+    },
+    "REWARD_NAMES",
+    "b2diffurl.rewards.REWARDS",
+)
 
 
 def _toycaption(cfg, device):

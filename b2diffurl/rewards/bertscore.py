@@ -17,6 +17,7 @@ token's best cosine similarity with any candidate token. As the ``bert-score`` p
 
 import os
 
+from b2diffurl.choices import registry
 from b2diffurl.rewards.base import check_inputs
 
 # BERTScore's layer for microsoft/deberta-xlarge-mnli (the bert-score package's table; 48 layers in all)
@@ -96,9 +97,8 @@ class RecallScorer:
         return torch.cat(out) if out else torch.zeros(0)
 
 
-# the release's question and reference (DDPO's LLaVA-BERTScore reward, which the paper's follows)
+# the release's question (DDPO's LLaVA-BERTScore reward, which the paper's follows)
 DEFAULT_QUESTION = "Answer concisely: what is going on in this image?"
-DEFAULT_REFERENCE = "The image contains {prompt}"
 
 
 class Captioner:
@@ -145,7 +145,12 @@ class Captioner:
         return captions
 
 
-CAPTION_PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+# reward.caption_precision besides "auto" (b2diffurl.choices.REWARD_PRECISIONS) -> torch dtype name
+CAPTION_PRECISIONS = registry(
+    {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"},
+    "REWARD_PRECISIONS",
+    "b2diffurl.rewards.bertscore.CAPTION_PRECISIONS",
+)
 
 
 def caption_dtype(precision, device):

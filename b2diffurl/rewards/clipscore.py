@@ -2,10 +2,14 @@
 
 import os
 
+from b2diffurl.choices import registry
 from b2diffurl.rewards.base import check_inputs
 
-# reward.precision -> torch dtype name of ClipScore's pixels (and of open_clip's matmul weights).
-PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+# reward.precision (b2diffurl.choices.REWARD_PRECISIONS) -> torch dtype name of ClipScore's pixels (and of
+# open_clip's matmul weights).
+PRECISIONS = registry(
+    {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}, "REWARD_PRECISIONS", "b2diffurl.rewards.PRECISIONS"
+)
 
 
 def load_open_clip(name, pretrained, precision, device):
@@ -147,7 +151,8 @@ class ClipScore:
             return torch.cat([self._image_features(chunk) for chunk in images.split(self.batch_size)])
 
     def scores_from_features(self, image_features, prompts):
-        """CLIPScore [N] (fp32, CPU) of image embeddings [N, D] against their N prompts (each distinct prompt encoded once)."""
+        """CLIPScore [N] (fp32, CPU) of image embeddings [N, D] against their N prompts (each distinct prompt
+        encoded once)."""
         import torch
 
         row = {p: i for i, p in enumerate(dict.fromkeys(prompts))}

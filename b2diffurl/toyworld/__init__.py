@@ -6,7 +6,7 @@
 - ``score``: held-out alignment and diversity (background / size entropy) of generated images.
 - ``models``: the Stable-Diffusion-shaped architectures (VAE, UNet, CLIP text encoder + tokenizer)
   and the reward's open_clip config; the built weights are committed in ``model/``.
-- ``training``: pretraining loops (VAE, UNet + text encoder, CLIP reward).
-- ``build``: ``python -m b2diffurl.toyworld build``, checksums and quality.json.
-- ``benchmark``: B2-DiffuRL vs BPT-only vs DDPO at equal reward queries -> docs/RESULTS.md.
+
+Its tools (training, build, the benchmark and its report, the command line of
+``python -m b2diffurl.toyworld``) are in :mod:`b2diffurl.toylab`.
 """

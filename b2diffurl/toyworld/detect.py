@@ -2,9 +2,9 @@
 
 No learned model: each object colour's pixels (RGB distance below :data:`COLOUR_TOLERANCE`) are split
 into 4-connected blobs; a blob of at least :data:`MIN_AREA` of the image is an object, its shape read
-from its pixel distribution (:func:`shape_of`) and its position from its centroid. :func:`aligned` then applies the renderer's own ground-truth rule
-(:func:`b2diffurl.toyworld.world.shows`) to what was detected. Its accuracy on rendered images is
-pinned by tests/test_toyworld.py.
+from its pixel distribution (:func:`shape_of`) and its position from its centroid. :func:`aligned` then
+applies the renderer's own ground-truth rule (:func:`b2diffurl.toyworld.world.shows`) to what was
+detected. Its accuracy on rendered images is pinned by tests/test_toyworld.py.
 """
 
 import numpy as np

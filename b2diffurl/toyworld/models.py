@@ -84,25 +84,20 @@ def make_tokenizer():
 
 
 def make_text_encoder(vocab_size):
-    from transformers import CLIPTextConfig, CLIPTextModel
-
+    """The toy model's text encoder (random), its special tokens' ids those of the tiny vocabulary."""
+    from b2diffurl.textenc import random_text_encoder
     from b2diffurl.tiny import tiny_tokenizer_vocab
 
-    specials = tiny_tokenizer_vocab()
-    return CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=vocab_size,
-            hidden_size=64,
-            intermediate_size=256,
-            num_hidden_layers=3,
-            num_attention_heads=4,
-            max_position_embeddings=MAX_TOKENS,
-            projection_dim=64,
-            bos_token_id=specials["<|startoftext|>"],
-            eos_token_id=specials["<|endoftext|>"],
-            pad_token_id=specials["<|endoftext|>"],
-        )
+    shape = dict(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=256,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        max_position_embeddings=MAX_TOKENS,
+        projection_dim=64,
     )
+    return random_text_encoder(shape, tiny_tokenizer_vocab())
 
 
 def make_vae():

@@ -87,7 +87,8 @@ def caption_template3(colour1, shape1, relation, colour2, shape2):
 _SINGLE = re.compile(rf"^a ({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})$")
 _COUNT = re.compile(rf"^({'|'.join(COUNTS)}) ({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})s?$")
 _RELATION = re.compile(
-    rf"^a ({'|'.join(COLOURS)}) ({'|'.join(SHAPES)}) ({'|'.join(RELATIONS)}) a ({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})$"
+    rf"^a ({'|'.join(COLOURS)}) ({'|'.join(SHAPES)}) ({'|'.join(RELATIONS)}) "
+    rf"a ({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})$"
 )
 
 

@@ -12,7 +12,7 @@ it is a look at the run, not a model selection (that would need a separate valid
 
 import os
 
-from b2diffurl import layout, records
+from b2diffurl import layout, records, stats
 from b2diffurl.layout import BASE
 from b2diffurl.summaries import round_finished, round_row
 
@@ -69,14 +69,9 @@ def paired_difference(last, base, key):
 
 
 def _mean_se(diffs):
-    """(mean, standard error (n - 1), n) of paired differences; None for fewer than 2."""
-    import math
-
-    if len(diffs) < 2:
-        return None
-    mean = sum(diffs) / len(diffs)
-    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
-    return mean, math.sqrt(var / len(diffs)), len(diffs)
+    """(mean, standard error (n - 1), n) of paired differences (:func:`b2diffurl.stats.mean_se`); None for
+    fewer than 2."""
+    return stats.mean_se(diffs) if len(diffs) >= 2 else None
 
 
 def image_paired_difference(last, base):

@@ -1,4 +1,13 @@
-"""Check a whole run before round 0 and hand its checked settings on: ``python -m b2diffurl.driver prepare``."""
+"""Check a whole run before round 0 and hand its checked settings on: ``python -m b2diffurl.driver prepare``.
+
+It reads the driver's variables (the official run_process.sh's names, :mod:`b2diffurl.variables`) from
+the environment; an unset or empty one takes its default from the config (CONFIG, one source of
+truth). It checks every variable's type and range, every round's settings (the whole BPT schedule),
+the paths, the device, and that the model and reward can be found, all before round 0, and reports
+one line per problem naming the variable the user set. Relative paths the user set are taken from
+the caller's folder (``B2DIFFURL_CALLER_DIR``); the config's own defaults from the repository.
+Light imports only (no torch unless the run asks for fp16 or a hub model).
+"""
 
 import os
 import shlex

@@ -7,7 +7,7 @@ python -m b2diffurl.toyworld remeasure            redo quality.json of the built
 python -m b2diffurl.toyworld verify               check the committed model against SHA256SUMS, print quality.json
 python -m b2diffurl.toyworld benchmark [--part all|grid|fig5|fig7|fig8|caption|f1] [--quick] [--report]
                                                   the paper's experiments on the toy world under the fixed
-                                                  protocol of b2diffurl/toyworld/protocol.py (resumable; each
+                                                  protocol of b2diffurl/toylab/protocol.py (resumable; each
                                                   finished run recorded in docs/results/toy_benchmark/ and
                                                   never run again), writes docs/RESULTS.md and
                                                   docs/figures/toy_benchmark/ from that record
@@ -192,7 +192,7 @@ def add_build(commands):
 def add_benchmark(commands):
     m = commands.add_parser(
         "benchmark",
-        help="the paper's experiments on the toy world (protocol: b2diffurl/toyworld/protocol.py); "
+        help="the paper's experiments on the toy world (protocol: b2diffurl/toylab/protocol.py); "
         "writes docs/RESULTS.md",
     )
     m.add_argument(

@@ -16,7 +16,7 @@ def protocol_lines(kind, rounds, eval_interval, seeds):
         for m in METHODS.values()
     )
     return [
-        "Fixed in `b2diffurl/toyworld/protocol.py` before the final runs; restated here.",
+        "Fixed in `b2diffurl/toylab/protocol.py` before the final runs; restated here.",
         "",
         "- Model: the committed toy world (`b2diffurl/toyworld/model`); reward: its CLIP (CLIPScore), or for the "
         "caption part the captioning score (`toycaption`: the detector's caption against the prompt by BERTScore's "

@@ -330,7 +330,7 @@ def test_a_combined_reward_keeps_its_parts_and_selection_follows_the_sum(tiny_co
     assert saved["selected"] == selection(saved["scores"]) != selection(parts["colour"]), (
         "the sum decides, not one part"
     )
-    assert summary["reward_components"] == pytest.approx({k: sum(v) / len(v) for k, v in parts.items()}, abs=1e-6)
+    assert summary.reward_components == pytest.approx({k: sum(v) / len(v) for k, v in parts.items()}, abs=1e-6)
     header, row = progress_table(os.path.dirname(out)).splitlines()[:2]
     assert header.startswith(
         "round,run_name,k,split_time,trajectories,reward_queries,reward_mean,reward_std,reward_colour_mean,reward_clipscore_mean,selected"

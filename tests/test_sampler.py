@@ -39,7 +39,7 @@ def test_branch_structure_and_counts(tiny_config, accelerator):
     out, summary, _ = sample(tiny_config, accelerator)
     manifest, traj = load_round(out)
     b, nb, n, k = tiny_config.sample.batch_size, tiny_config.sample.num_batches_per_epoch, 3, 2
-    assert len(traj) == summary["trajectories"] == b * nb * n == manifest["num_trajectories"]
+    assert len(traj) == summary.trajectories == b * nb * n == manifest["num_trajectories"]
     assert traj.latents.shape == (b * nb * n, k + 1, 4, 16, 16)
     assert traj.log_probs.shape == traj.timesteps.shape == (b * nb * n, k)
     assert (
@@ -160,6 +160,6 @@ def test_interrupted_round_resumes_with_identical_results(tiny_config, accelerat
     calls.clear()
     summary = sample_round(tiny_config, accelerator, pipeline)
     assert len(calls) == 1, "only the missing batch is sampled again"
-    assert summary["trajectories"] == len(reference)
+    assert summary.trajectories == len(reference)
     assert np.array_equal(_images(resumed), reference)
     assert finished_summary(tiny_config, accelerator) == summary

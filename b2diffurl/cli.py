@@ -16,13 +16,12 @@ from b2diffurl import heap
 from b2diffurl.configs import DEFAULT_CONFIG_PATH, config_spec_problem
 from b2diffurl.errors import EXIT_LOST_PEER, LOST_PEER, UserError, first_line
 
-DEFAULT_CONFIG = DEFAULT_CONFIG_PATH
 INTERRUPTED = "stopped (Ctrl-C): rerun the same command to continue where it stopped"
 EXIT_INTERRUPTED = 130
 
 
 def define_config_flag(help_text):
-    config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, help_text, lock_config=True)
+    config_flags.DEFINE_config_file("config", DEFAULT_CONFIG_PATH, help_text, lock_config=True)
     return flags.FLAGS
 
 

@@ -21,11 +21,6 @@ def repo_path(*parts):
     return os.path.join(REPO_ROOT, *parts)
 
 
-def preset_spec(presets, path=DEFAULT_CONFIG_PATH):
-    """``<path>:<presets>`` (the repository's config file by default)."""
-    return f"{path}:{presets}" if presets else path
-
-
 def load_config(spec):
     """``path/to/config.py[:preset]`` -> ConfigDict, as absl's config_flags reads it."""
     path, _, preset = spec.partition(":")

@@ -29,7 +29,6 @@ from b2diffurl.configs import REPO_ROOT, flatten
 from b2diffurl.errors import Problems, show
 from b2diffurl.variables import DRIVER_VARIABLES, field_name
 
-SETTINGS_NAME = layout.SETTINGS_NAME
 # fields a rerun may change freely: they do not alter what a finished round is, or they are meant to
 # change between reruns (the number of rounds, the evaluation, logging, kept latents, processes per round)
 FREE_FIELDS = (
@@ -168,7 +167,7 @@ def start(exp_dir, fd, prepared):
             ]
             lines.append(
                 f"{exp_dir} was run with other settings (above): rerun with its settings, choose another ExpName, "
-                f"or set AllowChanges=1 to continue with the new ones (recorded in {SETTINGS_NAME})"
+                f"or set AllowChanges=1 to continue with the new ones (recorded in {layout.SETTINGS_NAME})"
             )
             raise Problems(lines)
         if "process.stage_cnt" in diff:

@@ -6,6 +6,9 @@ import sys
 
 import pytest
 
+# what a stage measures about its own run (markers, metrics.json): differs from run to run
+from b2diffurl.summaries import MEASURED
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
@@ -179,10 +182,6 @@ def reference_run(tmp_path_factory):
         shared_folder(tmp_path_factory, "reference"), lambda folder: run_driver(folder, **REFERENCE_RUN)
     )
     return save_path, save_path / REFERENCE_RUN["ExpName"]
-
-
-# what a stage measures about its own run (markers, metrics.json): differs from run to run
-MEASURED = ("seconds", "load_seconds", "peak_memory_bytes")
 
 
 def run_state(exp_dir):
